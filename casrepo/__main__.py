@@ -1,0 +1,3 @@
+from casrepo.cli import main
+
+main()

@@ -1,0 +1,152 @@
+"""The click group, its global options, output helpers and the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from casrepo import __version__
+from casrepo.errors import CasrepoError, NotARepository
+from casrepo.repository import Repository
+
+INTERRUPTED = 130
+
+
+@dataclass
+class State:
+    repo_path: str | None = None
+    debug: bool = False
+    _repo: Repository | None = field(default=None, repr=False)
+
+    def repo(self) -> Repository:
+        if self._repo is None:
+            if self.repo_path:
+                self._repo = Repository.open(self.repo_path)
+            else:
+                self._repo = Repository.discover()
+        return self._repo
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"casrepo: error: {_one_line(message)}", err=True)
+    sys.exit(code)
+
+
+def _debug_requested(args: Sequence[str] | None) -> bool:
+    argv = list(args) if args is not None else sys.argv[1:]
+    return "--debug" in argv or os.environ.get("CASREPO_DEBUG", "") not in ("", "0")
+
+
+class CasrepoGroup(click.Group):
+    """Turns every error into one line on stderr and the contract's exit code."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        debug = _debug_requested(args)
+        try:
+            result = super().main(args, prog_name or "casrepo", complete_var,
+                                  standalone_mode=False, **extra)
+        except click.UsageError as e:
+            hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+            _fail(e.format_message() + hint, e.exit_code)
+        except click.ClickException as e:
+            _fail(e.format_message(), e.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            click.echo("casrepo: interrupted", err=True)
+            sys.exit(INTERRUPTED)
+        except BrokenPipeError:
+            # The reader went away (e.g. `casrepo log | head`): not an error.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(0)
+        except CasrepoError as e:
+            if debug:
+                traceback.print_exc()
+            _fail(str(e), e.exit_code)
+        except OSError as e:
+            if debug:
+                traceback.print_exc()
+            where = f": {e.filename}" if e.filename else ""
+            _fail(f"{e.strerror or e}{where}", 1)
+        except Exception as e:
+            if debug:
+                traceback.print_exc()
+            _fail(f"internal error: {type(e).__name__}: {e} (run with --debug for a traceback)", 1)
+        code = result if isinstance(result, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def examples(*lines: str) -> str:
+    """An epilog of example command lines that click does not rewrap."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+@click.group(cls=CasrepoGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=examples("casrepo init", "casrepo add data.csv --name datasets/iris -m 'first cut'",
+                             "casrepo lineage models/churn"))
+@click.option("-C", "chdir", metavar="DIR", type=click.Path(file_okay=False),
+              help="Run as if casrepo was started in DIR.")
+@click.option("--repo", "repo_path", metavar="PATH", envvar="CASREPO_DIR",
+              help="The .casrepo directory to use (default: found from the working directory).")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(__version__, "--version", prog_name="casrepo")
+@click.pass_context
+def cli(ctx: click.Context, chdir: str | None, repo_path: str | None, debug: bool) -> None:
+    """casrepo: versioned, content-addressed artifacts with provenance."""
+    if chdir:
+        try:
+            os.chdir(chdir)
+        except OSError as e:
+            raise NotARepository(f"cannot change to {chdir}: {e.strerror}") from e
+    ctx.obj = State(repo_path=repo_path, debug=debug)
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def short(oid: str) -> str:
+    return oid[:12]
+
+
+def info(message: str) -> None:
+    """A human message on stderr (stdout is kept for results)."""
+    click.echo(message, err=True)
+
+
+def is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+def display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,408 @@
+"""The casrepo commands: parse arguments, call the library, print results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from casrepo import clock
+from casrepo.cli.app import (
+    State,
+    cli,
+    display_path,
+    emit_json,
+    examples,
+    human_size,
+    info,
+    is_terminal,
+    pass_state,
+    short,
+)
+from casrepo.ids import ref_name_problem
+from casrepo.manifest import LINK_KEY, GenericManifest
+from casrepo.refs import RefKind
+from casrepo.repository import Repository
+
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print one JSON document on stdout.")
+
+
+def _parse_meta(pairs: tuple[str, ...]) -> dict[str, str]:
+    meta: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--meta")
+        meta[key] = value
+    return meta
+
+
+def _check_name(value: str | None, what: str) -> None:
+    if value is not None:
+        problem = ref_name_problem(value)
+        if problem:
+            raise click.BadParameter(f"invalid {what} {value!r}: {problem}")
+
+
+# -- init --------------------------------------------------------------------------
+
+
+@cli.command(epilog=examples("casrepo init", "casrepo init path/to/project"))
+@click.argument("path", required=False, default=".", type=click.Path(file_okay=False))
+@json_option
+def init(path: str, as_json: bool) -> None:
+    """Create a .casrepo repository in PATH (default: here); no change if one exists."""
+    repo = Repository.init(path)
+    if as_json:
+        emit_json({"path": str(repo.dir), "created": repo.created})
+    elif repo.created:
+        click.echo(f"Initialized empty casrepo repository in {repo.dir}")
+    else:
+        click.echo(f"casrepo repository already exists in {repo.dir} (nothing changed)")
+
+
+# -- add ---------------------------------------------------------------------------
+
+
+@cli.command(epilog=examples(
+    "casrepo add data.csv --name datasets/iris -m 'first cut'",
+    "casrepo add model.json --name models/churn --input datasets/iris --meta auc=0.91",
+    "casrepo add images/ --name datasets/images"))
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--name", help="Move this name to the new artifact (its previous version is kept).")
+@click.option("--kind", help="The manifest kind (default: file or directory).")
+@click.option("--input", "inputs", multiple=True, metavar="REV",
+              help="An artifact this one was derived from (repeatable).")
+@click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE",
+              help="Metadata to record (repeatable); keys naming fields of --kind set them.")
+@click.option("-m", "--message", help="A message stored in the manifest and the ref log.")
+@json_option
+@pass_state
+def add(state: State, path: str, name: str | None, kind: str | None, inputs: tuple[str, ...],
+        meta: tuple[str, ...], message: str | None, as_json: bool) -> None:
+    """Store a file or directory as an artifact and print its manifest id."""
+    _check_name(name, "name")
+    parsed_meta = _parse_meta(meta)
+    repo = state.repo()
+    counter = {"files": 0, "bytes": 0}
+    show_progress = is_terminal() and not as_json
+
+    def progress(rel: str, size: int) -> None:
+        counter["files"] += 1
+        counter["bytes"] += size
+        if show_progress:
+            click.echo(f"\rstoring: {counter['files']} files, {human_size(counter['bytes'])}",
+                       err=True, nl=False)
+
+    result = repo.add(path, name=name, kind=kind, inputs=inputs, meta=parsed_meta,
+                      message=message, progress=progress)
+    if show_progress:
+        click.echo("", err=True)
+    kind_name = type(result.manifest).kind
+    if as_json:
+        emit_json({"id": result.id, "kind": kind_name, "name": result.name,
+                   "previous": result.previous, "unchanged": result.unchanged,
+                   "files": counter["files"], "size": counter["bytes"],
+                   "objects_written": 0 if result.unchanged else result.objects_written,
+                   "bytes_written": result.bytes_written})
+        return
+    target = f" as {result.name}" if result.name else ""
+    if result.unchanged:
+        info(f"{result.name} already holds this content; no new version")
+    else:
+        info(f"added {kind_name} {display_path(Path(path))}{target}: {counter['files']} "
+             f"file(s), {human_size(counter['bytes'])}")
+    click.echo(result.id)
+
+
+# -- tag / name -------------------------------------------------------------------------
+
+
+@cli.command(epilog=examples("casrepo tag v1 datasets/iris", "casrepo tag",
+                             "casrepo tag -d v1", "casrepo tag --force v1 datasets/iris~1"))
+@click.argument("tag_name", metavar="[TAG]", required=False)
+@click.argument("rev", metavar="[REV]", required=False)
+@click.option("-f", "--force", is_flag=True, help="Move an existing tag.")
+@click.option("-d", "--delete", is_flag=True, help="Delete TAG.")
+@click.option("-m", "--message", help="A message for the ref log.")
+@json_option
+@pass_state
+def tag(state: State, tag_name: str | None, rev: str | None, force: bool, delete: bool,
+        message: str | None, as_json: bool) -> None:
+    """Make an immutable tag at REV, list tags (no arguments), or delete one (-d)."""
+    _check_name(tag_name, "tag")
+    repo = state.repo()
+    if delete:
+        if not tag_name or rev:
+            raise click.UsageError("tag -d takes exactly one TAG")
+        old = repo.delete_tag(tag_name, message)
+        if as_json:
+            emit_json({"tag": tag_name, "deleted": old})
+        else:
+            click.echo(f"Deleted tag {tag_name} (was {short(old)})")
+        return
+    if tag_name is None:
+        tags = repo.list_refs(RefKind.TAG)
+        if as_json:
+            emit_json({"tags": [{"name": t.name, "id": t.id} for t in tags]})
+        else:
+            for t in tags:
+                click.echo(f"{t.name}  {short(t.id)}")
+        return
+    if rev is None:
+        raise click.UsageError("missing REV: which artifact should the tag point at?")
+    oid, old = repo.tag(tag_name, rev, force=force, message=message)
+    if as_json:
+        emit_json({"tag": tag_name, "id": oid, "previous": old})
+    elif old and old != oid:
+        click.echo(f"Moved tag {tag_name} to {short(oid)} (was {short(old)})")
+    else:
+        click.echo(f"Tagged {short(oid)} as {tag_name}")
+
+
+@cli.command(epilog=examples("casrepo name datasets/iris datasets/iris~1",
+                             "casrepo name -d datasets/old"))
+@click.argument("name")
+@click.argument("rev", required=False)
+@click.option("-d", "--delete", is_flag=True, help="Delete NAME (its versions stay until gc).")
+@click.option("-m", "--message", help="A message for the ref log.")
+@json_option
+@pass_state
+def name(state: State, name: str, rev: str | None, delete: bool, message: str | None,
+         as_json: bool) -> None:
+    """Point NAME at REV (e.g. to roll back), or delete it with -d."""
+    _check_name(name, "name")
+    repo = state.repo()
+    if delete:
+        old = repo.delete_name(name, message)
+        if as_json:
+            emit_json({"name": name, "deleted": old})
+        else:
+            click.echo(f"Deleted name {name} (was {short(old)})")
+        return
+    if rev is None:
+        raise click.UsageError("missing REV (or -d to delete the name)")
+    old = repo.set_name(name, rev, message)
+    oid = repo.resolve(name)
+    if as_json:
+        emit_json({"name": name, "id": oid, "previous": old})
+    else:
+        click.echo(f"{name} -> {short(oid)}" + (f" (was {short(old)})" if old else ""))
+
+
+@cli.command(epilog=examples("casrepo refs", "casrepo refs --json"))
+@json_option
+@pass_state
+def refs(state: State, as_json: bool) -> None:
+    """List every name and tag with the id it points at."""
+    entries = state.repo().list_refs()
+    if as_json:
+        emit_json({"names": [{"name": r.name, "id": r.id} for r in entries
+                             if r.kind is RefKind.NAME],
+                   "tags": [{"name": r.name, "id": r.id} for r in entries
+                            if r.kind is RefKind.TAG]})
+        return
+    for r in entries:
+        click.echo(f"{r.kind.label:<4}  {short(r.id)}  {r.name}")
+
+
+# -- log ---------------------------------------------------------------------------
+
+
+@cli.command(epilog=examples("casrepo log datasets/iris", "casrepo log datasets/iris -n 3",
+                             "casrepo log"))
+@click.argument("rev", required=False)
+@click.option("-n", "limit", type=click.IntRange(min=1), help="Show at most N versions.")
+@json_option
+@pass_state
+def log(state: State, rev: str | None, limit: int | None, as_json: bool) -> None:
+    """Show the versions of REV, newest first; without REV, the ref log."""
+    repo = state.repo()
+    if rev is None:
+        entries = list(reversed(repo.refs.log()))[:limit]
+        if as_json:
+            emit_json({"reflog": [e.__dict__ for e in entries]})
+            return
+        for e in entries:
+            change = f"{short(e.old) if e.old else '(new)'} -> {short(e.new) if e.new else '(deleted)'}"
+            msg = f"  {e.message}" if e.message else ""
+            click.echo(f"{e.time}  {e.user}  {e.ref}  {change}{msg}")
+        return
+    versions = repo.history(rev, limit)
+    marks = repo.decorations()
+    if as_json:
+        emit_json({"rev": rev, "versions": [_version_json(v.id, v.manifest) for v in versions]})
+        return
+    for v in versions:
+        doc = v.manifest.document()
+        refs_here = marks.get(v.id)
+        deco = f" ({', '.join(refs_here)})" if refs_here else ""
+        size = doc.get("size")
+        size_text = f"  {human_size(size)}" if isinstance(size, int) else ""
+        msg = f"  {doc['message']}" if doc.get("message") else ""
+        created = str(doc.get("created", "?"))[:19].replace("T", " ")
+        click.echo(f"{short(v.id)}  {created}  {doc.get('kind')}{size_text}"
+                   f"{deco}{msg}")
+
+
+def _version_json(oid: str, manifest: Any) -> dict[str, Any]:
+    doc = manifest.document()
+    return {"id": oid, "kind": doc.get("kind"), "name": doc.get("name"),
+            "created": doc.get("created"), "message": doc.get("message"),
+            "size": doc.get("size"), "previous": _link_id(doc.get("previous"))}
+
+
+def _link_id(value: Any) -> str | None:
+    return value.get(LINK_KEY) if isinstance(value, dict) else None
+
+
+# -- show / get --------------------------------------------------------------------
+
+
+def _readable(value: Any) -> Any:
+    """A document with each link shown as 'REL TYPE ID', for people."""
+    if isinstance(value, dict):
+        if LINK_KEY in value:
+            return f"{value.get('rel')} {value.get('type')} {value[LINK_KEY]}"
+        return {k: _readable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_readable(v) for v in value]
+    return value
+
+
+@cli.command(epilog=examples("casrepo show datasets/iris", "casrepo show v1 --json"))
+@click.argument("rev")
+@json_option
+@pass_state
+def show(state: State, rev: str, as_json: bool) -> None:
+    """Print the manifest REV names."""
+    repo = state.repo()
+    oid = repo.resolve_manifest(rev)
+    manifest = repo.registry.from_document(repo.document(oid), oid)
+    document = manifest.document()
+    if as_json:
+        emit_json({"id": oid, "manifest": document})
+        return
+    click.echo(f"id: {oid}")
+    if isinstance(manifest, GenericManifest):
+        click.echo(f"# kind {manifest.kind!r} is not registered here; shown as stored")
+    text = yaml.safe_dump(_readable(document), sort_keys=True, allow_unicode=True,
+                          default_flow_style=False, width=100)
+    click.echo(text.rstrip("\n"))
+
+
+@cli.command(epilog=examples("casrepo get datasets/iris iris.csv",
+                             "casrepo get datasets/images~1 old-images/ --force"))
+@click.argument("rev")
+@click.argument("dest", type=click.Path())
+@click.option("-f", "--force", is_flag=True, help="Replace DEST if it exists.")
+@json_option
+@pass_state
+def get(state: State, rev: str, dest: str, force: bool, as_json: bool) -> None:
+    """Write the file or directory of REV to DEST (which must not exist, unless --force)."""
+    result = state.repo().get(rev, dest, force=force)
+    if as_json:
+        emit_json({"id": result.id, "dest": str(result.dest), "files": result.files,
+                   "bytes": result.bytes})
+    else:
+        click.echo(f"wrote {result.files} file(s), {human_size(result.bytes)} to {dest}")
+
+
+# -- lineage -----------------------------------------------------------------------
+
+
+@cli.command(epilog=examples("casrepo lineage models/churn", "casrepo lineage datasets/raw --down",
+                             "casrepo lineage models/churn --format dot | dot -Tsvg > lineage.svg"))
+@click.argument("rev")
+@click.option("--up", "direction", flag_value="up", default=True,
+              help="What REV was derived from (default).")
+@click.option("--down", "direction", flag_value="down", help="What was derived from REV.")
+@click.option("--both", "direction", flag_value="both", help="Both directions.")
+@click.option("--depth", type=click.IntRange(min=0), help="Follow at most N links from REV.")
+@click.option("--kind", help="Only show artifacts of this kind (keeping the paths between them).")
+@click.option("--include-history", is_flag=True, help="Follow previous-version links too.")
+@click.option("--format", "fmt", type=click.Choice(["tree", "json", "dot", "mermaid"]),
+              default="tree", show_default=True)
+@json_option
+@pass_state
+def lineage(state: State, rev: str, direction: str, depth: int | None, kind: str | None,
+            include_history: bool, fmt: str, as_json: bool) -> None:
+    """Show the provenance of REV: its inputs, their inputs, and so on."""
+    from casrepo import graph  # networkx only when a graph is needed
+
+    result = graph.lineage(state.repo(), rev, direction, depth, kind, include_history)
+    click.echo(graph.render(result, "json" if as_json else fmt).rstrip("\n"))
+
+
+# -- gc / fsck ---------------------------------------------------------------------
+
+
+@cli.command(epilog=examples("casrepo gc", "casrepo gc --dry-run",
+                             "casrepo gc --prune-expire now --json"))
+@click.option("--dry-run", "-n", is_flag=True, help="List what would be removed; remove nothing.")
+@click.option("--prune-expire", metavar="WHEN",
+              help="Remove unreachable objects older than WHEN ('now', '14d', '2.weeks.ago', "
+                   "'never', an ISO date); default from config.yaml.")
+@click.option("--wait", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              metavar="SECONDS", help="How long to wait for running writers.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@json_option
+@pass_state
+def gc(state: State, dry_run: bool, prune_expire: str | None, wait: float, quiet: bool,
+       as_json: bool) -> None:
+    """Remove objects no name or tag needs and older than the grace period."""
+    from casrepo.gc import collect_garbage
+
+    repo = state.repo()
+    expire: Any = "config" if prune_expire is None else clock.parse_expire(prune_expire)
+    report = collect_garbage(repo, expire=expire, dry_run=dry_run, wait=wait)
+    if as_json:
+        emit_json({
+            "dry_run": report.dry_run,
+            "expire": clock.format_time(report.expire) if report.expire else None,
+            "roots": report.roots, "reachable": report.reachable,
+            "removed": [{"id": i.id, "size": i.size} for i in report.removed],
+            "objects_removed": len(report.removed), "bytes_removed": report.bytes_removed,
+            "kept_recent": report.kept_recent,
+            "temp_files_removed": len(report.temp_files_removed),
+        })
+        return
+    if quiet:
+        return
+    verb = "would remove" if dry_run else "removed"
+    if dry_run:
+        for item in report.removed:
+            click.echo(f"would remove {item.id}  {human_size(item.size)}")
+    click.echo(f"{verb} {len(report.removed)} object(s), {human_size(report.bytes_removed)}; "
+               f"kept {report.reachable} reachable and {report.kept_recent} recent")
+
+
+@cli.command(epilog=examples("casrepo fsck", "casrepo fsck --repair"))
+@click.option("--repair", is_flag=True,
+              help="Move corrupt objects to .casrepo/quarantine and clear files left by "
+                   "killed processes.")
+@json_option
+@pass_state
+def fsck(state: State, repair: bool, as_json: bool) -> None:
+    """Verify every object, manifest, link and ref; exit 6 if anything is wrong."""
+    from casrepo.fsck import check
+
+    report = check(state.repo(), repair=repair)
+    if as_json:
+        emit_json({"ok": report.ok, "objects": report.objects, "manifests": report.manifests,
+                   "refs": report.refs,
+                   "problems": [{"level": p.level.value, "subject": p.subject,
+                                 "message": p.message, "repaired": p.repaired}
+                                for p in report.problems]})
+    else:
+        for problem in report.problems:
+            click.echo(str(problem))
+        info(f"checked {report.objects} objects, {report.manifests} manifests, "
+             f"{report.refs} refs: {len(report.errors)} error(s)")
+    if not report.ok:
+        raise SystemExit(6)
+
+

@@ -1,0 +1,75 @@
+"""The casrepo exception tree.
+
+Every error a user can cause is a :class:`CasrepoError`; each class carries the
+exit code of the CLI contract so the CLI converts it in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class CasrepoError(Exception):
+    """Base of every casrepo error; ``exit_code`` is the CLI's exit status."""
+
+    exit_code = 1
+
+
+class UsageError(CasrepoError):
+    """Malformed input from the user: a bad name, rev, id or option value."""
+
+    exit_code = 2
+
+
+class InvalidName(UsageError):
+    """A name or tag that breaks the ref-name rules."""
+
+
+class InvalidId(UsageError):
+    """Something that should be an object id or hex prefix and is not."""
+
+
+class NotARepository(CasrepoError):
+    """No casrepo repository here, or one in an unsupported format."""
+
+    exit_code = 3
+
+
+class NotFound(CasrepoError):
+    """An object, rev, name or tag that does not exist."""
+
+    exit_code = 4
+
+
+class AmbiguousRev(NotFound):
+    """A prefix or rev that matches more than one object."""
+
+    def __init__(self, rev: str, candidates: Iterable[str]) -> None:
+        self.rev = rev
+        self.candidates = sorted(candidates)
+        shown = ", ".join(self.candidates)
+        super().__init__(f"ambiguous rev '{rev}' could be: {shown}")
+
+
+class Conflict(CasrepoError):
+    """A tag that exists, a ref that changed under us, a destination in the way."""
+
+    exit_code = 5
+
+
+class IntegrityError(CasrepoError):
+    """A corrupt or missing object, a manifest that does not parse."""
+
+    exit_code = 6
+
+
+class RemoteError(CasrepoError):
+    """A remote that cannot be reached or refused a request."""
+
+    exit_code = 7
+
+
+class Busy(CasrepoError):
+    """A lock is held by a live process; try again later."""
+
+    exit_code = 75

@@ -1,0 +1,111 @@
+"""fsck: re-hash every object, parse every reachable manifest, check every link and ref."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from casrepo.errors import CasrepoError
+from casrepo.lockfile import pid_alive, read_holder
+from casrepo.reach import mark
+from casrepo.refs import RefKind
+from casrepo.repository import Repository
+
+_TEMP_PID_RE = re.compile(r"[a-z]+-(\d+)-")
+
+
+class Level(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Problem:
+    level: Level
+    subject: str
+    message: str
+    repaired: bool = False
+
+    def __str__(self) -> str:
+        fixed = " (repaired)" if self.repaired else ""
+        return f"{self.level.value}: {self.subject}: {self.message}{fixed}"
+
+
+@dataclass
+class FsckReport:
+    objects: int = 0
+    manifests: int = 0
+    refs: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.level is Level.ERROR and not p.repaired]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def check(repo: Repository, *, repair: bool = False) -> FsckReport:
+    """Check the whole repository; with ``repair``, quarantine corrupt objects
+    and clear files left by killed processes (never deleting data)."""
+    report = FsckReport()
+    problems = report.problems
+    quarantine = repo.dir / "quarantine"
+    for info in repo.store.scan():
+        report.objects += 1
+        actual = repo.store.compute_id(info.id)
+        if actual != info.id:
+            moved = False
+            if repair:
+                quarantine.mkdir(exist_ok=True)
+                shutil.move(str(info.path), quarantine / info.id)
+                moved = True
+            problems.append(Problem(Level.ERROR, f"object {info.id}",
+                                    f"corrupt: its bytes hash to {actual}", moved))
+    for path in repo.store.strays():
+        problems.append(Problem(Level.WARNING, str(path.relative_to(repo.dir)),
+                                "unexpected file in the object store"))
+
+    reach = mark(repo)
+    report.refs = len(reach.roots)
+    report.manifests = len(reach.manifests)
+    for subject, message in reach.problems:
+        problems.append(Problem(Level.ERROR, subject, message))
+    for oid in sorted(reach.manifests):
+        try:
+            repo.registry.from_document(repo.document(oid), oid)
+        except CasrepoError as e:
+            problems.append(Problem(Level.ERROR, f"manifest {oid}", str(e)))
+
+    for kind in (RefKind.NAME, RefKind.TAG):
+        for path in repo.refs.strays(kind):
+            subject = str(path.relative_to(repo.dir))
+            if path.name.endswith(".lock"):
+                holder = read_holder(path)
+                if holder is not None and not holder.is_dead():
+                    continue  # a live update in progress
+                if repair:
+                    path.unlink(missing_ok=True)
+                problems.append(Problem(Level.WARNING, subject,
+                                        "lock left by a process that is gone", repair))
+            else:
+                problems.append(Problem(Level.WARNING, subject, "not a valid name or tag file"))
+    try:
+        repo.refs.log()
+    except CasrepoError as e:
+        problems.append(Problem(Level.ERROR, "ref log", str(e)))
+
+    for path in repo.store.temp_files():
+        match = _TEMP_PID_RE.match(path.name)
+        if match and pid_alive(int(match.group(1))) and int(match.group(1)) != os.getpid():
+            continue  # a writer is using it right now
+        if repair:
+            path.unlink(missing_ok=True)
+        problems.append(Problem(Level.WARNING, str(path.relative_to(repo.dir)),
+                                "temp file left by a killed process", repair))
+    return report

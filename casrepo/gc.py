@@ -1,0 +1,79 @@
+"""Garbage collection: mark from every name and tag, sweep what is old and unreachable."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from casrepo import clock
+from casrepo.errors import IntegrityError
+from casrepo.lockfile import pid_alive
+from casrepo.reach import mark
+from casrepo.repository import Repository
+from casrepo.store import ObjectInfo
+
+_TEMP_PID_RE = re.compile(r"[a-z]+-(\d+)-")
+
+
+@dataclass(frozen=True)
+class GCReport:
+    dry_run: bool
+    expire: datetime | None
+    """Unreachable objects modified before this were removed (None: 'never')."""
+    roots: int
+    reachable: int
+    removed: list[ObjectInfo] = field(default_factory=list)
+    kept_recent: int = 0
+    temp_files_removed: list[Path] = field(default_factory=list)
+
+    @property
+    def bytes_removed(self) -> int:
+        return sum(info.size for info in self.removed)
+
+
+def collect_garbage(repo: Repository, *, expire: datetime | str | None = "config",
+                    dry_run: bool = False, wait: float = 60.0) -> GCReport:
+    """Remove unreachable objects older than the grace period.
+
+    ``expire`` is the cut-off time (None keeps everything); by default it
+    comes from ``gc.prune_expire`` in config.yaml. Refuses to run (raising
+    :class:`IntegrityError`, nothing removed) when any root or reachable
+    object cannot be read: an unreadable root is never "no roots".
+    """
+    if isinstance(expire, str):
+        expire = clock.parse_expire(repo.config.gc.prune_expire if expire == "config" else expire)
+    with repo.collecting(timeout=wait):
+        reach = mark(repo)
+        if reach.problems:
+            subject, message = reach.problems[0]
+            more = f" (and {len(reach.problems) - 1} more)" if len(reach.problems) > 1 else ""
+            raise IntegrityError(f"gc refused to run: {subject}: {message}{more}; "
+                                 "run 'casrepo fsck' for details")
+        keep = reach.objects
+        removed: list[ObjectInfo] = []
+        kept_recent = 0
+        cutoff = expire.timestamp() if expire is not None else None
+        for info in repo.store.scan():
+            if info.id in keep:
+                continue
+            if cutoff is None or info.mtime >= cutoff:
+                kept_recent += 1
+                continue
+            removed.append(info)
+            if not dry_run:
+                repo.store.delete(info.id)
+        temps = [p for p in repo.store.temp_files() if _left_by_dead_process(p)]
+        if not dry_run:
+            for path in temps:
+                path.unlink(missing_ok=True)
+    return GCReport(dry_run, expire, len(reach.roots), len(keep), removed, kept_recent, temps)
+
+
+def _left_by_dead_process(path: Path) -> bool:
+    match = _TEMP_PID_RE.match(path.name)
+    if match is None:
+        # Not one of ours by name: only old ones are safe to clear.
+        return path.stat().st_mtime < datetime.now(UTC).timestamp() - 86400
+    return not pid_alive(int(match.group(1)))

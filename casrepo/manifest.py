@@ -1,0 +1,494 @@
+"""Manifests: self-describing pydantic models stored as canonical JSON.
+
+A stored manifest is a JSON object with ``kind`` and ``schema`` beside its
+fields. Links to other objects are JSON objects of the shape
+``{"@link": ID, "rel": "content"|"input"|"previous", "type": "blob"|"manifest"}``
+wherever they occur, so gc, fsck, lineage and push walk any manifest without
+importing the class that wrote it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from importlib.metadata import entry_points
+from pathlib import Path, PurePosixPath
+from typing import IO, Annotated, Any, ClassVar, Self, TypeVar
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
+
+from casrepo import clock
+from casrepo.canonical import canonical_json, digest
+from casrepo.errors import CasrepoError, IntegrityError, NotFound, UsageError
+from casrepo.ids import check_object_id, is_id_prefix, is_object_id
+from casrepo.store import ObjectStore
+
+LINK_KEY = "@link"
+ENTRY_POINT_GROUP = "casrepo.kinds"
+RESERVED_FIELDS = frozenset({"kind", "schema"})
+_KIND_RE = re.compile(r"[a-z0-9][a-z0-9_.-]*(/[a-z0-9][a-z0-9_.-]*)*")
+
+
+class Rel(StrEnum):
+    """How a manifest relates to an object it links to."""
+
+    CONTENT = "content"
+    INPUT = "input"
+    PREVIOUS = "previous"
+
+
+class Target(StrEnum):
+    BLOB = "blob"
+    MANIFEST = "manifest"
+
+
+@dataclass(frozen=True, order=True)
+class Link:
+    """One link found in a stored manifest document."""
+
+    id: str
+    rel: Rel
+    target: Target
+
+
+def _link_field(rel: Rel, target: Target) -> Any:
+    def validate(value: Any) -> str:
+        if isinstance(value, dict):
+            link = _as_link(value)
+            if link is None or link.rel != rel or link.target != target:
+                raise ValueError(f"expected a {rel.value} link to a {target.value}")
+            return link.id
+        if isinstance(value, str) and is_object_id(value):
+            return value
+        raise ValueError("expected an object id (64 lowercase hex characters)")
+
+    def serialize(value: str) -> dict[str, str]:
+        return {LINK_KEY: value, "rel": rel.value, "type": target.value}
+
+    schema = {"type": "object", "properties": {LINK_KEY: {"type": "string"}},
+              "description": f"{rel.value} link to a {target.value}"}
+    return Annotated[str, BeforeValidator(validate),
+                     PlainSerializer(serialize, return_type=dict[str, str]),
+                     WithJsonSchema(schema)]
+
+
+BlobRef = _link_field(Rel.CONTENT, Target.BLOB)
+"""A field holding the id of a blob this manifest's content is made of."""
+ManifestRef = _link_field(Rel.CONTENT, Target.MANIFEST)
+"""A field holding the id of another manifest that is part of this one."""
+InputRef = _link_field(Rel.INPUT, Target.MANIFEST)
+"""A field holding the id of a manifest this artifact was derived from."""
+PreviousRef = _link_field(Rel.PREVIOUS, Target.MANIFEST)
+"""A field holding the id of the earlier version of the same name."""
+
+
+def _as_link(value: dict[str, Any]) -> Link | None:
+    if set(value) != {LINK_KEY, "rel", "type"}:
+        return None
+    oid, rel, target = value[LINK_KEY], value["rel"], value["type"]
+    if not (isinstance(oid, str) and is_object_id(oid)):
+        return None
+    try:
+        return Link(oid, Rel(rel), Target(target))
+    except ValueError:
+        return None
+
+
+def links_of(document: Any) -> list[Link]:
+    """Every link in a parsed manifest document, in document order.
+
+    Iterative, so a deeply nested forged document cannot overflow the stack.
+    A malformed ``@link`` object raises :class:`IntegrityError`.
+    """
+    found: list[Link] = []
+    stack = [document]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            if LINK_KEY in value:
+                link = _as_link(value)
+                if link is None:
+                    raise IntegrityError(f"malformed link: {json.dumps(value)[:120]}")
+                found.append(link)
+                continue
+            stack.extend(reversed(list(value.values())))
+        elif isinstance(value, list):
+            stack.extend(reversed(value))
+    return found
+
+
+def parse_document(data: bytes) -> dict[str, Any] | None:
+    """The parsed manifest document, or None if ``data`` is not a manifest."""
+    if not data.startswith(b"{"):
+        return None
+    try:
+        document = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(document, dict):
+        return None
+    if isinstance(document.get("kind"), str) and isinstance(document.get("schema"), int):
+        return document
+    if _is_legacy(document):
+        return document
+    return None
+
+
+def _is_legacy(document: dict[str, Any]) -> bool:
+    """A cas-manifest 0.4 object: ``{"class": NAME, "value": {...}}``."""
+    return (set(document) == {"class", "value"} and isinstance(document["class"], str)
+            and isinstance(document["value"], dict))
+
+
+class Manifest(BaseModel):
+    """Base of every manifest kind. Subclass it, set ``kind``, add fields.
+
+    Link fields use :data:`BlobRef`, :data:`ManifestRef` and :data:`InputRef`.
+    Override :meth:`pack`, :meth:`unpack` and :meth:`open` to turn a live
+    object into a stored artifact and back.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: ClassVar[str] = "artifact"
+    schema_version: ClassVar[int] = 1
+    legacy_names: ClassVar[tuple[str, ...]] = ()
+    """Class names under which cas-manifest 0.4 stored this kind."""
+
+    name: str | None = None
+    created: datetime = Field(default_factory=clock.now)
+    message: str | None = None
+    meta: dict[str, JsonValue] = Field(default_factory=dict)
+    inputs: tuple[InputRef, ...] = ()
+    previous: PreviousRef | None = None
+
+    @field_validator("created")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("created must carry a time zone")
+        return value.astimezone(UTC)
+
+    def document(self) -> dict[str, Any]:
+        """The JSON document stored for this manifest."""
+        data = self.model_dump(mode="json")
+        data["kind"] = type(self).kind
+        data["schema"] = type(self).schema_version
+        return data
+
+    def to_bytes(self) -> bytes:
+        return canonical_json(self.document())
+
+    @property
+    def id(self) -> str:
+        """The id this manifest has (or will have) in any store."""
+        return digest(self.to_bytes())
+
+    @property
+    def links(self) -> list[Link]:
+        return links_of(self.document())
+
+    @classmethod
+    def migrate(cls, fields: dict[str, Any], schema: int) -> dict[str, Any]:
+        """Bring fields stored under an older ``schema`` up to date. Override."""
+        return fields
+
+    @classmethod
+    def pack(cls, store: ObjectStore, obj: Any, **fields: Any) -> Self:
+        """Store a live object's data and return a manifest describing it."""
+        raise NotImplementedError(f"{cls.__name__} does not define pack()")
+
+    def unpack(self, store: ObjectStore) -> Any:
+        """Rebuild the live object this manifest describes."""
+        raise NotImplementedError(f"{type(self).__name__} does not define unpack()")
+
+    @contextmanager
+    def open(self, store: ObjectStore) -> Iterator[Any]:
+        """Open the live object; by default, whatever :meth:`unpack` returns."""
+        yield self.unpack(store)
+
+
+class Artifact(Manifest):
+    """A generic artifact: metadata and provenance, no content of its own."""
+
+    kind: ClassVar[str] = "artifact"
+
+
+class FileArtifact(Manifest):
+    """One file: its bytes are the blob ``content``."""
+
+    kind: ClassVar[str] = "file"
+
+    content: BlobRef
+    size: int = Field(ge=0)
+    filename: str | None = None
+    executable: bool = False
+
+    @classmethod
+    def pack(cls, store: ObjectStore, obj: Any, **fields: Any) -> Self:
+        """``obj`` is bytes or a path; stores it and describes it."""
+        if isinstance(obj, bytes | bytearray):
+            result = store.put_bytes(bytes(obj))
+        else:
+            result = store.put_file(obj)
+            fields.setdefault("filename", Path(obj).name)
+        return cls(content=result.id, size=result.size, **fields)
+
+    def unpack(self, store: ObjectStore) -> Any:
+        with self.open(store) as f:
+            return f.read()
+
+    @contextmanager
+    def open(self, store: ObjectStore) -> Iterator[IO[bytes]]:
+        with store.open(self.content) as f:
+            yield f
+
+
+class DirEntry(BaseModel):
+    """One file of a directory artifact."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str
+    content: BlobRef
+    size: int = Field(ge=0)
+    executable: bool = False
+
+    @field_validator("path")
+    @classmethod
+    def _safe_path(cls, value: str) -> str:
+        problem = entry_path_problem(value)
+        if problem:
+            raise ValueError(f"unsafe entry path {value!r}: {problem}")
+        return value
+
+
+def entry_path_problem(path: str) -> str | None:
+    """Why ``path`` cannot be a directory entry (it would leave the directory), or None."""
+    if not path:
+        return "empty"
+    if "\x00" in path:
+        return "contains NUL"
+    if path.startswith("/") or PurePosixPath(path).is_absolute():
+        return "absolute"
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return "has an empty, '.' or '..' component"
+    return None
+
+
+class DirectoryArtifact(Manifest):
+    """A directory tree: every file with its relative path, blob, size and executable bit."""
+
+    kind: ClassVar[str] = "directory"
+
+    entries: tuple[DirEntry, ...]
+
+    @field_validator("entries")
+    @classmethod
+    def _sorted_unique(cls, entries: tuple[DirEntry, ...]) -> tuple[DirEntry, ...]:
+        paths = [e.path for e in entries]
+        if paths != sorted(set(paths)):
+            raise ValueError("entries must be sorted by path and unique")
+        files = set(paths)
+        for path in paths:
+            parts = path.split("/")
+            for i in range(1, len(parts)):
+                if "/".join(parts[:i]) in files:
+                    raise ValueError(f"entry {path!r} lies under the file {'/'.join(parts[:i])!r}")
+        return entries
+
+    @property
+    def size(self) -> int:
+        return sum(e.size for e in self.entries)
+
+
+class GenericManifest(BaseModel):
+    """A manifest of a kind this process has no class for, kept as it was stored."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    schema_version: int
+    fields: dict[str, Any]
+
+    def document(self) -> dict[str, Any]:
+        return {**self.fields, "kind": self.kind, "schema": self.schema_version}
+
+    def to_bytes(self) -> bytes:
+        return canonical_json(self.document())
+
+    @property
+    def id(self) -> str:
+        return digest(self.to_bytes())
+
+    @property
+    def links(self) -> list[Link]:
+        return links_of(self.document())
+
+
+AnyManifest = Manifest | GenericManifest
+M = TypeVar("M", bound=type[Manifest])
+
+BUILTIN_KINDS: tuple[type[Manifest], ...] = (Artifact, FileArtifact, DirectoryArtifact)
+
+
+class Registry:
+    """Maps kinds to manifest classes; loads and saves manifests in a store.
+
+    ``Registry(store, [CSVDataset, TSVDataset]).load(id)`` returns an instance of
+    the class registered for the stored kind, or a :class:`GenericManifest`
+    for a kind nobody registered.
+    """
+
+    def __init__(self, store: ObjectStore | None = None,
+                 kinds: Iterable[type[Manifest]] = (), *, entry_points: bool = False) -> None:
+        self.store = store
+        self._kinds: dict[str, type[Manifest]] = {}
+        self._legacy: dict[str, type[Manifest]] = {}
+        for cls in BUILTIN_KINDS:
+            self.register(cls)
+        if entry_points:
+            self.load_entry_points()
+        for cls in kinds:
+            self.register(cls)
+
+    def register(self, cls: M) -> M:
+        """Register a manifest class (usable as a decorator)."""
+        if not (isinstance(cls, type) and issubclass(cls, Manifest)):
+            raise TypeError(f"{cls!r} is not a Manifest subclass")
+        kind = cls.kind
+        if not _KIND_RE.fullmatch(kind):
+            raise ValueError(f"invalid kind {kind!r} for {cls.__name__}: use lowercase "
+                             "letters, digits, '.', '_', '-' and '/'")
+        clash = RESERVED_FIELDS & set(cls.model_fields)
+        if clash:
+            raise ValueError(f"{cls.__name__} uses reserved field names: {sorted(clash)}")
+        existing = self._kinds.get(kind)
+        if existing is not None and existing is not cls:
+            if kind in {c.kind for c in BUILTIN_KINDS} and existing in BUILTIN_KINDS:
+                raise ValueError(f"{cls.__name__} must set its own kind (it inherits {kind!r})")
+            raise ValueError(f"kind {kind!r} is already registered to {existing.__name__}")
+        self._kinds[kind] = cls
+        for legacy in (cls.__name__, *cls.legacy_names):
+            self._legacy.setdefault(legacy, cls)
+        return cls
+
+    def load_entry_points(self) -> None:
+        """Register the classes that installed packages declare under ``casrepo.kinds``."""
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                cls = ep.load()
+                self.register(cls)
+            except Exception as e:  # a broken plugin must not break the CLI
+                raise CasrepoError(f"cannot load manifest kind {ep.name!r} "
+                                   f"from {ep.value}: {e}") from e
+
+    def kinds(self) -> dict[str, type[Manifest]]:
+        return dict(sorted(self._kinds.items()))
+
+    def get(self, kind: str) -> type[Manifest]:
+        try:
+            return self._kinds[kind]
+        except KeyError:
+            known = ", ".join(sorted(self._kinds))
+            raise UsageError(f"unknown kind {kind!r} (known: {known})") from None
+
+    # -- documents -----------------------------------------------------------
+
+    def from_document(self, document: dict[str, Any], oid: str = "") -> AnyManifest:
+        """Build the right model for a parsed document."""
+        label = f"manifest {oid}" if oid else "manifest"
+        if _is_legacy(document):
+            legacy_cls = self._legacy.get(document["class"])
+            if legacy_cls is None:
+                return GenericManifest(kind=f"legacy:{document['class']}", schema_version=0,
+                                       fields=dict(document["value"]))
+            return _validate(legacy_cls, dict(document["value"]), label)
+        fields = {k: v for k, v in document.items() if k not in RESERVED_FIELDS}
+        kind, schema = document["kind"], document["schema"]
+        cls = self._kinds.get(kind)
+        if cls is None:
+            return GenericManifest(kind=kind, schema_version=schema, fields=fields)
+        if schema > cls.schema_version:
+            raise IntegrityError(f"{label} has {kind!r} schema {schema}, newer than this "
+                                 f"casrepo's {cls.__name__} (schema {cls.schema_version})")
+        if schema < cls.schema_version:
+            fields = cls.migrate(fields, schema)
+        return _validate(cls, fields, label)
+
+    def parse(self, data: bytes, oid: str = "") -> AnyManifest:
+        document = parse_document(data)
+        if document is None:
+            raise NotFound(f"object {oid or '?'} is a blob, not a manifest")
+        return self.from_document(document, oid)
+
+    # -- store access ------------------------------------------------------------
+
+    def _require_store(self) -> ObjectStore:
+        if self.store is None:
+            raise CasrepoError("this registry has no store")
+        return self.store
+
+    def read_document(self, oid: str) -> dict[str, Any]:
+        """The verified document of manifest ``oid`` (full id)."""
+        store = self._require_store()
+        data = store.read_bytes(check_object_id(oid))
+        if digest(data) != oid:
+            raise IntegrityError(f"object {oid} is corrupt: its bytes do not hash to its id")
+        document = parse_document(data)
+        if document is None:
+            raise NotFound(f"object {oid} is a blob, not a manifest")
+        return document
+
+    def load(self, oid: str) -> AnyManifest:
+        """Load manifest ``oid`` (a full id or a unique prefix), verified."""
+        store = self._require_store()
+        if not is_object_id(oid) and is_id_prefix(oid):
+            oid = store.resolve_unique(oid)
+        return self.from_document(self.read_document(oid), oid)
+
+    def save(self, manifest: AnyManifest) -> str:
+        """Store ``manifest`` after checking every object it links to exists."""
+        store = self._require_store()
+        for link in manifest.links:
+            if not store.exists(link.id):
+                raise NotFound(f"manifest links to {link.rel.value} {link.id}, "
+                               "which is not in the store")
+        return store.put_bytes(manifest.to_bytes()).id
+
+
+def _validate(cls: type[Manifest], fields: dict[str, Any], label: str) -> Manifest:
+    try:
+        return cls.model_validate(fields)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top)"
+        raise IntegrityError(f"{label} is not a valid {cls.kind!r}: {where}: {first['msg']}") from e
+
+
+def field_setter(cls: type[Manifest]) -> Callable[[dict[str, str]], tuple[dict[str, Any], dict[str, str]]]:
+    """Split KEY=VALUE metadata into the kind's own fields and free-form ``meta``."""
+    own = set(cls.model_fields) - set(Manifest.model_fields)
+
+    def split(meta: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+        fields = {k: v for k, v in meta.items() if k in own}
+        rest = {k: v for k, v in meta.items() if k not in own}
+        return fields, rest
+
+    return split

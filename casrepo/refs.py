@@ -1,0 +1,219 @@
+"""Names and tags: small files holding a manifest id, changed atomically.
+
+``refs/names/<name>`` is a moving name, ``refs/tags/<tag>`` an immutable tag.
+An update takes ``<ref>.lock`` (O_EXCL), compares the current value with the
+one the caller expects (compare-and-swap), writes the new value to ``tmp/``,
+fsyncs and renames it over the ref, then appends one line to the ref log
+``logs/refs.jsonl`` before releasing the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Final
+
+from casrepo import clock
+from casrepo.errors import Conflict, IntegrityError, NotFound
+from casrepo.ids import check_ref_name, is_object_id, ref_name_problem
+from casrepo.lockfile import LockFile
+from casrepo.store import _fsync_dir
+
+LOG_FILE = "refs.jsonl"
+
+
+class RefKind(StrEnum):
+    NAME = "names"
+    TAG = "tags"
+
+    @property
+    def label(self) -> str:
+        return "name" if self is RefKind.NAME else "tag"
+
+
+class _Any:
+    def __repr__(self) -> str:
+        return "ANY"
+
+
+ANY: Final = _Any()
+"""Expected value for an unconditional update (``--force``)."""
+
+
+@dataclass(frozen=True)
+class RefLogEntry:
+    ref: str
+    old: str | None
+    new: str | None
+    time: str
+    user: str
+    message: str | None
+
+
+def current_user() -> str:
+    try:
+        return os.environ.get("CASREPO_USER") or getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid-{os.getuid()}"
+
+
+class RefStore:
+    """The refs and ref log of one repository directory."""
+
+    def __init__(self, casrepo_dir: Path, tmp_dir: Path, lock_timeout: float = 10.0) -> None:
+        self.dir = casrepo_dir / "refs"
+        self.log_path = casrepo_dir / "logs" / LOG_FILE
+        self.tmp_dir = tmp_dir
+        self.lock_timeout = lock_timeout
+
+    def path(self, kind: RefKind, name: str) -> Path:
+        check_ref_name(name, kind.label)
+        return self.dir / kind.value / name
+
+    def read(self, kind: RefKind, name: str) -> str | None:
+        """The id a ref points at; None when it does not exist."""
+        path = self.path(kind, name)
+        try:
+            raw = path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except IsADirectoryError:
+            return None
+        text = raw.decode("ascii", "replace").strip()
+        if not is_object_id(text):
+            raise IntegrityError(f"{kind.label} {name!r} is corrupt: {path} does not hold an id")
+        return text
+
+    def get(self, kind: RefKind, name: str) -> str:
+        value = self.read(kind, name)
+        if value is None:
+            raise NotFound(f"no {kind.label} {name!r}")
+        return value
+
+    def names(self, kind: RefKind) -> list[str]:
+        """Every valid ref name of a kind, sorted."""
+        return sorted(name for name, _ in self._walk(kind) if ref_name_problem(name) is None)
+
+    def strays(self, kind: RefKind) -> list[Path]:
+        """Files under refs/ that are not valid refs (left-over locks, junk)."""
+        return [path for name, path in self._walk(kind) if ref_name_problem(name) is not None]
+
+    def _walk(self, kind: RefKind) -> Iterator[tuple[str, Path]]:
+        base = self.dir / kind.value
+        for root, dirs, files in os.walk(base):
+            dirs.sort()
+            for filename in sorted(files):
+                path = Path(root) / filename
+                yield path.relative_to(base).as_posix(), path
+
+    def update(self, kind: RefKind, name: str, new: str | None,
+               expected: str | _Any | None = ANY, message: str | None = None) -> str | None:
+        """Point ``kind/name`` at ``new`` (None deletes) if it still holds ``expected``.
+
+        Returns the previous value. Raises :class:`Conflict` when the ref
+        changed under us, :class:`~casrepo.errors.Busy` when the lock stays held.
+        """
+        path = self.path(kind, name)
+        if new is not None and not is_object_id(new):
+            raise ValueError(f"not an object id: {new!r}")
+        self._make_parents(kind, name, path)
+        with LockFile(path.with_name(path.name + ".lock"), f"{kind.label} {name!r}",
+                      self.lock_timeout):
+            if path.is_dir():
+                raise Conflict(f"cannot use {kind.label} {name!r}: names under "
+                               f"'{name}/' exist")
+            current = self.read(kind, name)
+            if not isinstance(expected, _Any) and current != expected:
+                raise Conflict(
+                    f"{kind.label} {name!r} changed under us: expected "
+                    f"{expected or 'none'}, found {current or 'none'}"
+                )
+            if new is None:
+                if current is not None:
+                    path.unlink()
+                    _fsync_dir(path.parent)
+            elif new != current:
+                self._write(path, new)
+            if new != current:
+                self._append_log(RefLogEntry(f"{kind.value}/{name}", current, new,
+                                             clock.format_time(clock.now()), current_user(),
+                                             message))
+        if new is None:
+            self._prune_empty_dirs(kind, path.parent)
+        return current
+
+    def _make_parents(self, kind: RefKind, name: str, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            parts = name.split("/")
+            for i in range(1, len(parts)):
+                prefix = "/".join(parts[:i])
+                if (self.dir / kind.value / prefix).is_file():
+                    raise Conflict(f"cannot create {kind.label} {name!r}: "
+                                   f"{kind.label} {prefix!r} exists") from None
+            raise
+
+    def _write(self, path: Path, value: str) -> None:
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f"ref-{os.getpid()}-", suffix=".tmp", dir=self.tmp_dir)
+        try:
+            os.write(fd, (value + "\n").encode("ascii"))
+            os.fsync(fd)
+            os.close(fd)
+            fd = -1
+            os.replace(tmp, path)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(path.parent)
+
+    def _prune_empty_dirs(self, kind: RefKind, directory: Path) -> None:
+        base = self.dir / kind.value
+        while directory != base and base in directory.parents:
+            try:
+                directory.rmdir()
+            except OSError:
+                return
+            directory = directory.parent
+
+    def _append_log(self, entry: RefLogEntry) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(entry.__dict__, sort_keys=True, ensure_ascii=False) + "\n"
+        # One write with O_APPEND: concurrent writers never interleave lines.
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def log(self, ref: str | None = None) -> list[RefLogEntry]:
+        """Ref log entries, oldest first; only those of ``ref`` (e.g. 'names/x') if given."""
+        try:
+            lines = self.log_path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        entries = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+                entry = RefLogEntry(data["ref"], data["old"], data["new"], data["time"],
+                                    data["user"], data.get("message"))
+            except (ValueError, KeyError, TypeError):
+                raise IntegrityError(f"ref log line {number} is corrupt: {self.log_path}") from None
+            if ref is None or entry.ref == ref:
+                entries.append(entry)
+        return entries

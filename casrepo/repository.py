@@ -1,0 +1,547 @@
+"""Repository: open a ``.casrepo`` directory, add artifacts, resolve revs, get them back."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import stat
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from casrepo.config import CONFIG_FILE, Config, load_config
+from casrepo.errors import (
+    AmbiguousRev,
+    Conflict,
+    IntegrityError,
+    InvalidName,
+    NotARepository,
+    NotFound,
+    UsageError,
+)
+from casrepo.ids import is_id_prefix, is_object_id, ref_name_problem
+from casrepo.lockfile import SharedExclusiveLock
+from casrepo.manifest import (
+    AnyManifest,
+    DirectoryArtifact,
+    DirEntry,
+    FileArtifact,
+    GenericManifest,
+    Manifest,
+    Registry,
+    Rel,
+    Target,
+    field_setter,
+    links_of,
+)
+from casrepo.refs import ANY, RefKind, RefStore
+from casrepo.store import BUFFER_SIZE, ObjectStore
+
+CASREPO_DIR = ".casrepo"
+ENV_REPO = "CASREPO_DIR"
+_REV_RE = re.compile(r"(?P<base>[^~]*)(?P<steps>(?:~\d*)*)")
+_PLACEHOLDER_ID = "0" * 64
+
+Progress = Callable[[str, int], None]
+"""Progress callback: (path just stored, its size in bytes)."""
+
+
+@dataclass(frozen=True)
+class AddResult:
+    id: str
+    manifest: Manifest
+    name: str | None
+    previous: str | None
+    objects_written: int
+    bytes_written: int
+    unchanged: bool = False
+
+
+@dataclass(frozen=True)
+class RefEntry:
+    kind: RefKind
+    name: str
+    id: str
+
+
+@dataclass(frozen=True)
+class Version:
+    id: str
+    manifest: AnyManifest
+
+
+@dataclass(frozen=True)
+class GetResult:
+    id: str
+    dest: Path
+    files: int
+    bytes: int
+
+
+@dataclass
+class _Scan:
+    files: list[tuple[str, Path, bool]] = field(default_factory=list)
+
+
+class Repository:
+    """One ``.casrepo`` directory. Build it with :meth:`init`, :meth:`open` or :meth:`discover`."""
+
+    def __init__(self, casrepo_dir: Path, config: Config, registry: Registry | None = None) -> None:
+        self.dir = casrepo_dir
+        self.config = config
+        self.tmp_dir = casrepo_dir / "tmp"
+        self.store = ObjectStore(casrepo_dir / "objects", self.tmp_dir,
+                                 depth=config.store.depth, width=config.store.width)
+        self.refs = RefStore(casrepo_dir, self.tmp_dir)
+        self.registry = registry if registry is not None else Registry(entry_points=True)
+        self.registry.store = self.store
+        for cls in config.kind_classes():
+            self.registry.register(cls)
+        self._gc_lock_path = casrepo_dir / "locks" / "gc.lock"
+        self.created = False
+
+    # -- opening -----------------------------------------------------------------
+
+    @classmethod
+    def init(cls, project_dir: Path | str = ".", registry: Registry | None = None) -> Repository:
+        """Create ``project_dir/.casrepo``; on an existing repository, change nothing."""
+        target = Path(project_dir) / CASREPO_DIR
+        if (target / CONFIG_FILE).exists():
+            return cls.open(target, registry)
+        if target.exists() and not target.is_dir():
+            raise Conflict(f"{target} exists and is not a directory")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Build in a sibling temp dir and rename: a killed init leaves no half repo.
+        staging = Path(tempfile.mkdtemp(prefix=".casrepo-init-", dir=target.parent))
+        try:
+            for sub in ("objects", "refs/names", "refs/tags", "logs", "tmp"):
+                (staging / sub).mkdir(parents=True)
+            (staging / CONFIG_FILE).write_text(Config().to_yaml(), encoding="utf-8")
+            try:
+                os.rename(staging, target)
+            except OSError:
+                if (target / CONFIG_FILE).exists():  # another init won the race
+                    return cls.open(target, registry)
+                raise
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+        repo = cls.open(target, registry)
+        repo.created = True
+        return repo
+
+    @classmethod
+    def open(cls, casrepo_dir: Path | str, registry: Registry | None = None) -> Repository:
+        """Open a ``.casrepo`` directory named directly."""
+        path = Path(casrepo_dir)
+        if not path.is_dir():
+            raise NotARepository(f"not a casrepo repository: {path}")
+        return cls(path.resolve(), load_config(path), registry)
+
+    @classmethod
+    def discover(cls, start: Path | str | None = None,
+                 registry: Registry | None = None) -> Repository:
+        """Find ``.casrepo`` in ``start`` (default: the working dir) or a parent."""
+        env = os.environ.get(ENV_REPO)
+        if env and start is None:
+            return cls.open(env, registry)
+        here = Path(start or Path.cwd()).resolve()
+        for directory in (here, *here.parents):
+            candidate = directory / CASREPO_DIR
+            if (candidate / CONFIG_FILE).is_file():
+                return cls.open(candidate, registry)
+        raise NotARepository(
+            f"not a casrepo repository (or any parent up to /): {here}; run 'casrepo init'"
+        )
+
+    # -- locking -----------------------------------------------------------------
+
+    @contextmanager
+    def writing(self, timeout: float = 300.0) -> Iterator[None]:
+        """Hold the writers' shared lock: gc cannot sweep while objects wait for a ref."""
+        lock = SharedExclusiveLock(self._gc_lock_path, "the repository")
+        lock.acquire(exclusive=False, timeout=timeout)
+        try:
+            yield
+        finally:
+            lock.release()
+
+    @contextmanager
+    def collecting(self, timeout: float) -> Iterator[None]:
+        """Hold the lock exclusively, as gc does while it marks and sweeps."""
+        lock = SharedExclusiveLock(self._gc_lock_path, "the repository")
+        lock.acquire(exclusive=True, timeout=timeout)
+        try:
+            yield
+        finally:
+            lock.release()
+
+    # -- revs --------------------------------------------------------------------
+
+    def resolve(self, rev: str) -> str:
+        """The full id a REV names: id, unique prefix, name, tag, with ``~N`` steps."""
+        match = _REV_RE.fullmatch(rev)
+        if not rev or match is None or not match.group("base"):
+            raise UsageError(f"malformed rev {rev!r}")
+        base = match.group("base")
+        steps = sum(int(s) if s else 1 for s in match.group("steps").split("~")[1:])
+        oid = self._resolve_base(base)
+        for n in range(steps):
+            previous = self.previous_of(oid)
+            if previous is None:
+                raise NotFound(f"{rev}: {base} has only {n + 1} version(s)")
+            oid = previous
+        return oid
+
+    def _resolve_base(self, base: str) -> str:
+        if is_object_id(base):
+            if not self.store.exists(base):
+                raise NotFound(f"object {base} not found")
+            return base
+        is_name = ref_name_problem(base) is None
+        if is_name:
+            by_name = self.refs.read(RefKind.NAME, base)
+            by_tag = self.refs.read(RefKind.TAG, base)
+            if by_name and by_tag and by_name != by_tag:
+                raise AmbiguousRev(base, [f"name {base} ({by_name[:12]})",
+                                          f"tag {base} ({by_tag[:12]})"])
+            if by_name or by_tag:
+                return by_name or by_tag  # type: ignore[return-value]
+        if is_id_prefix(base):
+            return self.store.resolve_unique(base)
+        if not is_name:
+            raise InvalidName(f"malformed rev {base!r}: {ref_name_problem(base)}")
+        raise NotFound(f"unknown rev {base!r}: no name, tag or object matches")
+
+    def resolve_manifest(self, rev: str) -> str:
+        oid = self.resolve(rev)
+        self.document(oid)  # raises NotFound for a blob
+        return oid
+
+    def previous_of(self, oid: str) -> str | None:
+        for link in links_of(self.document(oid)):
+            if link.rel is Rel.PREVIOUS:
+                return link.id
+        return None
+
+    # -- manifests -----------------------------------------------------------------
+
+    def document(self, oid: str) -> dict[str, Any]:
+        """The verified JSON document of manifest ``oid``."""
+        return self.registry.read_document(oid)
+
+    def load(self, rev: str) -> AnyManifest:
+        """The manifest a REV names, as its registered class (or generic)."""
+        oid = self.resolve_manifest(rev)
+        return self.registry.from_document(self.document(oid), oid)
+
+    def save(self, manifest: AnyManifest) -> str:
+        with self.writing():
+            return self.registry.save(manifest)
+
+    def pack(self, cls: type[Manifest], obj: Any, **fields: Any) -> str:
+        """Store a live object through ``cls.pack`` and return the manifest id."""
+        with self.writing():
+            return self.registry.save(cls.pack(self.store, obj, **fields))
+
+    def unpack(self, rev: str) -> Any:
+        manifest = self.load(rev)
+        if isinstance(manifest, GenericManifest):
+            raise UsageError(f"no class is registered for kind {manifest.kind!r}")
+        return manifest.unpack(self.store)
+
+    @contextmanager
+    def open_artifact(self, rev: str) -> Iterator[Any]:
+        """Open the live object behind a REV (a file object for file artifacts)."""
+        manifest = self.load(rev)
+        if isinstance(manifest, GenericManifest):
+            raise UsageError(f"no class is registered for kind {manifest.kind!r}")
+        with manifest.open(self.store) as live:
+            yield live
+
+    # -- add ---------------------------------------------------------------------
+
+    def add(self, path: Path | str, *, name: str | None = None, kind: str | None = None,
+            inputs: Sequence[str] = (), meta: Mapping[str, str] | None = None,
+            message: str | None = None, progress: Progress | None = None) -> AddResult:
+        """Store a file or directory as an artifact; with ``name``, move the name to it."""
+        source = Path(path)
+        if not source.exists():
+            raise UsageError(f"path does not exist: {source}")
+        if name is not None and ref_name_problem(name) is not None:
+            raise InvalidName(f"invalid name {name!r}: {ref_name_problem(name)}")
+        is_dir = source.is_dir()
+        cls = self.registry.get(kind) if kind else (DirectoryArtifact if is_dir else FileArtifact)
+        wanted = DirectoryArtifact if is_dir else FileArtifact
+        if not issubclass(cls, wanted):
+            raise UsageError(f"kind {cls.kind!r} cannot describe a "
+                             f"{'directory' if is_dir else 'file'}")
+        input_ids = tuple(dict.fromkeys(self.resolve_manifest(rev) for rev in inputs))
+        own, rest = field_setter(cls)(dict(meta or {}))
+        scan = _scan_directory(source) if is_dir else None
+        previous = self.refs.read(RefKind.NAME, name) if name else None
+        common: dict[str, Any] = dict(name=name, message=message, meta=rest,
+                                      inputs=input_ids, previous=previous, **own)
+        _check_fields(cls, common, is_dir)
+
+        with self.writing():
+            written = 0
+            nbytes = 0
+            if scan is not None:
+                entries = []
+                for rel, file_path, executable in scan.files:
+                    result = self.store.put_file(file_path)
+                    written += not result.is_duplicate
+                    nbytes += 0 if result.is_duplicate else result.size
+                    entries.append(DirEntry(path=rel, content=result.id, size=result.size,
+                                            executable=executable))
+                    if progress:
+                        progress(rel, result.size)
+                manifest: Manifest = cls(entries=tuple(entries), **common)
+            else:
+                result = self.store.put_file(source)
+                written += not result.is_duplicate
+                nbytes += 0 if result.is_duplicate else result.size
+                manifest = cls(content=result.id, size=result.size, filename=source.name,
+                               executable=_is_executable(source), **common)
+                if progress:
+                    progress(source.name, result.size)
+            if previous is not None and _same_version(self.document(previous), manifest):
+                return AddResult(previous, manifest, name, previous, written, nbytes, True)
+            oid = self.registry.save(manifest)
+            if name is not None:
+                self.refs.update(RefKind.NAME, name, oid, expected=previous, message=message)
+        return AddResult(oid, manifest, name, previous, written + 1, nbytes, False)
+
+    # -- refs ----------------------------------------------------------------------
+
+    def list_refs(self, kind: RefKind | None = None) -> list[RefEntry]:
+        """Every name and tag with its id, sorted; a corrupt ref raises IntegrityError."""
+        kinds = [kind] if kind else [RefKind.NAME, RefKind.TAG]
+        return [RefEntry(k, n, self.refs.get(k, n)) for k in kinds for n in self.refs.names(k)]
+
+    def set_name(self, name: str, rev: str, message: str | None = None) -> str | None:
+        """Point a name at a manifest unconditionally; returns its former target."""
+        oid = self.resolve_manifest(rev)
+        with self.writing():
+            return self.refs.update(RefKind.NAME, name, oid, ANY, message)
+
+    def delete_name(self, name: str, message: str | None = None) -> str:
+        old = self.refs.get(RefKind.NAME, name)
+        self.refs.update(RefKind.NAME, name, None, expected=old, message=message)
+        return old
+
+    def tag(self, tag: str, rev: str, *, force: bool = False,
+            message: str | None = None) -> tuple[str, str | None]:
+        """Create tag ``tag`` at REV; returns (id, former id). Exists and not force: Conflict."""
+        if ref_name_problem(tag) is not None:
+            raise InvalidName(f"invalid tag {tag!r}: {ref_name_problem(tag)}")
+        oid = self.resolve_manifest(rev)
+        current = self.refs.read(RefKind.TAG, tag)
+        if current is not None and not force:
+            if current == oid:
+                return oid, current
+            raise Conflict(f"tag {tag!r} already exists (at {current[:12]}); use --force to move it")
+        with self.writing():
+            old = self.refs.update(RefKind.TAG, tag, oid, expected=current, message=message)
+        return oid, old
+
+    def delete_tag(self, tag: str, message: str | None = None) -> str:
+        old = self.refs.get(RefKind.TAG, tag)
+        self.refs.update(RefKind.TAG, tag, None, expected=old, message=message)
+        return old
+
+    def decorations(self) -> dict[str, list[str]]:
+        """For each id, the names and tags pointing at it ('tag: v1' for tags)."""
+        marks: dict[str, list[str]] = {}
+        for ref in self.list_refs():
+            label = ref.name if ref.kind is RefKind.NAME else f"tag: {ref.name}"
+            marks.setdefault(ref.id, []).append(label)
+        return marks
+
+    # -- history -------------------------------------------------------------------
+
+    def history(self, rev: str, limit: int | None = None) -> list[Version]:
+        """The versions of REV along ``previous`` links, newest first."""
+        oid: str | None = self.resolve_manifest(rev)
+        seen: set[str] = set()
+        versions: list[Version] = []
+        while oid is not None and (limit is None or len(versions) < limit):
+            if oid in seen:
+                raise IntegrityError(f"the history of {rev} loops back to {oid}")
+            seen.add(oid)
+            document = self.document(oid)
+            versions.append(Version(oid, self.registry.from_document(document, oid)))
+            oid = next((lk.id for lk in links_of(document) if lk.rel is Rel.PREVIOUS), None)
+        return versions
+
+    # -- get -----------------------------------------------------------------------
+
+    def get(self, rev: str, dest: Path | str, *, force: bool = False) -> GetResult:
+        """Write the artifact's file or directory to ``dest``, verifying every byte.
+
+        Everything is written into a fresh staging path beside ``dest`` and
+        renamed into place, so nothing is written through a symlink and a
+        failure leaves ``dest`` as it was.
+        """
+        oid = self.resolve_manifest(rev)
+        manifest = self.registry.from_document(self.document(oid), oid)
+        target = Path(dest)
+        if os.path.lexists(target) and not force:
+            raise Conflict(f"destination exists: {target} (use --force to replace it)")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(manifest, DirectoryArtifact):
+            files = [(e.path, e.content, e.executable) for e in manifest.entries]
+            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.casrepo-", dir=target.parent))
+            os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private
+            try:
+                total = 0
+                for rel, blob, executable in files:
+                    out = staging.joinpath(*rel.split("/"))
+                    _mkdirs_inside(staging, out.parent)
+                    total += self._export_blob(blob, out, executable)
+                _replace(staging, target)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            return GetResult(oid, target, len(files), total)
+        blob, executable = _single_blob(manifest)
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.casrepo-", dir=target.parent)
+        os.close(fd)
+        staging = Path(name)
+        try:
+            os.unlink(staging)
+            size = self._export_blob(blob, staging, executable)
+            _replace(staging, target)
+        except BaseException:
+            if staging.exists():
+                staging.unlink()
+            raise
+        return GetResult(oid, target, 1, size)
+
+    def _export_blob(self, blob: str, out: Path, executable: bool) -> int:
+        """Copy one blob to a new file ``out``, hashing as it goes."""
+        mode = 0o777 if executable else 0o666  # the umask applies, as for any new file
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        hasher = hashlib.sha256()
+        size = 0
+        try:
+            source = self.store.open(blob)
+        except NotFound:
+            raise IntegrityError(f"object {blob} is missing from the store") from None
+        with source, os.fdopen(os.open(out, flags, mode), "wb") as sink:
+            while chunk := source.read(BUFFER_SIZE):
+                hasher.update(chunk)
+                sink.write(chunk)
+                size += len(chunk)
+        if hasher.hexdigest() != blob:
+            raise IntegrityError(f"object {blob} is corrupt: its bytes do not hash to its id")
+        return size
+
+
+# -- helpers -------------------------------------------------------------------------
+
+
+def _check_fields(cls: type[Manifest], common: dict[str, Any], is_dir: bool) -> None:
+    """Validate user-given fields before any object is written."""
+    probe = dict(common)
+    if is_dir:
+        probe["entries"] = ()
+    else:
+        probe.update(content=_PLACEHOLDER_ID, size=0)
+    try:
+        cls.model_validate(probe)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise UsageError(f"invalid value for {where}: {first['msg']}") from None
+
+
+def _same_version(previous: dict[str, Any], manifest: Manifest) -> bool:
+    """True when ``manifest`` would repeat ``previous`` but for its time, message and link back."""
+    ignore = {"created", "previous", "message"}
+    new = {k: v for k, v in manifest.document().items() if k not in ignore}
+    old = {k: v for k, v in previous.items() if k not in ignore}
+    return new == old
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _is_executable(path: Path) -> bool:
+    return bool(path.stat().st_mode & 0o111)
+
+
+def _scan_directory(root: Path) -> _Scan:
+    """Every file under ``root`` (sorted, relative POSIX paths), checked before writing."""
+    scan = _Scan()
+    for current, dirs, files in os.walk(root):
+        dirs.sort()
+        base = Path(current)
+        for d in dirs:
+            if (base / d).is_symlink():
+                raise UsageError(f"cannot add {base / d}: symlinks to directories are not supported")
+        for filename in sorted(files):
+            path = base / filename
+            rel = path.relative_to(root).as_posix()
+            try:
+                rel.encode("utf-8")
+            except UnicodeEncodeError:
+                raise UsageError(f"cannot add {path!r}: its name is not valid UTF-8") from None
+            try:
+                st = path.stat()  # follows a symlink to a file: its content is stored
+            except FileNotFoundError:
+                raise UsageError(f"cannot add {path}: broken symlink") from None
+            if not stat.S_ISREG(st.st_mode):
+                raise UsageError(f"cannot add {path}: not a regular file")
+            scan.files.append((rel, path, bool(st.st_mode & 0o111)))
+    scan.files.sort(key=lambda item: item[0])
+    return scan
+
+
+def _single_blob(manifest: AnyManifest) -> tuple[str, bool]:
+    if isinstance(manifest, FileArtifact):
+        return manifest.content, manifest.executable
+    blobs = [lk.id for lk in manifest.links if lk.rel is Rel.CONTENT and lk.target is Target.BLOB]
+    if len(blobs) != 1:
+        kind = manifest.kind if isinstance(manifest, GenericManifest) else type(manifest).kind
+        raise UsageError(f"a {kind!r} manifest has no single file to get")
+    return blobs[0], False
+
+
+def _mkdirs_inside(root: Path, directory: Path) -> None:
+    """Create ``directory`` under ``root`` without following any symlink."""
+    current = root
+    for part in directory.relative_to(root).parts:
+        current = current / part
+        try:
+            current.mkdir()
+        except FileExistsError:
+            if current.is_symlink() or not current.is_dir():
+                raise IntegrityError(f"refusing to write through {current}") from None
+
+
+def _replace(staging: Path, target: Path) -> None:
+    """Move ``staging`` to ``target``, replacing whatever is there (never following it)."""
+    if not os.path.lexists(target):
+        os.rename(staging, target)
+    elif target.is_dir() and not target.is_symlink():
+        aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        os.rename(target, aside / "old")
+        os.rename(staging, target)
+        shutil.rmtree(aside, ignore_errors=True)
+    elif staging.is_dir():
+        os.unlink(target)  # a file or symlink in the way: rename cannot replace it by a dir
+        os.rename(staging, target)
+    else:
+        os.replace(staging, target)

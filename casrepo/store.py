@@ -1,0 +1,315 @@
+"""The object store: a plain hashfs layout written only through safe paths.
+
+hashfs 0.7.2 decides the layout (``HashFS(root, depth, width, 'sha256')`` can
+read every store casrepo writes), but its ``put`` reads a source twice, writes
+through the system temp dir without fsync, trusts truncated duplicates and
+accepts paths outside the store.  So every write here is a single pass that
+hashes exactly the bytes it writes into ``tmp/`` (same filesystem), fsyncs,
+marks the file read-only and renames it into place; every id is validated
+before a path is built from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, BinaryIO
+
+from hashfs import HashFS
+
+from casrepo.errors import AmbiguousRev, CasrepoError, NotFound
+from casrepo.ids import ID_LENGTH, check_object_id, check_prefix, is_object_id
+
+BUFFER_SIZE = 1 << 20
+OBJECT_MODE = 0o444
+TEMP_PREFIX = "obj-"
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """What a write did: the id, the size and whether the object was already there."""
+
+    id: str
+    size: int
+    is_duplicate: bool
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One stored object as seen by a scan of the store."""
+
+    id: str
+    size: int
+    mtime: float
+    path: Path
+
+
+class ObjectStore:
+    """Content-addressed objects keyed by sha256, in hashfs's directory layout."""
+
+    def __init__(self, root: Path | str, tmp_dir: Path | str | None = None,
+                 depth: int = 1, width: int = 2) -> None:
+        self.root = Path(root)
+        self.tmp_dir = Path(tmp_dir) if tmp_dir is not None else self.root.parent / "tmp"
+        self.depth = depth
+        self.width = width
+        self._fs = HashFS(str(self.root), depth=depth, width=width, algorithm="sha256",
+                          fmode=OBJECT_MODE)
+
+    # -- paths ---------------------------------------------------------------
+
+    def path(self, oid: str) -> Path:
+        """Where object ``oid`` lives; ``oid`` is validated first."""
+        return Path(self._fs.idpath(check_object_id(oid)))
+
+    def exists(self, oid: str) -> bool:
+        return self.path(oid).is_file()
+
+    def size(self, oid: str) -> int:
+        try:
+            return self.path(oid).stat().st_size
+        except FileNotFoundError:
+            raise NotFound(f"object {oid} not found") from None
+
+    # -- writing -------------------------------------------------------------
+
+    def put_stream(self, source: BinaryIO) -> PutResult:
+        """Store everything readable from ``source`` in one pass."""
+        tmp, oid, size = self._write_temp(source)
+        return self._commit(tmp, oid, size)
+
+    def put_file(self, path: Path | str) -> PutResult:
+        with open(path, "rb") as source:
+            return self.put_stream(source)
+
+    def put_bytes(self, data: bytes) -> PutResult:
+        oid = hashlib.sha256(data).hexdigest()
+        existing = self._trusted_existing(oid, len(data))
+        if existing is not None:
+            return existing
+        tmp = self._new_temp()
+        try:
+            with open(tmp, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        return self._commit(tmp, oid, len(data))
+
+    def _new_temp(self) -> Path:
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        # The pid in the name lets fsck and gc tell a live writer's temp file
+        # from one a killed process left behind.
+        fd, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=".tmp",
+                                    dir=self.tmp_dir)
+        os.close(fd)
+        return Path(name)
+
+    def _write_temp(self, source: BinaryIO) -> tuple[Path, str, int]:
+        tmp = self._new_temp()
+        try:
+            hasher = hashlib.sha256()
+            size = 0
+            with open(tmp, "wb") as out:
+                while chunk := source.read(BUFFER_SIZE):
+                    out.write(chunk)
+                    hasher.update(chunk)
+                    size += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        return tmp, hasher.hexdigest(), size
+
+    def _trusted_existing(self, oid: str, size: int) -> PutResult | None:
+        """A stored copy of the right size, freshened; None if it must be written."""
+        dest = self.path(oid)
+        try:
+            st = dest.lstat()
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+            return None  # truncated or odd: rewrite it
+        try:
+            # Refresh mtime so gc's grace period protects a writer reusing an
+            # old object (git's "freshen").
+            os.utime(dest)
+        except PermissionError:
+            return None  # not ours to touch: rewriting it freshens it too
+        return PutResult(oid, size, True)
+
+    def _commit(self, tmp: Path, oid: str, size: int) -> PutResult:
+        try:
+            existing = self._trusted_existing(oid, size)
+            if existing is not None:
+                _unlink_quietly(tmp)
+                return existing
+            dest = self.path(oid)
+            os.chmod(tmp, OBJECT_MODE)
+            self._make_dirs(dest.parent)
+            os.replace(tmp, dest)
+            _fsync_dir(dest.parent)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        return PutResult(oid, size, False)
+
+    def _make_dirs(self, directory: Path) -> None:
+        if directory.is_dir():
+            return
+        missing = []
+        d = directory
+        while not d.is_dir():
+            missing.append(d)
+            d = d.parent
+        for d in reversed(missing):
+            with contextlib.suppress(FileExistsError):
+                d.mkdir()
+            _fsync_dir(d.parent)
+
+    # -- reading -------------------------------------------------------------
+
+    def open(self, oid: str) -> IO[bytes]:
+        try:
+            return open(self.path(oid), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"object {oid} not found") from None
+
+    def read_bytes(self, oid: str) -> bytes:
+        with self.open(oid) as f:
+            return f.read()
+
+    def compute_id(self, oid: str) -> str:
+        """The sha256 of the object's stored bytes (equal to ``oid`` when intact)."""
+        hasher = hashlib.sha256()
+        with self.open(oid) as f:
+            while chunk := f.read(BUFFER_SIZE):
+                hasher.update(chunk)
+        return hasher.hexdigest()
+
+    # -- deleting --------------------------------------------------------------
+
+    def delete(self, oid: str) -> None:
+        """Remove one object; an object already gone is not an error."""
+        _unlink_quietly(self.path(oid))
+
+    # -- scanning ------------------------------------------------------------
+
+    def scan(self) -> Iterator[ObjectInfo]:
+        """Every well-formed object, walking each shard directory once.
+
+        A scandir walk rather than ``HashFS.files()``: the latter calls
+        realpath twice per file, which dominates on large stores.
+        """
+        for directory, prefix in self._shard_dirs():
+            for entry in _scandir(directory):
+                oid = prefix + entry.name
+                if not is_object_id(oid):
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    yield ObjectInfo(oid, st.st_size, st.st_mtime, Path(entry.path))
+
+    def ids(self) -> Iterator[str]:
+        for info in self.scan():
+            yield info.id
+
+    def strays(self) -> Iterator[Path]:
+        """Files in the object directory that are not objects of this layout."""
+        for directory, prefix in self._shard_dirs(include_strays=True):
+            for entry in _scandir(directory):
+                if entry.is_dir(follow_symlinks=False) and len(prefix) < self.depth * self.width:
+                    continue
+                oid = prefix + entry.name
+                if not (is_object_id(oid) and entry.is_file(follow_symlinks=False)):
+                    yield Path(entry.path)
+
+    def temp_files(self) -> Iterator[Path]:
+        for entry in _scandir(self.tmp_dir):
+            yield Path(entry.path)
+
+    def _shard_dirs(self, include_strays: bool = False, start: Path | None = None,
+                    prefix: str = "") -> Iterator[tuple[Path, str]]:
+        """Leaf shard directories with the id prefix their path spells."""
+        directory = start if start is not None else self.root
+        if len(prefix) >= self.depth * self.width:
+            yield directory, prefix
+            return
+        if include_strays:
+            yield directory, prefix
+        for entry in sorted(_scandir(directory), key=lambda e: e.name):
+            name = entry.name
+            if (len(name) == self.width and entry.is_dir(follow_symlinks=False)
+                    and all(c in "0123456789abcdef" for c in name)):
+                yield from self._shard_dirs(include_strays, Path(entry.path), prefix + name)
+
+    def resolve_prefix(self, prefix: str) -> list[str]:
+        """All ids starting with ``prefix`` (only the shards it can be in are read)."""
+        check_prefix(prefix)
+        if len(prefix) == ID_LENGTH:
+            return [prefix] if self.exists(prefix) else []
+        levels = min(self.depth, len(prefix) // self.width)
+        parts = [prefix[i * self.width:(i + 1) * self.width] for i in range(levels)]
+        start = self.root.joinpath(*parts)
+        if not start.is_dir():
+            return []
+        found = []
+        for directory, dir_prefix in self._shard_dirs(start=start, prefix="".join(parts)):
+            for entry in _scandir(directory):
+                oid = dir_prefix + entry.name
+                if oid.startswith(prefix) and is_object_id(oid):
+                    found.append(oid)
+        return sorted(found)
+
+    def resolve_unique(self, prefix: str) -> str:
+        matches = self.resolve_prefix(prefix)
+        if not matches:
+            raise NotFound(f"no object with id prefix {prefix}")
+        if len(matches) > 1:
+            raise AmbiguousRev(prefix, matches)
+        return matches[0]
+
+
+def _scandir(directory: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(directory) as it:
+            return list(it)
+    except FileNotFoundError:
+        return []
+    except NotADirectoryError:
+        return []
+    except OSError as e:
+        raise CasrepoError(f"cannot read {directory}: {e.strerror}") from e
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename or create in ``directory`` durable (a no-op where unsupported)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
