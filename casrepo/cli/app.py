@@ -57,7 +57,7 @@ class CasrepoGroup(click.Group):
              **extra: Any) -> Any:
         debug = _debug_requested(args)
         try:
-            result = super().main(args, prog_name or "casrepo", complete_var,
+            result = super().main(args, "casrepo", complete_var,
                                   standalone_mode=False, **extra)
         except click.UsageError as e:
             hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""

@@ -1,0 +1,77 @@
+"""Shared fixtures: a fresh repository and a CLI runner bound to it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from casrepo.cli import cli
+from casrepo.repository import Repository
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("CASREPO_DIR", "CASREPO_DEBUG", "SOURCE_DATE_EPOCH"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """An empty project directory."""
+    path = tmp_path / "project"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def repo(project: Path) -> Repository:
+    """A freshly initialised repository in ``project``."""
+    return Repository.init(project)
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+CliRun = Callable[..., Result]
+
+
+@pytest.fixture
+def run(project: Path) -> CliRun:
+    """Run the CLI in-process as if started in ``project``: run('add', 'f', '--name', 'x')."""
+
+    def invoke(*args: str, cwd: Path | None = None, input: str | None = None) -> Result:
+        runner = CliRunner()
+        result = runner.invoke(cli, ["-C", str(cwd or project), *args], input=input,
+                               catch_exceptions=False)
+        return Result(result.exit_code, result.stdout, result.stderr)
+
+    return invoke
+
+
+@pytest.fixture
+def run_process(project: Path) -> CliRun:
+    """Run the CLI as a real subprocess in ``project``."""
+
+    def invoke(*args: str, cwd: Path | None = None, input: str | None = None) -> Result:
+        env = {k: v for k, v in os.environ.items() if k not in ("CASREPO_DIR", "CASREPO_DEBUG")}
+        proc = subprocess.run([sys.executable, "-m", "casrepo", *args], cwd=cwd or project,
+                              input=input, capture_output=True, text=True, env=env, timeout=120)
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    return invoke
