@@ -228,33 +228,40 @@ class ObjectStore:
             yield info.id
 
     def strays(self) -> Iterator[Path]:
-        """Files in the object directory that are not objects of this layout."""
-        for directory, prefix in self._shard_dirs(include_strays=True):
+        """Files and directories in the object store that are not objects of this layout."""
+        stack: list[tuple[Path, str]] = [(self.root, "")]
+        while stack:
+            directory, prefix = stack.pop()
+            leaf = len(prefix) >= self.depth * self.width
             for entry in _scandir(directory):
-                if entry.is_dir(follow_symlinks=False) and len(prefix) < self.depth * self.width:
-                    continue
-                oid = prefix + entry.name
-                if not (is_object_id(oid) and entry.is_file(follow_symlinks=False)):
+                if leaf:
+                    if not (is_object_id(prefix + entry.name)
+                            and entry.is_file(follow_symlinks=False)):
+                        yield Path(entry.path)
+                elif self._is_shard_dir(entry):
+                    stack.append((Path(entry.path), prefix + entry.name))
+                else:
                     yield Path(entry.path)
 
     def temp_files(self) -> Iterator[Path]:
         for entry in _scandir(self.tmp_dir):
             yield Path(entry.path)
 
-    def _shard_dirs(self, include_strays: bool = False, start: Path | None = None,
+    def _is_shard_dir(self, entry: os.DirEntry[str]) -> bool:
+        name = entry.name
+        return (len(name) == self.width and all(c in "0123456789abcdef" for c in name)
+                and entry.is_dir(follow_symlinks=False))
+
+    def _shard_dirs(self, start: Path | None = None,
                     prefix: str = "") -> Iterator[tuple[Path, str]]:
-        """Leaf shard directories with the id prefix their path spells."""
+        """Leaf shard directories with the id prefix their path spells, in order."""
         directory = start if start is not None else self.root
         if len(prefix) >= self.depth * self.width:
             yield directory, prefix
             return
-        if include_strays:
-            yield directory, prefix
         for entry in sorted(_scandir(directory), key=lambda e: e.name):
-            name = entry.name
-            if (len(name) == self.width and entry.is_dir(follow_symlinks=False)
-                    and all(c in "0123456789abcdef" for c in name)):
-                yield from self._shard_dirs(include_strays, Path(entry.path), prefix + name)
+            if self._is_shard_dir(entry):
+                yield from self._shard_dirs(Path(entry.path), prefix + entry.name)
 
     def resolve_prefix(self, prefix: str) -> list[str]:
         """All ids starting with ``prefix`` (only the shards it can be in are read)."""

@@ -1,0 +1,286 @@
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from casrepo import (
+    AmbiguousRev,
+    Conflict,
+    DirectoryArtifact,
+    FileArtifact,
+    IntegrityError,
+    NotARepository,
+    NotFound,
+    Repository,
+    UsageError,
+)
+from casrepo.canonical import canonical_json
+from casrepo.errors import InvalidName
+from casrepo.refs import RefKind
+
+
+def write(path: Path, data: bytes | str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return path
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def test_init_is_idempotent(project: Path) -> None:
+    repo = Repository.init(project)
+    assert repo.created
+    assert sorted(p.name for p in (project / ".casrepo").iterdir()) == [
+        "config.yaml", "logs", "objects", "refs", "tmp"]
+    before = tree(project / ".casrepo")
+    again = Repository.init(project)
+    assert not again.created
+    assert tree(project / ".casrepo") == before
+    assert not [p for p in project.iterdir() if p.name.startswith(".casrepo-init")]
+
+
+def test_open_and_discover(project: Path, tmp_path: Path) -> None:
+    Repository.init(project)
+    sub = project / "a" / "b"
+    sub.mkdir(parents=True)
+    assert Repository.discover(sub).dir == (project / ".casrepo").resolve()
+    with pytest.raises(NotARepository):
+        Repository.discover(tmp_path / "elsewhere" if (tmp_path / "elsewhere").mkdir() else
+                            tmp_path / "elsewhere")
+    with pytest.raises(NotARepository):
+        Repository.open(tmp_path)
+    (project / ".casrepo" / "config.yaml").write_text("format_version: 99\n")
+    with pytest.raises(NotARepository, match="format version 99"):
+        Repository.open(project / ".casrepo")
+
+
+def test_add_file_and_versions(repo: Repository, project: Path) -> None:
+    src = write(project / "data.csv", "a,b\n1,2\n")
+    first = repo.add(src, name="datasets/iris", message="first cut")
+    m = first.manifest
+    assert isinstance(m, FileArtifact) and m.size == 8 and m.filename == "data.csv"
+    assert repo.store.read_bytes(m.content) == b"a,b\n1,2\n"
+    assert repo.resolve("datasets/iris") == first.id
+    assert repo.load("datasets/iris").message == "first cut"  # type: ignore[union-attr]
+
+    write(src, "a,b\n1,2\n3,4\n")
+    second = repo.add(src, name="datasets/iris", message="more rows")
+    assert second.previous == first.id
+    assert repo.resolve("datasets/iris~1") == first.id
+    assert repo.resolve("datasets/iris~") == first.id
+    assert repo.resolve(second.id[:8] + "~1") == first.id
+    with pytest.raises(NotFound):
+        repo.resolve("datasets/iris~2")
+    assert [v.id for v in repo.history("datasets/iris")] == [second.id, first.id]
+    assert [v.id for v in repo.history("datasets/iris", limit=1)] == [second.id]
+    log = repo.refs.log("names/datasets/iris")
+    assert [(e.old, e.new, e.message) for e in log] == [
+        (None, first.id, "first cut"), (first.id, second.id, "more rows")]
+
+
+def test_readd_unchanged_makes_no_version(repo: Repository, project: Path) -> None:
+    src = write(project / "f.txt", "same")
+    one = repo.add(src, name="x")
+    two = repo.add(src, name="x", message="again")
+    assert two.unchanged and two.id == one.id
+    assert len(repo.history("x")) == 1
+
+
+def test_add_directory(repo: Repository, project: Path) -> None:
+    d = project / "images"
+    write(d / "b.txt", "bee")
+    write(d / "a" / "deep" / "x.bin", bytes(range(256)))
+    script = write(d / "run.sh", "#!/bin/sh\n")
+    script.chmod(0o755)
+    write(d / "a" / "same.txt", "bee")  # same content as b.txt: stored once
+    result = repo.add(d, name="datasets/images")
+    m = result.manifest
+    assert isinstance(m, DirectoryArtifact)
+    assert [e.path for e in m.entries] == ["a/deep/x.bin", "a/same.txt", "b.txt", "run.sh"]
+    assert [e.executable for e in m.entries] == [False, False, False, True]
+    assert m.entries[1].content == m.entries[2].content
+    out = project / "out"
+    got = repo.get("datasets/images", out)
+    assert got.files == 4
+    assert tree(out) == tree(d)
+    assert os.access(out / "run.sh", os.X_OK) and not os.access(out / "b.txt", os.X_OK)
+
+
+def test_add_directory_with_symlinks(repo: Repository, project: Path) -> None:
+    d = project / "d"
+    write(d / "real.txt", "real")
+    (d / "link.txt").symlink_to("real.txt")
+    m = repo.add(d).manifest
+    assert isinstance(m, DirectoryArtifact)
+    assert [e.path for e in m.entries] == ["link.txt", "real.txt"]
+    (d / "sub").symlink_to(project)
+    with pytest.raises(UsageError, match="symlinks to directories"):
+        repo.add(d)
+
+
+def test_inputs_meta_and_kinds(repo: Repository, project: Path) -> None:
+    class CSVDataset(FileArtifact):
+        kind: ClassVar[str] = "test.csv"
+        delimiter: str = ","
+        header: bool = True
+
+    repo.registry.register(CSVDataset)
+    raw = repo.add(write(project / "raw.csv", "a;b\n"), name="raw", kind="test.csv",
+                   meta={"delimiter": ";", "header": "false", "source": "s3"})
+    m = raw.manifest
+    assert isinstance(m, CSVDataset) and m.delimiter == ";" and m.header is False
+    assert m.meta == {"source": "s3"}
+    model = repo.add(write(project / "m.json", "{}"), name="model", inputs=["raw", raw.id[:6]])
+    assert model.manifest.inputs == (raw.id,)
+    with pytest.raises(UsageError, match="header"):
+        repo.add(project / "raw.csv", kind="test.csv", meta={"header": "maybe"})
+    with pytest.raises(UsageError, match="unknown kind"):
+        repo.add(project / "raw.csv", kind="nope")
+    with pytest.raises(UsageError, match="cannot describe a directory"):
+        repo.add(project, kind="test.csv")
+    with pytest.raises(NotFound):
+        repo.add(project / "raw.csv", inputs=["missing"])
+    blob = m.content
+    with pytest.raises(NotFound, match="blob"):
+        repo.add(project / "raw.csv", inputs=[blob])
+
+
+def test_bad_input_writes_nothing(repo: Repository, project: Path) -> None:
+    src = write(project / "f", "data")
+    before = list(repo.store.ids())
+    with pytest.raises(InvalidName):
+        repo.add(src, name="bad..name")
+    with pytest.raises(UsageError):
+        repo.add(project / "missing")
+    with pytest.raises(NotFound):
+        repo.add(src, inputs=["nothing-here"])
+    assert list(repo.store.ids()) == before
+
+
+def test_dedup_hit_refreshes_mtime(repo: Repository, project: Path) -> None:
+    src = write(project / "big.bin", os.urandom(50000))
+    blob = repo.add(src).manifest.content  # type: ignore[union-attr]
+    path = repo.store.path(blob)
+    old = time.time() - 90 * 86400
+    os.utime(path, (old, old))
+    repo.add(src, name="again")
+    assert path.stat().st_mtime > time.time() - 60
+
+
+def test_rev_resolution_rules(repo: Repository, project: Path) -> None:
+    a = repo.add(write(project / "a", "a"), name="same").id
+    b = repo.add(write(project / "b", "b"), name="other").id
+    repo.tag("same", a)  # tag and name agree: fine
+    assert repo.resolve("same") == a
+    repo.tag("other", a)  # tag and name disagree: ambiguous
+    with pytest.raises(AmbiguousRev):
+        repo.resolve("other")
+    assert repo.resolve(b) == b
+    with pytest.raises(UsageError):
+        repo.resolve("bad..rev")
+    with pytest.raises(UsageError):
+        repo.resolve("")
+    with pytest.raises(NotFound):
+        repo.resolve("f" * 64)
+
+
+def test_tags(repo: Repository, project: Path) -> None:
+    a = repo.add(write(project / "a", "a"), name="x").id
+    b = repo.add(write(project / "a", "b"), name="x").id
+    assert repo.tag("v1", "x~1") == (a, None)
+    assert repo.tag("v1", a) == (a, a)  # same target: no error
+    with pytest.raises(Conflict, match="already exists"):
+        repo.tag("v1", "x")
+    assert repo.tag("v1", "x", force=True) == (b, a)
+    assert repo.delete_tag("v1") == b
+    with pytest.raises(NotFound):
+        repo.delete_tag("v1")
+
+
+def test_get_file_and_conflicts(repo: Repository, project: Path) -> None:
+    data = os.urandom(70000)
+    repo.add(write(project / "f.bin", data), name="f")
+    out = project / "copy.bin"
+    repo.get("f", out)
+    assert out.read_bytes() == data
+    with pytest.raises(Conflict):
+        repo.get("f", out)
+    out.write_bytes(b"changed by the user")  # the store is not touched
+    assert repo.store.read_bytes(repo.load("f").content) == data  # type: ignore[union-attr]
+    repo.get("f", out, force=True)
+    assert out.read_bytes() == data
+    assert not stat.S_IMODE(out.stat().st_mode) & 0o111
+
+
+def test_get_never_writes_through_symlinks(repo: Repository, project: Path,
+                                            tmp_path: Path) -> None:
+    write(project / "src" / "f.txt", "new")
+    repo.add(project / "src", name="d")
+    repo.add(project / "src" / "f.txt", name="f")
+    victim = tmp_path / "victim"
+    write(victim / "f.txt", "precious")
+    link = project / "dest"
+    link.symlink_to(victim)
+    with pytest.raises(Conflict):
+        repo.get("d", link)
+    repo.get("d", link, force=True)
+    assert (victim / "f.txt").read_text() == "precious"
+    assert not link.is_symlink() and (link / "f.txt").read_text() == "new"
+    file_link = project / "file-dest"
+    file_link.symlink_to(victim / "f.txt")
+    repo.get("f", file_link, force=True)
+    assert (victim / "f.txt").read_text() == "precious"
+    assert file_link.read_text() == "new" and not file_link.is_symlink()
+
+
+@pytest.mark.parametrize("evil", ["../evil.txt", "/tmp/evil.txt", "a/../../evil.txt"])
+def test_get_refuses_forged_traversal(repo: Repository, project: Path, evil: str) -> None:
+    blob = repo.store.put_bytes(b"pwned").id
+    doc = {"kind": "directory", "schema": 1, "created": "2026-01-01T00:00:00Z", "name": None,
+           "message": None, "meta": {}, "inputs": [], "previous": None,
+           "entries": [{"path": evil, "size": 5, "executable": False,
+                        "content": {"@link": blob, "rel": "content", "type": "blob"}}]}
+    oid = repo.store.put_bytes(canonical_json(doc)).id
+    repo.refs.update(RefKind.NAME, "evil", oid)
+    before = sorted(p.name for p in project.iterdir())
+    with pytest.raises(IntegrityError):
+        repo.get("evil", project / "out" / "inner")
+    assert not (project / "evil.txt").exists() and not (project / "out" / "evil.txt").exists()
+    assert sorted(p.name for p in project.iterdir() if p.name != "out") == before
+    assert not (project / "out" / "inner").exists()
+
+
+def test_get_corrupt_blob_leaves_nothing(repo: Repository, project: Path) -> None:
+    result = repo.add(write(project / "f", "x" * 1000), name="f")
+    path = repo.store.path(result.manifest.content)  # type: ignore[union-attr]
+    path.chmod(0o644)
+    path.write_bytes(b"y" * 1000)
+    with pytest.raises(IntegrityError, match="corrupt"):
+        repo.get("f", project / "out")
+    assert not (project / "out").exists()
+    assert [p for p in project.iterdir() if ".casrepo-" in p.name] == []
+
+
+def test_manifest_pointing_to_missing_blob(repo: Repository, project: Path) -> None:
+    result = repo.add(write(project / "f", "x"), name="f")
+    repo.store.delete(result.manifest.content)  # type: ignore[union-attr]
+    with pytest.raises(IntegrityError, match="missing"):
+        repo.get("f", project / "out")
+
+
+def test_set_and_delete_name(repo: Repository, project: Path) -> None:
+    a = repo.add(write(project / "a", "a"), name="x").id
+    repo.add(write(project / "a", "b"), name="x")
+    repo.set_name("x", "x~1", "roll back")
+    assert repo.resolve("x") == a
+    assert repo.delete_name("x") == a
+    with pytest.raises(NotFound):
+        repo.resolve("x")
