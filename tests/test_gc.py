@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from casrepo import Artifact, FileArtifact, IntegrityError, Repository
+from casrepo.errors import Busy
+from casrepo.gc import collect_garbage
+from casrepo.refs import RefKind
+
+OLD = time.time() - 30 * 86400
+
+
+def age_all(repo: Repository, when: float = OLD) -> None:
+    for info in repo.store.scan():
+        os.utime(info.path, (when, when))
+
+
+def add_bytes(repo: Repository, project: Path, data: str, **kw: object) -> str:
+    src = project / "src.txt"
+    src.write_text(data)
+    return repo.add(src, **kw).id  # type: ignore[arg-type]
+
+
+def test_gc_keeps_exactly_the_reachable_set(repo: Repository, project: Path) -> None:
+    raw1 = add_bytes(repo, project, "raw v1", name="raw")
+    raw2 = add_bytes(repo, project, "raw v2", name="raw")
+    model = add_bytes(repo, project, "model", name="model", inputs=[raw1])
+    orphan = add_bytes(repo, project, "orphan", name="tmp")
+    repo.delete_name("tmp")
+    age_all(repo)
+    reachable = set()
+    for oid in (raw1, raw2, model):
+        reachable.add(oid)
+        reachable.add(repo.load(oid).content)  # type: ignore[union-attr]
+    orphan_blob = repo.load(orphan).content  # type: ignore[union-attr]
+
+    dry = collect_garbage(repo, expire="now", dry_run=True)
+    assert {i.id for i in dry.removed} == {orphan, orphan_blob}
+    assert set(repo.store.ids()) == reachable | {orphan, orphan_blob}
+
+    report = collect_garbage(repo, expire="now")
+    assert {i.id for i in report.removed} == {orphan, orphan_blob}
+    assert report.bytes_removed == sum(i.size for i in report.removed) > 0
+    assert set(repo.store.ids()) == reachable
+    assert report.reachable == len(reachable)
+
+
+def test_grace_period_protects_young_objects(repo: Repository, project: Path) -> None:
+    add_bytes(repo, project, "young", name="t")
+    repo.delete_name("t")
+    report = collect_garbage(repo)  # default: 14 days from config
+    assert report.removed == [] and report.kept_recent == 2
+    assert collect_garbage(repo, expire=datetime.now(UTC) - timedelta(hours=1)).removed == []
+    assert len(collect_garbage(repo, expire="now").removed) == 2
+
+
+def test_never_expire_keeps_everything(repo: Repository, project: Path) -> None:
+    add_bytes(repo, project, "x", name="t")
+    repo.delete_name("t")
+    age_all(repo)
+    assert collect_garbage(repo, expire="never").removed == []
+
+
+def test_freshened_object_survives(repo: Repository, project: Path) -> None:
+    """git's freshen rule: a dedup hit makes an old unreachable blob young again."""
+    oid = add_bytes(repo, project, "shared bytes", name="t")
+    blob = repo.load(oid).content  # type: ignore[union-attr]
+    repo.delete_name("t")
+    age_all(repo)
+    repo.store.put_bytes(b"shared bytes")  # an in-flight writer reusing the blob
+    report = collect_garbage(repo, expire=datetime.now(UTC) - timedelta(minutes=5))
+    assert repo.store.exists(blob)
+    assert oid in {i.id for i in report.removed}
+
+
+def test_gc_refuses_on_corrupt_or_dangling_roots(repo: Repository, project: Path) -> None:
+    keep = add_bytes(repo, project, "keep", name="keep")
+    add_bytes(repo, project, "gone", name="gone")
+    repo.delete_name("gone")
+    age_all(repo)
+    count = len(list(repo.store.ids()))
+    ref = repo.dir / "refs" / "names" / "keep"
+    ref.write_text("garbage\n")
+    with pytest.raises(IntegrityError, match="refused"):
+        collect_garbage(repo, expire="now")
+    assert len(list(repo.store.ids())) == count
+    ref.write_text("e" * 64 + "\n")  # dangling
+    with pytest.raises(IntegrityError, match="missing"):
+        collect_garbage(repo, expire="now")
+    ref.write_text(keep + "\n")
+    repo.store.delete(repo.load(keep).content)  # type: ignore[union-attr]
+    with pytest.raises(IntegrityError, match="missing"):
+        collect_garbage(repo, expire="now")
+    assert len(list(repo.store.ids())) == count - 1
+
+
+def test_gc_waits_for_writers(repo: Repository) -> None:
+    with repo.writing(), pytest.raises(Busy):
+        collect_garbage(repo, expire="now", wait=0.2)
+
+
+def test_gc_clears_temp_files_of_dead_processes(repo: Repository) -> None:
+    repo.tmp_dir.mkdir(exist_ok=True)
+    dead = repo.tmp_dir / f"obj-{2**22 + 4321}-abc.tmp"
+    live = repo.tmp_dir / f"obj-{os.getpid()}-abc.tmp"
+    dead.write_bytes(b"partial")
+    live.write_bytes(b"in progress")
+    report = collect_garbage(repo, expire="now")
+    assert report.temp_files_removed == [dead]
+    assert not dead.exists() and live.exists()
+
+
+@st.composite
+def dags(draw: st.DrawFn) -> tuple[list[list[int]], list[int], list[bool]]:
+    n = draw(st.integers(1, 12))
+    inputs = [draw(st.lists(st.integers(0, i - 1), max_size=3, unique=True)) if i else []
+              for i in range(n)]
+    roots = draw(st.lists(st.integers(0, n - 1), max_size=4, unique=True))
+    old = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    return inputs, roots, old
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(dags())
+def test_gc_on_random_dags(tmp_path_factory: pytest.TempPathFactory,
+                           dag: tuple[list[list[int]], list[int], list[bool]]) -> None:
+    inputs, roots, old = dag
+    repo = Repository.init(tmp_path_factory.mktemp("dag"))
+    ids: list[str] = []
+    blobs: list[str] = []
+    for i, deps in enumerate(inputs):
+        blob = repo.store.put_bytes(f"blob {i}".encode()).id
+        manifest = FileArtifact(content=blob, size=6, name=f"n{i}",
+                                inputs=tuple(ids[d] for d in deps))
+        ids.append(repo.save(manifest))
+        blobs.append(blob)
+    for r in roots:
+        repo.refs.update(RefKind.NAME, f"root{r}", ids[r])
+    # expected reachable set
+    reach: set[int] = set()
+    stack = list(roots)
+    while stack:
+        i = stack.pop()
+        if i not in reach:
+            reach.add(i)
+            stack.extend(inputs[i])
+    for i, is_old in enumerate(old):
+        when = OLD if is_old else time.time()
+        for oid in (ids[i], blobs[i]):
+            os.utime(repo.store.path(oid), (when, when))
+    cutoff = datetime.now(UTC) - timedelta(days=1)
+    collect_garbage(repo, expire=cutoff)
+    left = set(repo.store.ids())
+    for i in range(len(ids)):
+        if i in reach or not old[i]:
+            assert ids[i] in left and blobs[i] in left
+        else:
+            assert ids[i] not in left and blobs[i] not in left
+
+
+def test_metadata_only_artifacts(repo: Repository) -> None:
+    oid = repo.save(Artifact(name="external", meta={"url": "s3://bucket/x"}))
+    repo.refs.update(RefKind.NAME, "external", oid)
+    age_all(repo)
+    collect_garbage(repo, expire="now")
+    assert repo.load("external").meta == {"url": "s3://bucket/x"}  # type: ignore[union-attr]
