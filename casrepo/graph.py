@@ -16,6 +16,7 @@ from typing import Any
 
 import networkx as nx
 
+from casrepo.canonical import digest
 from casrepo.errors import IntegrityError
 from casrepo.manifest import Link, Rel, Target, links_of, parse_document
 from casrepo.repository import Repository
@@ -74,6 +75,9 @@ def all_manifest_links(repo: Repository) -> Iterator[tuple[str, dict[str, Any]]]
             data = b"{" + f.read()
         document = parse_document(data)
         if document is not None:
+            if digest(data) != info.id:
+                raise IntegrityError(f"object {info.id} is corrupt: its bytes do not hash "
+                                     "to its id (run 'casrepo fsck')")
             yield info.id, document
 
 
@@ -107,10 +111,7 @@ def _walk_up(repo: Repository, graph: nx.DiGraph, root: str, depth: int | None,
             if not _followed(link, include_history):
                 continue
             if link.id not in graph:
-                try:
-                    document = repo.document(link.id)
-                except IntegrityError:
-                    raise
+                document = repo.document(link.id)
                 graph.add_node(link.id, **_node_attrs(repo, link.id, document, decorations))
             graph.add_edge(oid, link.id, rel=link.rel.value)
             if link.id not in seen:
