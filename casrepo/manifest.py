@@ -66,34 +66,54 @@ class Link:
     target: Target
 
 
-def _link_field(rel: Rel, target: Target) -> Any:
-    def validate(value: Any) -> str:
+@dataclass(frozen=True)
+class _LinkCodec:
+    """Validation and serialization of one kind of link field."""
+
+    rel: Rel
+    target: Target
+
+    def validate(self, value: Any) -> str:
         if isinstance(value, dict):
             link = _as_link(value)
-            if link is None or link.rel != rel or link.target != target:
-                raise ValueError(f"expected a {rel.value} link to a {target.value}")
+            if link is None or link.rel != self.rel or link.target != self.target:
+                raise ValueError(f"expected a {self.rel.value} link to a {self.target.value}")
             return link.id
         if isinstance(value, str) and is_object_id(value):
             return value
         raise ValueError("expected an object id (64 lowercase hex characters)")
 
-    def serialize(value: str) -> dict[str, str]:
-        return {LINK_KEY: value, "rel": rel.value, "type": target.value}
+    def serialize(self, value: str) -> dict[str, str]:
+        return {LINK_KEY: value, "rel": self.rel.value, "type": self.target.value}
 
-    schema = {"type": "object", "properties": {LINK_KEY: {"type": "string"}},
-              "description": f"{rel.value} link to a {target.value}"}
-    return Annotated[str, BeforeValidator(validate),
-                     PlainSerializer(serialize, return_type=dict[str, str]),
-                     WithJsonSchema(schema)]
+    @property
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "object", "required": [LINK_KEY, "rel", "type"],
+                "properties": {LINK_KEY: {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                               "rel": {"const": self.rel.value},
+                               "type": {"const": self.target.value}}}
 
 
-BlobRef = _link_field(Rel.CONTENT, Target.BLOB)
+_BLOB = _LinkCodec(Rel.CONTENT, Target.BLOB)
+_PART = _LinkCodec(Rel.CONTENT, Target.MANIFEST)
+_INPUT = _LinkCodec(Rel.INPUT, Target.MANIFEST)
+_PREVIOUS = _LinkCodec(Rel.PREVIOUS, Target.MANIFEST)
+
+BlobRef = Annotated[str, BeforeValidator(_BLOB.validate),
+                    PlainSerializer(_BLOB.serialize, return_type=dict[str, str]),
+                    WithJsonSchema(_BLOB.json_schema)]
 """A field holding the id of a blob this manifest's content is made of."""
-ManifestRef = _link_field(Rel.CONTENT, Target.MANIFEST)
+ManifestRef = Annotated[str, BeforeValidator(_PART.validate),
+                        PlainSerializer(_PART.serialize, return_type=dict[str, str]),
+                        WithJsonSchema(_PART.json_schema)]
 """A field holding the id of another manifest that is part of this one."""
-InputRef = _link_field(Rel.INPUT, Target.MANIFEST)
+InputRef = Annotated[str, BeforeValidator(_INPUT.validate),
+                     PlainSerializer(_INPUT.serialize, return_type=dict[str, str]),
+                     WithJsonSchema(_INPUT.json_schema)]
 """A field holding the id of a manifest this artifact was derived from."""
-PreviousRef = _link_field(Rel.PREVIOUS, Target.MANIFEST)
+PreviousRef = Annotated[str, BeforeValidator(_PREVIOUS.validate),
+                        PlainSerializer(_PREVIOUS.serialize, return_type=dict[str, str]),
+                        WithJsonSchema(_PREVIOUS.json_schema)]
 """A field holding the id of the earlier version of the same name."""
 
 
@@ -343,7 +363,7 @@ class GenericManifest(BaseModel):
 
 
 AnyManifest = Manifest | GenericManifest
-M = TypeVar("M", bound=type[Manifest])
+M = TypeVar("M", bound=Manifest)
 
 BUILTIN_KINDS: tuple[type[Manifest], ...] = (Artifact, FileArtifact, DirectoryArtifact)
 
@@ -368,7 +388,7 @@ class Registry:
         for cls in kinds:
             self.register(cls)
 
-    def register(self, cls: M) -> M:
+    def register(self, cls: type[M]) -> type[M]:
         """Register a manifest class (usable as a decorator)."""
         if not (isinstance(cls, type) and issubclass(cls, Manifest)):
             raise TypeError(f"{cls!r} is not a Manifest subclass")

@@ -304,13 +304,14 @@ class Repository:
                                             executable=executable))
                     if progress:
                         progress(rel, result.size)
-                manifest: Manifest = cls(entries=tuple(entries), **common)
+                manifest = cls.model_validate({**common, "entries": tuple(entries)})
             else:
                 result = self.store.put_file(source)
                 written += not result.is_duplicate
                 nbytes += 0 if result.is_duplicate else result.size
-                manifest = cls(content=result.id, size=result.size, filename=source.name,
-                               executable=_is_executable(source), **common)
+                manifest = cls.model_validate({
+                    **common, "content": result.id, "size": result.size,
+                    "filename": source.name, "executable": _is_executable(source)})
                 if progress:
                     progress(source.name, result.size)
             if previous is not None and _same_version(self.document(previous), manifest):

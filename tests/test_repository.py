@@ -53,8 +53,9 @@ def test_open_and_discover(project: Path, tmp_path: Path) -> None:
     sub.mkdir(parents=True)
     assert Repository.discover(sub).dir == (project / ".casrepo").resolve()
     with pytest.raises(NotARepository):
-        Repository.discover(tmp_path / "elsewhere" if (tmp_path / "elsewhere").mkdir() else
-                            tmp_path / "elsewhere")
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        Repository.discover(elsewhere)
     with pytest.raises(NotARepository):
         Repository.open(tmp_path)
     (project / ".casrepo" / "config.yaml").write_text("format_version: 99\n")

@@ -138,11 +138,11 @@ def tag(state: State, tag_name: str | None, rev: str | None, force: bool, delete
     if delete:
         if not tag_name or rev:
             raise click.UsageError("tag -d takes exactly one TAG")
-        old = repo.delete_tag(tag_name, message)
+        deleted = repo.delete_tag(tag_name, message)
         if as_json:
-            emit_json({"tag": tag_name, "deleted": old})
+            emit_json({"tag": tag_name, "deleted": deleted})
         else:
-            click.echo(f"Deleted tag {tag_name} (was {short(old)})")
+            click.echo(f"Deleted tag {tag_name} (was {short(deleted)})")
         return
     if tag_name is None:
         tags = repo.list_refs(RefKind.TAG)
@@ -177,11 +177,11 @@ def name(state: State, name: str, rev: str | None, delete: bool, message: str | 
     _check_name(name, "name")
     repo = state.repo()
     if delete:
-        old = repo.delete_name(name, message)
+        deleted = repo.delete_name(name, message)
         if as_json:
-            emit_json({"name": name, "deleted": old})
+            emit_json({"name": name, "deleted": deleted})
         else:
-            click.echo(f"Deleted name {name} (was {short(old)})")
+            click.echo(f"Deleted name {name} (was {short(deleted)})")
         return
     if rev is None:
         raise click.UsageError("missing REV (or -d to delete the name)")
