@@ -29,6 +29,10 @@ from casrepo.store import _fsync_dir
 LOG_FILE = "refs.jsonl"
 
 
+class RefChanged(Conflict):
+    """A compare-and-swap found another value than the one expected."""
+
+
 class RefKind(StrEnum):
     NAME = "names"
     TAG = "tags"
@@ -131,7 +135,7 @@ class RefStore:
                                f"'{name}/' exist")
             current = self.read(kind, name)
             if not isinstance(expected, _Any) and current != expected:
-                raise Conflict(
+                raise RefChanged(
                     f"{kind.label} {name!r} changed under us: expected "
                     f"{expected or 'none'}, found {current or 'none'}"
                 )

@@ -41,13 +41,14 @@ from casrepo.manifest import (
     field_setter,
     links_of,
 )
-from casrepo.refs import ANY, RefKind, RefStore
+from casrepo.refs import ANY, RefChanged, RefKind, RefStore
 from casrepo.store import BUFFER_SIZE, ObjectStore
 
 CASREPO_DIR = ".casrepo"
 ENV_REPO = "CASREPO_DIR"
 _REV_RE = re.compile(r"(?P<base>[^~]*)(?P<steps>(?:~\d*)*)")
 _PLACEHOLDER_ID = "0" * 64
+ADD_RETRIES = 20
 
 Progress = Callable[[str, int], None]
 """Progress callback: (path just stored, its size in bytes)."""
@@ -286,14 +287,14 @@ class Repository:
         input_ids = tuple(dict.fromkeys(self.resolve_manifest(rev) for rev in inputs))
         own, rest = field_setter(cls)(dict(meta or {}))
         scan = _scan_directory(source) if is_dir else None
-        previous = self.refs.read(RefKind.NAME, name) if name else None
         common: dict[str, Any] = dict(name=name, message=message, meta=rest,
-                                      inputs=input_ids, previous=previous, **own)
+                                      inputs=input_ids, **own)
         _check_fields(cls, common, is_dir)
 
         with self.writing():
             written = 0
             nbytes = 0
+            content: dict[str, Any]
             if scan is not None:
                 entries = []
                 for rel, file_path, executable in scan.files:
@@ -304,21 +305,31 @@ class Repository:
                                             executable=executable))
                     if progress:
                         progress(rel, result.size)
-                manifest = cls.model_validate({**common, "entries": tuple(entries)})
+                content = {"entries": tuple(entries)}
             else:
                 result = self.store.put_file(source)
                 written += not result.is_duplicate
                 nbytes += 0 if result.is_duplicate else result.size
-                manifest = cls.model_validate({
-                    **common, "content": result.id, "size": result.size,
-                    "filename": source.name, "executable": _is_executable(source)})
+                content = {"content": result.id, "size": result.size, "filename": source.name,
+                           "executable": _is_executable(source)}
                 if progress:
                     progress(source.name, result.size)
-            if previous is not None and _same_version(self.document(previous), manifest):
-                return AddResult(previous, manifest, name, previous, written, nbytes, True)
-            oid = self.registry.save(manifest)
-            if name is not None:
-                self.refs.update(RefKind.NAME, name, oid, expected=previous, message=message)
+            # Another writer may move the name between our read and our update;
+            # the compare-and-swap notices and we rebuild on top of its version.
+            for attempt in range(ADD_RETRIES):
+                previous = self.refs.read(RefKind.NAME, name) if name else None
+                manifest = cls.model_validate({**common, **content, "previous": previous})
+                if previous is not None and _same_version(self.document(previous), manifest):
+                    return AddResult(previous, manifest, name, previous, written, nbytes, True)
+                oid = self.registry.save(manifest)
+                if name is None:
+                    break
+                try:
+                    self.refs.update(RefKind.NAME, name, oid, expected=previous, message=message)
+                    break
+                except RefChanged:
+                    if attempt == ADD_RETRIES - 1:
+                        raise
         return AddResult(oid, manifest, name, previous, written + 1, nbytes, False)
 
     # -- refs ----------------------------------------------------------------------
