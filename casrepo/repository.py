@@ -121,6 +121,7 @@ class Repository:
         target.parent.mkdir(parents=True, exist_ok=True)
         # Build in a sibling temp dir and rename: a killed init leaves no half repo.
         staging = Path(tempfile.mkdtemp(prefix=".casrepo-init-", dir=target.parent))
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; a team may share it
         try:
             for sub in ("objects", "refs/names", "refs/tags", "logs", "tmp"):
                 (staging / sub).mkdir(parents=True)
