@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydantic import ValidationError
 
@@ -439,17 +439,32 @@ class Repository:
             raise
         return GetResult(oid, target, 1, size)
 
+    def write_to(self, rev: str, sink: BinaryIO) -> GetResult:
+        """Write a file artifact's bytes to an open binary stream, verifying them."""
+        oid = self.resolve_manifest(rev)
+        manifest = self.registry.from_document(self.document(oid), oid)
+        if isinstance(manifest, DirectoryArtifact):
+            raise UsageError(f"{rev} is a directory; give a destination path instead of '-'")
+        blob, _ = _single_blob(manifest)
+        size = self._copy_verified(blob, sink)
+        return GetResult(oid, Path("-"), 1, size)
+
     def _export_blob(self, blob: str, out: Path, executable: bool) -> int:
-        """Copy one blob to a new file ``out``, hashing as it goes."""
+        """Copy one blob to a new file ``out`` (never through a symlink)."""
         mode = 0o777 if executable else 0o666  # the umask applies, as for any new file
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        with os.fdopen(os.open(out, flags, mode), "wb") as sink:
+            return self._copy_verified(blob, sink)
+
+    def _copy_verified(self, blob: str, sink: BinaryIO) -> int:
+        """Copy a blob into ``sink``, hashing as it goes; IntegrityError if it is not intact."""
         hasher = hashlib.sha256()
         size = 0
         try:
             source = self.store.open(blob)
         except NotFound:
             raise IntegrityError(f"object {blob} is missing from the store") from None
-        with source, os.fdopen(os.open(out, flags, mode), "wb") as sink:
+        with source:
             while chunk := source.read(BUFFER_SIZE):
                 hasher.update(chunk)
                 sink.write(chunk)

@@ -285,3 +285,17 @@ def test_set_and_delete_name(repo: Repository, project: Path) -> None:
     assert repo.delete_name("x") == a
     with pytest.raises(NotFound):
         repo.resolve("x")
+
+
+def test_write_to_stream(repo: Repository, project: Path) -> None:
+    import io
+
+    data = os.urandom(5000)
+    repo.add(write(project / "f.bin", data), name="f")
+    sink = io.BytesIO()
+    assert repo.write_to("f", sink).bytes == 5000
+    assert sink.getvalue() == data
+    write(project / "d" / "x", "x")
+    repo.add(project / "d", name="d")
+    with pytest.raises(UsageError, match="directory"):
+        repo.write_to("d", io.BytesIO())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -294,7 +295,7 @@ def show(state: State, rev: str, as_json: bool) -> None:
     click.echo(text.rstrip("\n"))
 
 
-@cli.command(epilog=examples("casrepo get datasets/iris iris.csv",
+@cli.command(epilog=examples("casrepo get datasets/iris iris.csv", "casrepo get models/churn - | jq .",
                              "casrepo get datasets/images~1 old-images/ --force"))
 @click.argument("rev")
 @click.argument("dest", type=click.Path())
@@ -302,7 +303,16 @@ def show(state: State, rev: str, as_json: bool) -> None:
 @json_option
 @pass_state
 def get(state: State, rev: str, dest: str, force: bool, as_json: bool) -> None:
-    """Write the file or directory of REV to DEST (which must not exist, unless --force)."""
+    """Write the file or directory of REV to DEST (which must not exist, unless --force).
+
+    DEST '-' writes a file artifact's bytes to stdout.
+    """
+    if dest == "-":
+        if as_json:
+            raise click.UsageError("--json cannot be combined with DEST '-'")
+        state.repo().write_to(rev, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        return
     result = state.repo().get(rev, dest, force=force)
     if as_json:
         emit_json({"id": result.id, "dest": str(result.dest), "files": result.files,
