@@ -84,17 +84,16 @@ def check(repo: Repository, *, repair: bool = False) -> FsckReport:
 
     for kind in (RefKind.NAME, RefKind.TAG):
         for path in repo.refs.strays(kind):
-            subject = str(path.relative_to(repo.dir))
-            if path.name.endswith(".lock"):
-                holder = read_holder(path)
-                if holder is not None and not holder.is_dead():
-                    continue  # a live update in progress
-                if repair:
-                    path.unlink(missing_ok=True)
-                problems.append(Problem(Level.WARNING, subject,
-                                        "lock left by a process that is gone", repair))
-            else:
-                problems.append(Problem(Level.WARNING, subject, "not a valid name or tag file"))
+            problems.append(Problem(Level.WARNING, str(path.relative_to(repo.dir)),
+                                    "not a valid name or tag file"))
+    for path in repo.refs.locks():
+        holder = read_holder(path)
+        if holder is None or not holder.is_dead():
+            continue  # gone already, or a live update in progress
+        if repair:
+            path.unlink(missing_ok=True)
+        problems.append(Problem(Level.WARNING, str(path.relative_to(repo.dir)),
+                                "ref lock left by a process that is gone", repair))
     try:
         repo.refs.log()
     except CasrepoError as e:

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import socket
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,17 +60,24 @@ def read_holder(path: Path) -> LockHolder | None:
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError, OSError):
-        # Half-written by a killed process: treat as a dead local holder.
+        # Locks appear whole (see LockFile), so this is damage: a dead holder.
         return LockHolder(0, socket.gethostname(), 0.0)
 
 
 class LockFile:
-    """An exclusive lock: a file created with O_EXCL, removed on release."""
+    """An exclusive lock: a file that appears with its full content or not at all.
 
-    def __init__(self, path: Path, what: str, timeout: float = 10.0) -> None:
+    The content is written to a temp file first and hard-linked into place
+    (link fails if the lock exists), so no reader ever sees an empty lock
+    and mistakes a live holder for a dead one.
+    """
+
+    def __init__(self, path: Path, what: str, timeout: float = 10.0,
+                 tmp_dir: Path | None = None) -> None:
         self.path = path
         self.what = what
         self.timeout = timeout
+        self.tmp_dir = tmp_dir if tmp_dir is not None else path.parent
         self._held = False
 
     def acquire(self) -> None:
@@ -77,25 +85,29 @@ class LockFile:
         payload = json.dumps(
             {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
         ).encode()
-        while True:
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                holder = read_holder(self.path)
-                if holder is not None and holder.is_dead():
-                    self._break_stale(holder)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f"lock-{os.getpid()}-", suffix=".tmp", dir=self.tmp_dir)
+        try:
+            os.write(fd, payload)
+            os.close(fd)
+            while True:
+                try:
+                    os.link(tmp, self.path)
+                except FileExistsError:
+                    holder = read_holder(self.path)
+                    if holder is not None and holder.is_dead():
+                        self._break_stale(holder)
+                        continue
+                    if time.monotonic() >= deadline:
+                        who = holder.describe() if holder else "another process"
+                        raise Busy(f"{self.what} is locked by {who}; try again later") from None
+                    time.sleep(POLL_INTERVAL)
                     continue
-                if time.monotonic() >= deadline:
-                    who = holder.describe() if holder else "another process"
-                    raise Busy(f"{self.what} is locked by {who}; try again later") from None
-                time.sleep(POLL_INTERVAL)
-                continue
-            try:
-                os.write(fd, payload)
-            finally:
-                os.close(fd)
-            self._held = True
-            return
+                self._held = True
+                return
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
     def _break_stale(self, holder: LockHolder) -> None:
         # Move the stale lock aside before deleting it, and check it is still

@@ -1,7 +1,7 @@
 """Names and tags: small files holding a manifest id, changed atomically.
 
 ``refs/names/<name>`` is a moving name, ``refs/tags/<tag>`` an immutable tag.
-An update takes ``<ref>.lock`` (O_EXCL), compares the current value with the
+An update takes the ref's lock file in ``locks/`` (O_EXCL), compares the current value with the
 one the caller expects (compare-and-swap), writes the new value to ``tmp/``,
 fsyncs and renames it over the ref, then appends one line to the ref log
 ``logs/refs.jsonl`` before releasing the lock.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import hashlib
 import json
 import os
 import tempfile
@@ -74,12 +75,27 @@ class RefStore:
     def __init__(self, casrepo_dir: Path, tmp_dir: Path, lock_timeout: float = 10.0) -> None:
         self.dir = casrepo_dir / "refs"
         self.log_path = casrepo_dir / "logs" / LOG_FILE
+        self.lock_dir = casrepo_dir / "locks"
         self.tmp_dir = tmp_dir
         self.lock_timeout = lock_timeout
 
     def path(self, kind: RefKind, name: str) -> Path:
         check_ref_name(name, kind.label)
         return self.dir / kind.value / name
+
+    def lock_path(self, kind: RefKind, name: str) -> Path:
+        """The lock file of a ref: in one flat directory, named by a hash of the ref,
+        so a 255-byte name component still gets a lock name the filesystem accepts."""
+        check_ref_name(name, kind.label)
+        key = hashlib.sha256(f"{kind.value}/{name}".encode()).hexdigest()[:32]
+        return self.lock_dir / f"ref-{key}.lock"
+
+    def locks(self) -> list[Path]:
+        """Ref lock files present now (held by live updates or left by dead ones)."""
+        try:
+            return sorted(self.lock_dir.glob("ref-*.lock"))
+        except OSError:
+            return []
 
     def read(self, kind: RefKind, name: str) -> str | None:
         """The id a ref points at; None when it does not exist."""
@@ -128,8 +144,9 @@ class RefStore:
         if new is not None and not is_object_id(new):
             raise ValueError(f"not an object id: {new!r}")
         self._make_parents(kind, name, path)
-        with LockFile(path.with_name(path.name + ".lock"), f"{kind.label} {name!r}",
-                      self.lock_timeout):
+        self.lock_dir.mkdir(exist_ok=True)
+        with LockFile(self.lock_path(kind, name), f"{kind.label} {name!r}", self.lock_timeout,
+                      self.tmp_dir):
             if path.is_dir():
                 raise Conflict(f"cannot use {kind.label} {name!r}: names under "
                                f"'{name}/' exist")

@@ -84,7 +84,7 @@ def test_leftovers_are_warnings_and_repair_clears_them(repo: Repository,
                                                        filled: dict[str, str]) -> None:
     temp = repo.tmp_dir / f"obj-{2**22 + 99}-x.tmp"
     temp.write_bytes(b"partial")
-    lock = repo.dir / "refs" / "names" / "raw.lock"
+    lock = repo.refs.lock_path(RefKind.NAME, "raw")
     lock.write_text(json.dumps({"pid": 2**22 + 98, "host": socket.gethostname(), "started": 0}))
     report = check(repo)
     assert report.ok

@@ -76,7 +76,8 @@ def test_garbage_ref_is_an_integrity_error(refs: RefStore, tmp_path: Path) -> No
 
 def test_live_lock_makes_update_busy(refs: RefStore, tmp_path: Path) -> None:
     refs.update(RefKind.NAME, "x", A, expected=None)
-    lock = tmp_path / "refs/names/x.lock"
+    lock = refs.lock_path(RefKind.NAME, "x")
+    lock.parent.mkdir(exist_ok=True)
     lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                 "started": 0}))
     with pytest.raises(Busy, match=f"pid {os.getpid()}"):
@@ -87,7 +88,8 @@ def test_live_lock_makes_update_busy(refs: RefStore, tmp_path: Path) -> None:
 
 def test_dead_holder_lock_is_taken_over(refs: RefStore, tmp_path: Path) -> None:
     refs.update(RefKind.NAME, "x", A, expected=None)
-    lock = tmp_path / "refs/names/x.lock"
+    lock = refs.lock_path(RefKind.NAME, "x")
+    lock.parent.mkdir(exist_ok=True)
     dead = 2**22 + 12345  # above pid_max on typical systems
     lock.write_text(json.dumps({"pid": dead, "host": socket.gethostname(), "started": 0}))
     refs.update(RefKind.NAME, "x", B, expected=A)
@@ -97,7 +99,8 @@ def test_dead_holder_lock_is_taken_over(refs: RefStore, tmp_path: Path) -> None:
 
 def test_half_written_lock_counts_as_dead(refs: RefStore, tmp_path: Path) -> None:
     refs.update(RefKind.NAME, "x", A, expected=None)
-    (tmp_path / "refs/names/x.lock").write_text("{")
+    lock = refs.lock_path(RefKind.NAME, "x")
+    lock.write_text("{")
     refs.update(RefKind.NAME, "x", B, expected=A)
     assert refs.get(RefKind.NAME, "x") == B
 
@@ -114,3 +117,10 @@ def test_corrupt_log_line(refs: RefStore, tmp_path: Path) -> None:
         f.write("not json\n")
     with pytest.raises(IntegrityError, match="line 2"):
         refs.log()
+
+
+def test_longest_names_get_a_lock(refs: RefStore) -> None:
+    for name in ("a" * 255, "é" * 127, "x/" + "b" * 253):
+        refs.update(RefKind.NAME, name, A, expected=None)
+        assert refs.get(RefKind.NAME, name) == A
+    assert refs.locks() == []
