@@ -41,11 +41,11 @@ def _parse_meta(pairs: tuple[str, ...]) -> dict[str, str]:
     return meta
 
 
-def _check_name(value: str | None, what: str) -> None:
+def _check_name(value: str | None, what: str, hint: str | None = None) -> None:
     if value is not None:
         problem = ref_name_problem(value)
         if problem:
-            raise click.BadParameter(f"invalid {what} {value!r}: {problem}")
+            raise click.BadParameter(f"invalid {what} {value!r}: {problem}", param_hint=hint)
 
 
 # -- init --------------------------------------------------------------------------
@@ -85,7 +85,7 @@ def init(path: str, as_json: bool) -> None:
 def add(state: State, path: str, name: str | None, kind: str | None, inputs: tuple[str, ...],
         meta: tuple[str, ...], message: str | None, as_json: bool) -> None:
     """Store a file or directory as an artifact and print its manifest id."""
-    _check_name(name, "name")
+    _check_name(name, "name", "--name")
     parsed_meta = _parse_meta(meta)
     repo = state.repo()
     counter = {"files": 0, "bytes": 0}
@@ -116,6 +116,9 @@ def add(state: State, path: str, name: str | None, kind: str | None, inputs: tup
     else:
         info(f"added {kind_name} {display_path(Path(path))}{target}: {counter['files']} "
              f"file(s), {human_size(counter['bytes'])}")
+        if result.name is None:
+            info("note: no --name given: unless a name or tag points at it, gc may remove it "
+                 f"after the grace period ({repo.config.gc.prune_expire})")
     click.echo(result.id)
 
 
@@ -134,7 +137,7 @@ def add(state: State, path: str, name: str | None, kind: str | None, inputs: tup
 def tag(state: State, tag_name: str | None, rev: str | None, force: bool, delete: bool,
         message: str | None, as_json: bool) -> None:
     """Make an immutable tag at REV, list tags (no arguments), or delete one (-d)."""
-    _check_name(tag_name, "tag")
+    _check_name(tag_name, "tag", "TAG")
     repo = state.repo()
     if delete:
         if not tag_name or rev:
@@ -175,7 +178,7 @@ def tag(state: State, tag_name: str | None, rev: str | None, force: bool, delete
 def name(state: State, name: str, rev: str | None, delete: bool, message: str | None,
          as_json: bool) -> None:
     """Point NAME at REV (e.g. to roll back), or delete it with -d."""
-    _check_name(name, "name")
+    _check_name(name, "name", "NAME")
     repo = state.repo()
     if delete:
         deleted = repo.delete_name(name, message)
@@ -200,6 +203,8 @@ def name(state: State, name: str, rev: str | None, delete: bool, message: str | 
 def refs(state: State, as_json: bool) -> None:
     """List every name and tag with the id it points at."""
     entries = state.repo().list_refs()
+    if not entries and not as_json:
+        info("no names or tags yet (casrepo add PATH --name NAME makes one)")
     if as_json:
         emit_json({"names": [{"name": r.name, "id": r.id} for r in entries
                              if r.kind is RefKind.NAME],
@@ -224,6 +229,8 @@ def log(state: State, rev: str | None, limit: int | None, as_json: bool) -> None
     repo = state.repo()
     if rev is None:
         entries = list(reversed(repo.refs.log()))[:limit]
+        if not entries and not as_json:
+            info("the ref log is empty: no name or tag has been set yet")
         if as_json:
             emit_json({"reflog": [e.__dict__ for e in entries]})
             return
