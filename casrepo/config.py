@@ -9,8 +9,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from casrepo.errors import CasrepoError, NotARepository, UsageError
-from casrepo.manifest import Manifest
+from casrepo.errors import NotARepository, UsageError
+from casrepo.manifest import Registry
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.yaml"
@@ -44,16 +44,14 @@ class Config(BaseModel):
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
-    def kind_classes(self) -> list[type[Manifest]]:
-        classes = []
+    def register_kinds(self, registry: Registry) -> None:
+        """Register the kinds listed here; failures go to ``registry.load_errors``."""
         for spec in self.kinds:
             module_name, _, attr = spec.partition(":")
             try:
-                cls = getattr(importlib.import_module(module_name), attr)
-            except (ImportError, AttributeError, ValueError) as e:
-                raise CasrepoError(f"config.yaml kinds: cannot import {spec!r}: {e}") from e
-            classes.append(cls)
-        return classes
+                registry.register(getattr(importlib.import_module(module_name), attr))
+            except Exception as e:  # gc and fsck must run without the user's classes
+                registry.load_errors.append(f"config.yaml kinds: cannot load {spec!r}: {e}")
 
 
 def load_config(casrepo_dir: Path) -> Config:

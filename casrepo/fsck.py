@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from casrepo.errors import CasrepoError
-from casrepo.lockfile import pid_alive, read_holder
+from casrepo.lockfile import read_holder
 from casrepo.reach import mark
 from casrepo.refs import RefKind
 from casrepo.repository import Repository
-
-_TEMP_PID_RE = re.compile(r"[a-z]+-(\d+)-")
 
 
 class Level(StrEnum):
@@ -55,6 +51,8 @@ def check(repo: Repository, *, repair: bool = False) -> FsckReport:
     and clear files left by killed processes (never deleting data)."""
     report = FsckReport()
     problems = report.problems
+    for error in repo.registry.load_errors:
+        problems.append(Problem(Level.WARNING, "kinds", error))
     quarantine = repo.dir / "quarantine"
     for info in repo.store.scan():
         report.objects += 1
@@ -74,6 +72,15 @@ def check(repo: Repository, *, repair: bool = False) -> FsckReport:
     reach = mark(repo)
     report.refs = len(reach.roots)
     report.manifests = len(reach.manifests)
+    for kind, name, message in reach.bad_refs:
+        moved = False
+        if repair:  # keep the damaged file for inspection, out of the way of new refs
+            path = repo.refs.path(kind, name)
+            target = quarantine / "refs" / kind.value / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(path), target)
+            moved = True
+        problems.append(Problem(Level.ERROR, f"{kind.label} {name}", message, moved))
     for subject, message in reach.problems:
         problems.append(Problem(Level.ERROR, subject, message))
     for oid in sorted(reach.manifests):
@@ -88,7 +95,7 @@ def check(repo: Repository, *, repair: bool = False) -> FsckReport:
                                     "not a valid name or tag file"))
     for path in repo.refs.locks():
         holder = read_holder(path)
-        if holder is None or not holder.is_dead():
+        if holder is None or not holder.is_stale():
             continue  # gone already, or a live update in progress
         if repair:
             path.unlink(missing_ok=True)
@@ -99,10 +106,7 @@ def check(repo: Repository, *, repair: bool = False) -> FsckReport:
     except CasrepoError as e:
         problems.append(Problem(Level.ERROR, "ref log", str(e)))
 
-    for path in repo.store.temp_files():
-        match = _TEMP_PID_RE.match(path.name)
-        if match and pid_alive(int(match.group(1))) and int(match.group(1)) != os.getpid():
-            continue  # a writer is using it right now
+    for path in repo.store.abandoned_temp_files():
         if repair:
             path.unlink(missing_ok=True)
         problems.append(Problem(Level.WARNING, str(path.relative_to(repo.dir)),

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from casrepo import clock
 from casrepo.errors import IntegrityError
-from casrepo.lockfile import pid_alive
 from casrepo.reach import mark
 from casrepo.repository import Repository
 from casrepo.store import ObjectInfo
-
-_TEMP_PID_RE = re.compile(r"[a-z]+-(\d+)-")
 
 
 @dataclass(frozen=True)
@@ -46,9 +42,10 @@ def collect_garbage(repo: Repository, *, expire: datetime | str | None = "config
         expire = clock.parse_expire(repo.config.gc.prune_expire if expire == "config" else expire)
     with repo.collecting(timeout=wait):
         reach = mark(repo)
-        if reach.problems:
-            subject, message = reach.problems[0]
-            more = f" (and {len(reach.problems) - 1} more)" if len(reach.problems) > 1 else ""
+        problems = reach.all_problems
+        if problems:
+            subject, message = problems[0]
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise IntegrityError(f"gc refused to run: {subject}: {message}{more}; "
                                  "run 'casrepo fsck' for details")
         keep = reach.objects
@@ -64,16 +61,8 @@ def collect_garbage(repo: Repository, *, expire: datetime | str | None = "config
             removed.append(info)
             if not dry_run:
                 repo.store.delete(info.id)
-        temps = [p for p in repo.store.temp_files() if _left_by_dead_process(p)]
+        temps = repo.store.abandoned_temp_files()
         if not dry_run:
             for path in temps:
                 path.unlink(missing_ok=True)
     return GCReport(dry_run, expire, len(reach.roots), len(keep), removed, kept_recent, temps)
-
-
-def _left_by_dead_process(path: Path) -> bool:
-    match = _TEMP_PID_RE.match(path.name)
-    if match is None:
-        # Not one of ours by name: only old ones are safe to clear.
-        return path.stat().st_mtime < datetime.now(UTC).timestamp() - 86400
-    return not pid_alive(int(match.group(1)))

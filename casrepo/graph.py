@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 import networkx as nx
 
-from casrepo.canonical import digest
-from casrepo.errors import IntegrityError
-from casrepo.manifest import Link, Rel, Target, links_of, parse_document
+from casrepo.manifest import Link, Rel, Target, links_of
+from casrepo.reach import mark
 from casrepo.repository import Repository
-
-MAX_MANIFEST_SCAN = 64 << 20
 
 
 class Direction(StrEnum):
@@ -38,6 +34,8 @@ class Lineage:
     direction: Direction
     graph: nx.DiGraph
     depth: int | None
+    warnings: tuple[str, ...] = ()
+    """Damage met on the way (a downstream answer may then be incomplete)."""
 
     @property
     def has_cycle(self) -> bool:
@@ -64,23 +62,6 @@ def _node_attrs(repo: Repository, oid: str, document: dict[str, Any],
     }
 
 
-def all_manifest_links(repo: Repository) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every manifest in the store with its document (a full scan of the store)."""
-    for info in repo.store.scan():
-        if info.size > MAX_MANIFEST_SCAN:
-            continue
-        with open(info.path, "rb") as f:
-            if f.read(1) != b"{":
-                continue
-            data = b"{" + f.read()
-        document = parse_document(data)
-        if document is not None:
-            if digest(data) != info.id:
-                raise IntegrityError(f"object {info.id} is corrupt: its bytes do not hash "
-                                     "to its id (run 'casrepo fsck')")
-            yield info.id, document
-
-
 def lineage(repo: Repository, rev: str, direction: Direction | str = Direction.UP,
             depth: int | None = None, kind: str | None = None,
             include_history: bool = False) -> Lineage:
@@ -92,11 +73,12 @@ def lineage(repo: Repository, rev: str, direction: Direction | str = Direction.U
     graph.add_node(root, **_node_attrs(repo, root, repo.document(root), decorations))
     if direction in (Direction.UP, Direction.BOTH):
         _walk_up(repo, graph, root, depth, include_history, decorations)
+    warnings: list[str] = []
     if direction in (Direction.DOWN, Direction.BOTH):
-        _walk_down(repo, graph, root, depth, include_history, decorations)
+        warnings = _walk_down(repo, graph, root, depth, include_history, decorations)
     if kind is not None:
         graph = _filter_kind(graph, root, kind)
-    return Lineage(root, direction, graph, depth)
+    return Lineage(root, direction, graph, depth, tuple(warnings))
 
 
 def _walk_up(repo: Repository, graph: nx.DiGraph, root: str, depth: int | None,
@@ -111,7 +93,7 @@ def _walk_up(repo: Repository, graph: nx.DiGraph, root: str, depth: int | None,
             if not _followed(link, include_history):
                 continue
             if link.id not in graph:
-                document = repo.document(link.id)
+                document = repo.linked_document(link.id, f"manifest {oid}")
                 graph.add_node(link.id, **_node_attrs(repo, link.id, document, decorations))
             graph.add_edge(oid, link.id, rel=link.rel.value)
             if link.id not in seen:
@@ -120,14 +102,14 @@ def _walk_up(repo: Repository, graph: nx.DiGraph, root: str, depth: int | None,
 
 
 def _walk_down(repo: Repository, graph: nx.DiGraph, root: str, depth: int | None,
-               include_history: bool, decorations: dict[str, list[str]]) -> None:
+               include_history: bool, decorations: dict[str, list[str]]) -> list[str]:
+    """Dependents of ``root`` among the manifests the refs reach; returns warnings."""
+    reach = mark(repo)
     dependents: dict[str, list[tuple[str, Rel]]] = {}
-    documents: dict[str, dict[str, Any]] = {}
-    for oid, document in all_manifest_links(repo):
-        for link in links_of(document):
+    for oid, links in reach.links.items():
+        for link in links:
             if _followed(link, include_history):
                 dependents.setdefault(link.id, []).append((oid, link.rel))
-                documents[oid] = document
     queue: deque[tuple[str, int]] = deque([(root, 0)])
     seen = {root}
     while queue:
@@ -136,11 +118,13 @@ def _walk_down(repo: Repository, graph: nx.DiGraph, root: str, depth: int | None
             continue
         for child, rel in sorted(dependents.get(oid, [])):
             if child not in graph:
-                graph.add_node(child, **_node_attrs(repo, child, documents[child], decorations))
+                graph.add_node(child, **_node_attrs(repo, child, repo.document(child),
+                                                    decorations))
             graph.add_edge(child, oid, rel=rel.value)
             if child not in seen:
                 seen.add(child)
                 queue.append((child, level + 1))
+    return [f"{subject}: {message}" for subject, message in reach.all_problems]
 
 
 def _filter_kind(graph: nx.DiGraph, root: str, kind: str) -> nx.DiGraph:

@@ -21,6 +21,8 @@ from types import TracebackType
 from casrepo.errors import Busy
 
 POLL_INTERVAL = 0.01
+STALE_AFTER = 600.0
+"""A ref update holds its lock for milliseconds: one ten minutes old is abandoned."""
 
 
 @dataclass(frozen=True)
@@ -33,11 +35,12 @@ class LockHolder:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started))
         return f"pid {self.pid} on {self.host} since {since}"
 
-    def is_dead(self) -> bool:
-        """True only when the holder is known dead: a process of this host that is gone."""
-        if self.host != socket.gethostname():
-            return False
-        return not pid_alive(self.pid)
+    def is_stale(self, max_age: float = STALE_AFTER) -> bool:
+        """True when the holder is gone: a dead process of this host, or a holder on
+        another host (whose processes we cannot see) older than ``max_age`` seconds."""
+        if self.host == socket.gethostname():
+            return not pid_alive(self.pid)
+        return time.time() - self.started > max_age
 
 
 def pid_alive(pid: int) -> bool:
@@ -95,7 +98,7 @@ class LockFile:
                     os.link(tmp, self.path)
                 except FileExistsError:
                     holder = read_holder(self.path)
-                    if holder is not None and holder.is_dead():
+                    if holder is not None and holder.is_stale():
                         self._break_stale(holder)
                         continue
                     if time.monotonic() >= deadline:

@@ -164,12 +164,12 @@ def parse_document(data: bytes) -> dict[str, Any] | None:
         return None
     if isinstance(document.get("kind"), str) and isinstance(document.get("schema"), int):
         return document
-    if _is_legacy(document):
+    if is_legacy(document):
         return document
     return None
 
 
-def _is_legacy(document: dict[str, Any]) -> bool:
+def is_legacy(document: dict[str, Any]) -> bool:
     """A cas-manifest 0.4 object: ``{"class": NAME, "value": {...}}``."""
     return (set(document) == {"class", "value"} and isinstance(document["class"], str)
             and isinstance(document["value"], dict))
@@ -381,6 +381,8 @@ class Registry:
         self.store = store
         self._kinds: dict[str, type[Manifest]] = {}
         self._legacy: dict[str, type[Manifest]] = {}
+        self.load_errors: list[str] = []
+        """Kinds that could not be loaded; gc, fsck and lineage do not need them."""
         for cls in BUILTIN_KINDS:
             self.register(cls)
         if entry_points:
@@ -413,11 +415,10 @@ class Registry:
         """Register the classes that installed packages declare under ``casrepo.kinds``."""
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             try:
-                cls = ep.load()
-                self.register(cls)
-            except Exception as e:  # a broken plugin must not break the CLI
-                raise CasrepoError(f"cannot load manifest kind {ep.name!r} "
-                                   f"from {ep.value}: {e}") from e
+                self.register(ep.load())
+            except Exception as e:  # a broken plugin must not break gc or fsck
+                self.load_errors.append(f"cannot load manifest kind {ep.name!r} "
+                                        f"from {ep.value}: {e}")
 
     def kinds(self) -> dict[str, type[Manifest]]:
         return dict(sorted(self._kinds.items()))
@@ -427,14 +428,15 @@ class Registry:
             return self._kinds[kind]
         except KeyError:
             known = ", ".join(sorted(self._kinds))
-            raise UsageError(f"unknown kind {kind!r} (known: {known})") from None
+            failed = f"; {'; '.join(self.load_errors)}" if self.load_errors else ""
+            raise UsageError(f"unknown kind {kind!r} (known: {known}){failed}") from None
 
     # -- documents -----------------------------------------------------------
 
     def from_document(self, document: dict[str, Any], oid: str = "") -> AnyManifest:
         """Build the right model for a parsed document."""
         label = f"manifest {oid}" if oid else "manifest"
-        if _is_legacy(document):
+        if is_legacy(document):
             legacy_cls = self._legacy.get(document["class"])
             if legacy_cls is None:
                 return GenericManifest(kind=f"legacy:{document['class']}", schema_version=0,

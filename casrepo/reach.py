@@ -1,11 +1,13 @@
-"""Reachability: the link closure of the refs, shared by gc and fsck."""
+"""Reachability: the link closure of the refs, shared by gc, fsck and lineage."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from casrepo.errors import CasrepoError, IntegrityError, NotFound
-from casrepo.manifest import Target, links_of
+from casrepo.ids import is_object_id
+from casrepo.manifest import Link, Rel, Target, is_legacy, links_of
 from casrepo.refs import RefKind
 from casrepo.repository import RefEntry, Repository
 
@@ -15,8 +17,16 @@ class Reachability:
     roots: list[RefEntry]
     manifests: set[str] = field(default_factory=set)
     blobs: set[str] = field(default_factory=set)
+    links: dict[str, list[Link]] = field(default_factory=dict)
+    """The links of every reachable manifest."""
     problems: list[tuple[str, str]] = field(default_factory=list)
     """(subject, message) for every root or link that could not be followed."""
+    bad_refs: list[tuple[RefKind, str, str]] = field(default_factory=list)
+    """(kind, name, message) for every ref file that holds no id."""
+
+    @property
+    def all_problems(self) -> list[tuple[str, str]]:
+        return [(f"{k.label} {n}", m) for k, n, m in self.bad_refs] + self.problems
 
     @property
     def objects(self) -> set[str]:
@@ -24,16 +34,20 @@ class Reachability:
 
 
 def mark(repo: Repository) -> Reachability:
-    """Walk every name and tag through all links; record what cannot be followed."""
+    """Walk every name and tag through all links; record what cannot be followed.
+
+    Only objects reached through a manifest link are parsed as manifests, so
+    a user's data file that happens to look like a manifest stays a blob.
+    """
     roots: list[RefEntry] = []
-    problems: list[tuple[str, str]] = []
+    bad_refs: list[tuple[RefKind, str, str]] = []
     for kind in (RefKind.NAME, RefKind.TAG):
         for name in repo.refs.names(kind):
             try:
                 roots.append(RefEntry(kind, name, repo.refs.get(kind, name)))
             except CasrepoError as e:
-                problems.append((f"{kind.label} {name}", str(e)))
-    result = Reachability(roots, problems=problems)
+                bad_refs.append((kind, name, str(e)))
+    result = Reachability(roots, bad_refs=bad_refs)
     stack = [(root.id, f"{root.kind.label} {root.name}") for root in roots]
     while stack:
         oid, via = stack.pop()
@@ -50,17 +64,39 @@ def mark(repo: Repository) -> Reachability:
             continue
         result.manifests.add(oid)
         try:
-            links = links_of(document)
+            links = _legacy_links(repo, document) if is_legacy(document) else links_of(document)
         except IntegrityError as e:
             result.problems.append((f"manifest {oid}", str(e)))
             continue
+        result.links[oid] = links
         for link in links:
             if link.target is Target.BLOB:
                 if link.id not in result.blobs:
                     result.blobs.add(link.id)
                     if not repo.store.exists(link.id):
-                        result.problems.append(
-                            (f"manifest {oid}", f"links to missing {link.rel.value} blob {link.id}"))
+                        result.problems.append((f"manifest {oid}",
+                                                f"links to missing {link.rel.value} blob {link.id}"))
             elif link.id not in result.manifests:
                 stack.append((link.id, f"manifest {oid} ({link.rel.value})"))
     return result
+
+
+def _legacy_links(repo: Repository, document: dict[str, Any]) -> list[Link]:
+    """cas-manifest 0.4 objects carry bare hashes: every full id they hold that is
+    in the store counts as content (a manifest if it parses as one), so gc keeps it."""
+    found: list[Link] = []
+    stack: list[Any] = [document["value"]]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str) and is_object_id(value) and repo.store.exists(value):
+            try:
+                repo.document(value)
+                target = Target.MANIFEST
+            except CasrepoError:
+                target = Target.BLOB
+            found.append(Link(value, Rel.CONTENT, target))
+    return found

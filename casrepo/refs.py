@@ -150,19 +150,25 @@ class RefStore:
             if path.is_dir():
                 raise Conflict(f"cannot use {kind.label} {name!r}: names under "
                                f"'{name}/' exist")
-            current = self.read(kind, name)
+            damaged = False
+            try:
+                current = self.read(kind, name)
+            except IntegrityError:
+                if not isinstance(expected, _Any):
+                    raise
+                current, damaged = None, True  # a forced update may overwrite a damaged ref
             if not isinstance(expected, _Any) and current != expected:
                 raise RefChanged(
                     f"{kind.label} {name!r} changed under us: expected "
                     f"{expected or 'none'}, found {current or 'none'}"
                 )
             if new is None:
-                if current is not None:
+                if current is not None or damaged:
                     path.unlink()
                     _fsync_dir(path.parent)
-            elif new != current:
+            elif new != current or damaged:
                 self._write(path, new)
-            if new != current:
+            if new != current or damaged:
                 self._append_log(RefLogEntry(f"{kind.value}/{name}", current, new,
                                              clock.format_time(clock.now()), current_user(),
                                              message))

@@ -103,8 +103,7 @@ class Repository:
         self.refs = RefStore(casrepo_dir, self.tmp_dir)
         self.registry = registry if registry is not None else Registry(entry_points=True)
         self.registry.store = self.store
-        for cls in config.kind_classes():
-            self.registry.register(cls)
+        config.register_kinds(self.registry)
         self._gc_lock_path = casrepo_dir / "locks" / "gc.lock"
         self.created = False
 
@@ -199,6 +198,7 @@ class Repository:
             previous = self.previous_of(oid)
             if previous is None:
                 raise NotFound(f"{rev}: {base} has only {n + 1} version(s)")
+            self.linked_document(previous, f"manifest {oid}")
             oid = previous
         return oid
 
@@ -214,8 +214,13 @@ class Repository:
             if by_name and by_tag and by_name != by_tag:
                 raise AmbiguousRev(base, [f"name {base} ({by_name[:12]})",
                                           f"tag {base} ({by_tag[:12]})"])
-            if by_name or by_tag:
-                return by_name or by_tag  # type: ignore[return-value]
+            target = by_name or by_tag
+            if target is not None:
+                if not self.store.exists(target):
+                    what = "name" if by_name else "tag"
+                    raise IntegrityError(f"{what} {base!r} points at missing object {target} "
+                                         "(run 'casrepo fsck')")
+                return target
         if is_id_prefix(base):
             return self.store.resolve_unique(base)
         if not is_name:
@@ -239,14 +244,44 @@ class Repository:
         """The verified JSON document of manifest ``oid``."""
         return self.registry.read_document(oid)
 
+    def linked_document(self, oid: str, referrer: str) -> dict[str, Any]:
+        """The document of a manifest that ``referrer`` links to.
+
+        Unlike a rev the user typed (exit 4 when absent), a link that leads
+        nowhere is damage to the repository: :class:`IntegrityError`.
+        """
+        try:
+            return self.document(oid)
+        except NotFound:
+            problem = "a blob, not a manifest" if self.store.exists(oid) else "missing"
+            raise IntegrityError(f"{referrer} links to {oid}, which is {problem} "
+                                 "(run 'casrepo fsck')") from None
+
     def load(self, rev: str) -> AnyManifest:
         """The manifest a REV names, as its registered class (or generic)."""
         oid = self.resolve_manifest(rev)
         return self.registry.from_document(self.document(oid), oid)
 
-    def save(self, manifest: AnyManifest) -> str:
+    def save(self, manifest: AnyManifest, *, name: str | None = None,
+             message: str | None = None) -> str:
+        """Store a manifest and return its id.
+
+        With ``name``, it becomes the name's newest version, as ``add`` does:
+        its ``name`` and ``previous`` are set, and the name moves by
+        compare-and-swap (re-saving the same content makes no new version).
+        """
+        if name is None:
+            with self.writing():
+                return self.registry.save(manifest)
+        if isinstance(manifest, GenericManifest):
+            raise UsageError("a manifest of an unregistered kind cannot be saved under a name")
+        if ref_name_problem(name) is not None:
+            raise InvalidName(f"invalid name {name!r}: {ref_name_problem(name)}")
         with self.writing():
-            return self.registry.save(manifest)
+            oid, _, _, _ = self._commit(
+                lambda previous: manifest.model_copy(update={"name": name, "previous": previous}),
+                name, message)
+        return oid
 
     def pack(self, cls: type[Manifest], obj: Any, **fields: Any) -> str:
         """Store a live object through ``cls.pack`` and return the manifest id."""
@@ -315,30 +350,57 @@ class Repository:
                            "executable": _is_executable(source)}
                 if progress:
                     progress(source.name, result.size)
-            # Another writer may move the name between our read and our update;
-            # the compare-and-swap notices and we rebuild on top of its version.
-            for attempt in range(ADD_RETRIES):
-                previous = self.refs.read(RefKind.NAME, name) if name else None
-                manifest = cls.model_validate({**common, **content, "previous": previous})
-                if previous is not None and _same_version(self.document(previous), manifest):
-                    return AddResult(previous, manifest, name, previous, written, nbytes, True)
-                oid = self.registry.save(manifest)
-                if name is None:
-                    break
-                try:
-                    self.refs.update(RefKind.NAME, name, oid, expected=previous, message=message)
-                    break
-                except RefChanged:
-                    if attempt == ADD_RETRIES - 1:
-                        raise
+            oid, manifest, previous, unchanged = self._commit(
+                lambda previous: cls.model_validate({**common, **content, "previous": previous}),
+                name, message)
+        if unchanged:
+            return AddResult(oid, manifest, name, previous, written, nbytes, True)
         return AddResult(oid, manifest, name, previous, written + 1, nbytes, False)
+
+    def _commit(self, build: Callable[[str | None], Manifest], name: str | None,
+                message: str | None) -> tuple[str, Manifest, str | None, bool]:
+        """Save ``build(previous)`` and move ``name`` to it by compare-and-swap.
+
+        Another writer may move the name between our read and our update; the
+        compare-and-swap notices and we rebuild on top of its version. Returns
+        (id, manifest, previous, unchanged); unchanged means the name already
+        held the same content and nothing was written.
+        """
+        for attempt in range(ADD_RETRIES):
+            previous = self.refs.read(RefKind.NAME, name) if name else None
+            manifest = build(previous)
+            if previous is not None and _same_version(self.document(previous), manifest):
+                return previous, manifest, previous, True
+            oid = self.registry.save(manifest)
+            if name is None:
+                return oid, manifest, None, False
+            try:
+                self.refs.update(RefKind.NAME, name, oid, expected=previous, message=message)
+                return oid, manifest, previous, False
+            except RefChanged:
+                if attempt == ADD_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     # -- refs ----------------------------------------------------------------------
 
-    def list_refs(self, kind: RefKind | None = None) -> list[RefEntry]:
-        """Every name and tag with its id, sorted; a corrupt ref raises IntegrityError."""
-        kinds = [kind] if kind else [RefKind.NAME, RefKind.TAG]
-        return [RefEntry(k, n, self.refs.get(k, n)) for k in kinds for n in self.refs.names(k)]
+    def list_refs(self, kind: RefKind | None = None,
+                  errors: list[str] | None = None) -> list[RefEntry]:
+        """Every name and tag with its id, sorted.
+
+        A damaged ref raises IntegrityError, or, when an ``errors`` list is
+        given, is described there and skipped.
+        """
+        entries = []
+        for k in [kind] if kind else [RefKind.NAME, RefKind.TAG]:
+            for n in self.refs.names(k):
+                try:
+                    entries.append(RefEntry(k, n, self.refs.get(k, n)))
+                except IntegrityError as e:
+                    if errors is None:
+                        raise
+                    errors.append(str(e))
+        return entries
 
     def set_name(self, name: str, rev: str, message: str | None = None) -> str | None:
         """Point a name at a manifest unconditionally; returns its former target."""
@@ -346,9 +408,17 @@ class Repository:
         with self.writing():
             return self.refs.update(RefKind.NAME, name, oid, ANY, message)
 
-    def delete_name(self, name: str, message: str | None = None) -> str:
-        old = self.refs.get(RefKind.NAME, name)
-        self.refs.update(RefKind.NAME, name, None, expected=old, message=message)
+    def delete_name(self, name: str, message: str | None = None) -> str | None:
+        """Delete a name; returns its former target (None if the ref was damaged)."""
+        return self._delete_ref(RefKind.NAME, name, message)
+
+    def _delete_ref(self, kind: RefKind, name: str, message: str | None) -> str | None:
+        try:
+            old = self.refs.get(kind, name)
+        except IntegrityError:  # a damaged ref can still be deleted
+            self.refs.update(kind, name, None, expected=ANY, message=message)
+            return None
+        self.refs.update(kind, name, None, expected=old, message=message)
         return old
 
     def tag(self, tag: str, rev: str, *, force: bool = False,
@@ -357,19 +427,21 @@ class Repository:
         if ref_name_problem(tag) is not None:
             raise InvalidName(f"invalid tag {tag!r}: {ref_name_problem(tag)}")
         oid = self.resolve_manifest(rev)
+        if force:
+            with self.writing():
+                return oid, self.refs.update(RefKind.TAG, tag, oid, ANY, message)
         current = self.refs.read(RefKind.TAG, tag)
-        if current is not None and not force:
+        if current is not None:
             if current == oid:
                 return oid, current
             raise Conflict(f"tag {tag!r} already exists (at {current[:12]}); use --force to move it")
         with self.writing():
-            old = self.refs.update(RefKind.TAG, tag, oid, expected=current, message=message)
+            old = self.refs.update(RefKind.TAG, tag, oid, expected=None, message=message)
         return oid, old
 
-    def delete_tag(self, tag: str, message: str | None = None) -> str:
-        old = self.refs.get(RefKind.TAG, tag)
-        self.refs.update(RefKind.TAG, tag, None, expected=old, message=message)
-        return old
+    def delete_tag(self, tag: str, message: str | None = None) -> str | None:
+        """Delete a tag; returns its former target (None if the ref was damaged)."""
+        return self._delete_ref(RefKind.TAG, tag, message)
 
     def decorations(self) -> dict[str, list[str]]:
         """For each id, the names and tags pointing at it ('tag: v1' for tags)."""
@@ -386,11 +458,13 @@ class Repository:
         oid: str | None = self.resolve_manifest(rev)
         seen: set[str] = set()
         versions: list[Version] = []
+        referrer = ""
         while oid is not None and (limit is None or len(versions) < limit):
             if oid in seen:
                 raise IntegrityError(f"the history of {rev} loops back to {oid}")
             seen.add(oid)
-            document = self.document(oid)
+            document = self.linked_document(oid, referrer) if referrer else self.document(oid)
+            referrer = f"manifest {oid}"
             versions.append(Version(oid, self.registry.from_document(document, oid)))
             oid = next((lk.id for lk in links_of(document) if lk.rel is Rel.PREVIOUS), None)
         return versions

@@ -15,8 +15,10 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +28,11 @@ from hashfs import HashFS
 
 from casrepo.errors import AmbiguousRev, CasrepoError, NotFound
 from casrepo.ids import ID_LENGTH, check_object_id, check_prefix, is_object_id
+from casrepo.lockfile import pid_alive
 
 BUFFER_SIZE = 1 << 20
+FOREIGN_TEMP_MAX_AGE = 86400.0
+_TEMP_PID_RE = re.compile(r"[a-z]+-(\d+)-")
 OBJECT_MODE = 0o444
 TEMP_PREFIX = "obj-"
 
@@ -246,6 +251,23 @@ class ObjectStore:
     def temp_files(self) -> Iterator[Path]:
         for entry in _scandir(self.tmp_dir):
             yield Path(entry.path)
+
+    def abandoned_temp_files(self) -> list[Path]:
+        """Temp files whose writer is gone: the pid in the name is dead, or, for a
+        name without one, the file is over a day old."""
+        found = []
+        for path in self.temp_files():
+            match = _TEMP_PID_RE.match(path.name)
+            try:
+                if match:
+                    abandoned = not pid_alive(int(match.group(1)))
+                else:
+                    abandoned = path.lstat().st_mtime < time.time() - FOREIGN_TEMP_MAX_AGE
+            except FileNotFoundError:
+                continue
+            if abandoned:
+                found.append(path)
+        return found
 
     def _is_shard_dir(self, entry: os.DirEntry[str]) -> bool:
         name = entry.name

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import ClassVar
 
 import networkx as nx
@@ -117,8 +118,21 @@ def test_forged_cycle_is_refused_not_followed(repo: Repository) -> None:
     repo.refs.update(RefKind.NAME, "a", a_id)
     with pytest.raises(IntegrityError, match=b_id):
         lineage(repo, "a")
-    with pytest.raises(IntegrityError, match=b_id):
-        lineage(repo, "a", Direction.DOWN)
+    down = lineage(repo, "a", Direction.DOWN)  # damage elsewhere is reported, not fatal
+    assert list(down.graph.nodes) == [a_id]
+    assert any(b_id in w for w in down.warnings)
+
+
+def test_data_that_looks_like_a_manifest_stays_data(repo: Repository, tmp_path: Path) -> None:
+    """Only objects reached through manifest links are read as manifests."""
+    base = art(repo, "base")
+    fake = {"kind": "note", "schema": 1, "inputs": [
+        {"@link": base, "rel": "input", "type": "manifest"}], "bad": {"@link": "nope"}}
+    src = tmp_path / "note.json"
+    src.write_bytes(canonical_json(fake))
+    repo.add(src, name="notes/fake")
+    down = lineage(repo, "base", Direction.DOWN)
+    assert list(down.graph.nodes) == [base] and down.warnings == ()
 
 
 def test_deep_chain_renders_without_recursion(repo: Repository) -> None:

@@ -1,10 +1,16 @@
 """The command-line interface (click); it parses, calls the library and prints."""
 
+import signal
+
 from casrepo.cli import commands as _commands  # noqa: F401  (registers the commands)
 from casrepo.cli.app import cli
 
 
 def main() -> None:
+    # Die quietly by SIGPIPE when the reader goes away (`casrepo log | head`),
+    # as cat and git do, instead of printing a traceback.
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     cli.main(prog_name="casrepo")
 
 

@@ -67,11 +67,6 @@ class CasrepoGroup(click.Group):
         except (click.Abort, KeyboardInterrupt):
             click.echo("casrepo: interrupted", err=True)
             sys.exit(INTERRUPTED)
-        except BrokenPipeError:
-            # The reader went away (e.g. `casrepo log | head`): not an error.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            sys.exit(0)
         except CasrepoError as e:
             if debug:
                 traceback.print_exc()

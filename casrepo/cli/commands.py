@@ -22,6 +22,7 @@ from casrepo.cli.app import (
     pass_state,
     short,
 )
+from casrepo.errors import IntegrityError
 from casrepo.ids import ref_name_problem
 from casrepo.manifest import LINK_KEY, GenericManifest
 from casrepo.refs import RefKind
@@ -146,7 +147,8 @@ def tag(state: State, tag_name: str | None, rev: str | None, force: bool, delete
         if as_json:
             emit_json({"tag": tag_name, "deleted": deleted})
         else:
-            click.echo(f"Deleted tag {tag_name} (was {short(deleted)})")
+            was = short(deleted) if deleted else "damaged"
+            click.echo(f"Deleted tag {tag_name} (was {was})")
         return
     if tag_name is None:
         tags = repo.list_refs(RefKind.TAG)
@@ -185,7 +187,8 @@ def name(state: State, name: str, rev: str | None, delete: bool, message: str | 
         if as_json:
             emit_json({"name": name, "deleted": deleted})
         else:
-            click.echo(f"Deleted name {name} (was {short(deleted)})")
+            was = short(deleted) if deleted else "damaged"
+            click.echo(f"Deleted name {name} (was {was})")
         return
     if rev is None:
         raise click.UsageError("missing REV (or -d to delete the name)")
@@ -193,6 +196,8 @@ def name(state: State, name: str, rev: str | None, delete: bool, message: str | 
     oid = repo.resolve(name)
     if as_json:
         emit_json({"name": name, "id": oid, "previous": old})
+    elif old == oid:
+        click.echo(f"{name} -> {short(oid)} (unchanged)")
     else:
         click.echo(f"{name} -> {short(oid)}" + (f" (was {short(old)})" if old else ""))
 
@@ -202,17 +207,22 @@ def name(state: State, name: str, rev: str | None, delete: bool, message: str | 
 @pass_state
 def refs(state: State, as_json: bool) -> None:
     """List every name and tag with the id it points at."""
-    entries = state.repo().list_refs()
-    if not entries and not as_json:
+    damaged: list[str] = []
+    entries = state.repo().list_refs(errors=damaged)
+    if not entries and not damaged and not as_json:
         info("no names or tags yet (casrepo add PATH --name NAME makes one)")
     if as_json:
         emit_json({"names": [{"name": r.name, "id": r.id} for r in entries
                              if r.kind is RefKind.NAME],
                    "tags": [{"name": r.name, "id": r.id} for r in entries
                             if r.kind is RefKind.TAG]})
-        return
-    for r in entries:
-        click.echo(f"{r.kind.label:<4}  {short(r.id)}  {r.name}")
+    else:
+        for r in entries:
+            click.echo(f"{r.kind.label:<4}  {short(r.id)}  {r.name}")
+    if damaged:
+        for problem in damaged[1:]:
+            info(f"casrepo: error: {problem}")
+        raise IntegrityError(damaged[0])
 
 
 # -- log ---------------------------------------------------------------------------
@@ -351,6 +361,8 @@ def lineage(state: State, rev: str, direction: str, depth: int | None, kind: str
     from casrepo import graph  # networkx only when a graph is needed
 
     result = graph.lineage(state.repo(), rev, direction, depth, kind, include_history)
+    for warning in result.warnings:
+        info(f"warning: {warning} (the answer may be incomplete; run 'casrepo fsck')")
     click.echo(graph.render(result, "json" if as_json else fmt).rstrip("\n"))
 
 

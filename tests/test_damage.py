@@ -1,0 +1,122 @@
+"""Damage a user can meet, and the way out of each through casrepo itself."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import pytest
+from hashfs import HashFS
+
+from casrepo import FileArtifact, IntegrityError, NotFound, Repository
+from casrepo.errors import Busy
+from casrepo.fsck import check
+from casrepo.gc import collect_garbage
+from casrepo.reach import mark
+from casrepo.refs import RefKind
+
+
+def add(repo: Repository, project: Path, data: str, name: str) -> str:
+    src = project / "src"
+    src.write_text(data)
+    return repo.add(src, name=name).id
+
+
+def test_ref_to_missing_manifest_is_damage_not_absence(repo: Repository, project: Path) -> None:
+    first = add(repo, project, "one", "x")
+    second = add(repo, project, "two", "x")
+    repo.store.delete(second)
+    with pytest.raises(IntegrityError, match="missing"):
+        repo.resolve("x")
+    repo.refs.update(RefKind.NAME, "x", "e" * 64)  # a dangling ref
+    with pytest.raises(IntegrityError):
+        repo.load("x")
+    repo.refs.update(RefKind.NAME, "x", first)
+    repo.store.delete(first)
+    with pytest.raises(NotFound):  # typed by the user: plain absence
+        repo.resolve(first)
+
+
+def test_missing_previous_version_is_damage(repo: Repository, project: Path) -> None:
+    first = add(repo, project, "one", "x")
+    add(repo, project, "two", "x")
+    repo.store.delete(first)
+    with pytest.raises(IntegrityError, match="missing"):
+        repo.resolve("x~1")
+    with pytest.raises(IntegrityError, match="missing"):
+        repo.history("x")
+
+
+def test_damaged_refs_can_be_deleted_forced_and_repaired(repo: Repository,
+                                                         project: Path) -> None:
+    oid = add(repo, project, "one", "x")
+    repo.tag("v1", oid)
+    repo.tag("v2", oid)
+    tag_file = repo.dir / "refs" / "tags"
+    (tag_file / "v1").write_text("junk")
+    (tag_file / "v2").write_text("junk")
+    errors: list[str] = []
+    assert [r.name for r in repo.list_refs(errors=errors)] == ["x"]
+    assert len(errors) == 2 and "v1" in errors[0]
+    with pytest.raises(IntegrityError):
+        repo.tag("v1", oid)  # without --force it is not silently overwritten
+    assert repo.tag("v1", oid, force=True) == (oid, None)
+    assert repo.delete_tag("v2") is None
+    assert repo.list_refs(errors=[]) == repo.list_refs()
+    (tag_file / "v3").write_text("junk")
+    report = check(repo, repair=True)
+    assert [p.subject for p in report.problems] == ["tag v3"] and report.problems[0].repaired
+    assert (repo.dir / "quarantine" / "refs" / "tags" / "v3").read_text() == "junk"
+    assert check(repo).ok
+
+
+def test_lock_of_another_host(repo: Repository, project: Path) -> None:
+    oid = add(repo, project, "one", "x")
+    repo.refs.lock_timeout = 0.2
+    lock = repo.refs.lock_path(RefKind.NAME, "x")
+    lock.write_text(json.dumps({"pid": 1, "host": "elsewhere", "started": time.time()}))
+    with pytest.raises(Busy, match="elsewhere"):
+        repo.set_name("x", oid)
+    assert check(repo).problems == []  # may be alive: not reported
+    lock.write_text(json.dumps({"pid": 1, "host": "elsewhere", "started": time.time() - 3600}))
+    assert [p.message for p in check(repo).problems] == ["ref lock left by a process that is gone"]
+    repo.set_name("x", oid)  # an hour-old lock is abandoned: taken over
+    assert not lock.exists()
+
+
+def test_gc_keeps_what_legacy_objects_reference(repo: Repository) -> None:
+    fs = HashFS(str(repo.store.root), 1, 2, "sha256")
+    blob = fs.put(io.BytesIO(b"legacy data")).id
+    doc = {"class": "CSVDataset", "value": {"path": {"hash_str": blob}, "sep": ","}}
+    oid = fs.put(io.BytesIO(json.dumps(doc).encode())).id
+    repo.refs.update(RefKind.NAME, "old", oid)
+    assert blob in mark(repo).blobs
+    report = collect_garbage(repo, expire="now")
+    assert report.removed == [] and repo.store.exists(blob)
+
+
+def test_save_under_a_name(repo: Repository) -> None:
+    blob = repo.store.put_bytes(b"v1").id
+    one = repo.save(FileArtifact(content=blob, size=2), name="api/x", message="first")
+    blob2 = repo.store.put_bytes(b"v2").id
+    two = repo.save(FileArtifact(content=blob2, size=2), name="api/x")
+    loaded = repo.load("api/x")
+    assert isinstance(loaded, FileArtifact)
+    assert loaded.previous == one and loaded.name == "api/x" and repo.resolve("api/x~1") == one
+    again = repo.save(FileArtifact(content=blob2, size=2), name="api/x")
+    assert again == two  # same content: no new version
+
+
+def test_broken_configured_kind_does_not_stop_gc_or_fsck(project: Path) -> None:
+    repo = Repository.init(project)
+    config = repo.dir / "config.yaml"
+    config.write_text(config.read_text() + "kinds:\n- no_such_module:Thing\n")
+    repo = Repository.open(repo.dir)
+    assert "no_such_module" in repo.registry.load_errors[0]
+    collect_garbage(repo, expire="now")
+    report = check(repo)
+    assert report.ok and report.problems[0].subject == "kinds"
+    with pytest.raises(Exception, match="no_such_module"):
+        repo.registry.get("thing")
