@@ -283,10 +283,16 @@ class Repository:
                 name, message)
         return oid
 
-    def pack(self, cls: type[Manifest], obj: Any, **fields: Any) -> str:
-        """Store a live object through ``cls.pack`` and return the manifest id."""
+    def pack(self, cls: type[Manifest], obj: Any, *, name: str | None = None,
+             message: str | None = None, **fields: Any) -> str:
+        """Store a live object through ``cls.pack`` and return the manifest id.
+
+        ``name`` and ``message`` work as in :meth:`save`; ``message`` is also
+        stored in the manifest.
+        """
         with self.writing():
-            return self.registry.save(cls.pack(self.store, obj, **fields))
+            manifest = cls.pack(self.store, obj, message=message, **fields)
+            return self.save(manifest, name=name, message=message)
 
     def unpack(self, rev: str) -> Any:
         manifest = self.load(rev)
