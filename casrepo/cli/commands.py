@@ -74,13 +74,13 @@ def init(path: str, as_json: bool) -> None:
     "casrepo add model.json --name models/churn --input datasets/iris --meta auc=0.91",
     "casrepo add images/ --name datasets/images"))
 @click.argument("path", type=click.Path(exists=True))
-@click.option("--name", help="Move this name to the new artifact (its previous version is kept).")
-@click.option("--kind", help="The manifest kind (default: file or directory).")
+@click.option("--name", metavar="NAME", help="Move this name to the new artifact (its previous version is kept).")
+@click.option("--kind", metavar="KIND", help="The manifest kind (default: file or directory).")
 @click.option("--input", "inputs", multiple=True, metavar="REV",
               help="An artifact this one was derived from (repeatable).")
 @click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE",
               help="Metadata to record (repeatable); keys naming fields of --kind set them.")
-@click.option("-m", "--message", help="A message stored in the manifest and the ref log.")
+@click.option("-m", "--message", metavar="MSG", help="A message stored in the manifest and the ref log.")
 @json_option
 @pass_state
 def add(state: State, path: str, name: str | None, kind: str | None, inputs: tuple[str, ...],
@@ -132,7 +132,7 @@ def add(state: State, path: str, name: str | None, kind: str | None, inputs: tup
 @click.argument("rev", metavar="[REV]", required=False)
 @click.option("-f", "--force", is_flag=True, help="Move an existing tag.")
 @click.option("-d", "--delete", is_flag=True, help="Delete TAG.")
-@click.option("-m", "--message", help="A message for the ref log.")
+@click.option("-m", "--message", metavar="MSG", help="A message for the ref log.")
 @json_option
 @pass_state
 def tag(state: State, tag_name: str | None, rev: str | None, force: bool, delete: bool,
@@ -174,7 +174,7 @@ def tag(state: State, tag_name: str | None, rev: str | None, force: bool, delete
 @click.argument("name")
 @click.argument("rev", required=False)
 @click.option("-d", "--delete", is_flag=True, help="Delete NAME (its versions stay until gc).")
-@click.option("-m", "--message", help="A message for the ref log.")
+@click.option("-m", "--message", metavar="MSG", help="A message for the ref log.")
 @json_option
 @pass_state
 def name(state: State, name: str, rev: str | None, delete: bool, message: str | None,
@@ -348,8 +348,8 @@ def get(state: State, rev: str, dest: str, force: bool, as_json: bool) -> None:
               help="What REV was derived from (default).")
 @click.option("--down", "direction", flag_value="down", help="What was derived from REV.")
 @click.option("--both", "direction", flag_value="both", help="Both directions.")
-@click.option("--depth", type=click.IntRange(min=0), help="Follow at most N links from REV.")
-@click.option("--kind", help="Only show artifacts of this kind (keeping the paths between them).")
+@click.option("--depth", metavar="N", type=click.IntRange(min=0), help="Follow at most N links from REV.")
+@click.option("--kind", metavar="KIND", help="Only show artifacts of this kind (keeping the paths between them).")
 @click.option("--include-history", is_flag=True, help="Follow previous-version links too.")
 @click.option("--format", "fmt", type=click.Choice(["tree", "json", "dot", "mermaid"]),
               default="tree", show_default=True)
