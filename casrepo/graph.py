@@ -218,7 +218,9 @@ def _tree_lines(graph: nx.DiGraph, root: str, reverse: bool) -> list[str]:
             note = " (cycle)"
         elif child in expanded:
             note = " (see above)"
-        lines.append(f"{prefix}{branch}{rel}: {node_label(graph, child)}{note}")
+        # Downstream, the node above is the input *of* the child ("input of: ...").
+        label = f"{rel} of" if reverse else rel
+        lines.append(f"{prefix}{branch}{label}: {node_label(graph, child)}{note}")
         if not note:
             expanded.add(child)
             on_path.add(child)
