@@ -82,23 +82,33 @@ def main() -> None:
         # A repository whose registry knows the two kinds.
         repo = Repository.init(project, registry=Registry(kinds=[CSVDataset, TSVDataset]))
 
-        # pack: rows -> blob + manifest; returns the manifest id.
+        # pack: rows -> blob + manifest, saved as the newest version of a name
+        # (as `casrepo add --name` does); returns the manifest id.
         raw_id = repo.pack(CSVDataset, IRIS, name="datasets/iris", message="first cut")
-        repo.set_name("datasets/iris", raw_id, message="first cut")
 
         # A TSV derived from the CSV: `inputs` records the provenance link.
         tsv_id = repo.pack(TSVDataset, IRIS, name="datasets/iris-tsv", inputs=(raw_id,))
-        repo.set_name("datasets/iris-tsv", tsv_id)
 
-        # A second version of datasets/iris: link it to the first with `previous`.
+        # A second version of datasets/iris: its `previous` link to the first
+        # version is set for us, and the name moves to it.
         more = [*IRIS, ["5.8", "2.7", "5.1", "1.9", "virginica"]]
-        v2_id = repo.pack(CSVDataset, more, name="datasets/iris", message="one more row",
-                          previous=repo.resolve("datasets/iris"))
-        repo.set_name("datasets/iris", v2_id, message="one more row")
+        v2_id = repo.pack(CSVDataset, more, name="datasets/iris", message="one more row")
+
+        # The same rows again make no new version: the current id comes back.
+        assert repo.pack(CSVDataset, more, name="datasets/iris", message="again") == v2_id
+
+        # A manifest built by hand is saved under a name the same way. Hold the
+        # writers' lock so gc cannot sweep the blob before the name points at it.
+        with repo.writing():
+            blob = repo.store.put_bytes(b"5.1\t3.5\t1.4\t0.2\tsetosa\n")
+            sample = TSVDataset(content=blob.id, header=False, rows=1, inputs=(tsv_id,),
+                                message="one row, no header")  # stored in the manifest
+            sample_id = repo.save(sample, name="datasets/iris-sample",
+                                  message="one row, no header")  # recorded in the ref log
 
         # Registry(store, [classes]).load(id) returns the right class for each id.
         registry = Registry(repo.store, [CSVDataset, TSVDataset])
-        for oid in (raw_id, tsv_id):
+        for oid in (raw_id, tsv_id, sample_id):
             loaded = registry.load(oid)
             assert isinstance(loaded, CSVDataset)  # TSVDataset is a CSVDataset too
             print(f"{oid[:12]}  {type(loaded).__name__:<10}  delimiter={loaded.delimiter!r}"
