@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 
 from casrepo.errors import CasrepoError
 from casrepo.lockfile import read_holder
@@ -60,8 +63,7 @@ def check(repo: Repository, *, repair: bool = False) -> FsckReport:
         if actual != info.id:
             moved = False
             if repair:
-                quarantine.mkdir(exist_ok=True)
-                shutil.move(str(info.path), quarantine / info.id)
+                _quarantine(info.path, quarantine, info.id)
                 moved = True
             problems.append(Problem(Level.ERROR, f"object {info.id}",
                                     f"corrupt: its bytes hash to {actual}", moved))
@@ -76,9 +78,11 @@ def check(repo: Repository, *, repair: bool = False) -> FsckReport:
         moved = False
         if repair:  # keep the damaged file for inspection, out of the way of new refs
             path = repo.refs.path(kind, name)
-            target = quarantine / "refs" / kind.value / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(path), target)
+            flat = name.replace("%", "%25").replace("/", "%2F")
+            if len(flat.encode()) > 200:
+                flat = hashlib.sha256(name.encode()).hexdigest()
+            _quarantine(path, quarantine / "refs" / kind.value, flat)
+            repo.refs.prune_empty_dirs(kind, path.parent)
             moved = True
         problems.append(Problem(Level.ERROR, f"{kind.label} {name}", message, moved))
     for subject, message in reach.problems:
@@ -112,3 +116,15 @@ def check(repo: Repository, *, repair: bool = False) -> FsckReport:
         problems.append(Problem(Level.WARNING, str(path.relative_to(repo.dir)),
                                 "temp file left by a killed process", repair))
     return report
+
+
+def _quarantine(path: Path, directory: Path, name: str) -> Path:
+    """Move ``path`` into ``directory`` as ``name``, never over an earlier one."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / name
+    n = 0
+    while os.path.lexists(target):
+        n += 1
+        target = directory / f"{name}.{n}"
+    shutil.move(str(path), target)
+    return target

@@ -9,8 +9,10 @@ record locks, which vanish when any descriptor of the file is closed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import re
 import socket
 import tempfile
 import time
@@ -55,6 +57,28 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def temp_prefix(kind: str) -> str:
+    """Prefix for a temp file in ``tmp/``: it names the writer (pid and host), so a
+    leftover of a killed process can be told from the file of a live one."""
+    return f"{kind}-{os.getpid()}.{host_tag()}-"
+
+
+_TEMP_OWNER_RE = re.compile(r"[a-z]+-(\d+)\.([0-9a-f]{8})-")
+
+
+def temp_abandoned(name: str, mtime: float, max_age: float) -> bool:
+    """True when the writer of temp file ``name`` is gone: a dead process of this
+    host, or (another host's, or a name without an owner) older than ``max_age``."""
+    match = _TEMP_OWNER_RE.match(name)
+    if match and match.group(2) == host_tag():
+        return not pid_alive(int(match.group(1)))
+    return mtime < time.time() - max_age
+
+
 def read_holder(path: Path) -> LockHolder | None:
     """The holder recorded in a lock file; None when it is gone or unreadable."""
     try:
@@ -89,7 +113,7 @@ class LockFile:
             {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
         ).encode()
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f"lock-{os.getpid()}-", suffix=".tmp", dir=self.tmp_dir)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix("lock"), suffix=".tmp", dir=self.tmp_dir)
         try:
             os.write(fd, payload)
             os.close(fd)

@@ -64,7 +64,7 @@ def mark(repo: Repository) -> Reachability:
             continue
         result.manifests.add(oid)
         try:
-            links = _legacy_links(repo, document) if is_legacy(document) else links_of(document)
+            links = document_links(repo, document)
         except IntegrityError as e:
             result.problems.append((f"manifest {oid}", str(e)))
             continue
@@ -79,6 +79,11 @@ def mark(repo: Repository) -> Reachability:
             elif link.id not in result.manifests:
                 stack.append((link.id, f"manifest {oid} ({link.rel.value})"))
     return result
+
+
+def document_links(repo: Repository, document: dict[str, Any]) -> list[Link]:
+    """The links of a manifest document, including the bare hashes of legacy objects."""
+    return _legacy_links(repo, document) if is_legacy(document) else links_of(document)
 
 
 def _legacy_links(repo: Repository, document: dict[str, Any]) -> list[Link]:

@@ -24,7 +24,7 @@ from typing import Final
 from casrepo import clock
 from casrepo.errors import Conflict, IntegrityError, NotFound
 from casrepo.ids import check_ref_name, is_object_id, ref_name_problem
-from casrepo.lockfile import LockFile
+from casrepo.lockfile import LockFile, temp_prefix
 from casrepo.store import _fsync_dir
 
 LOG_FILE = "refs.jsonl"
@@ -173,7 +173,7 @@ class RefStore:
                                              clock.format_time(clock.now()), current_user(),
                                              message))
         if new is None:
-            self._prune_empty_dirs(kind, path.parent)
+            self.prune_empty_dirs(kind, path.parent)
         return current
 
     def _make_parents(self, kind: RefKind, name: str, path: Path) -> None:
@@ -190,7 +190,7 @@ class RefStore:
 
     def _write(self, path: Path, value: str) -> None:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f"ref-{os.getpid()}-", suffix=".tmp", dir=self.tmp_dir)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix("ref"), suffix=".tmp", dir=self.tmp_dir)
         try:
             os.write(fd, (value + "\n").encode("ascii"))
             os.fsync(fd)
@@ -205,7 +205,8 @@ class RefStore:
             raise
         _fsync_dir(path.parent)
 
-    def _prune_empty_dirs(self, kind: RefKind, directory: Path) -> None:
+    def prune_empty_dirs(self, kind: RefKind, directory: Path) -> None:
+        """Remove empty directories from ``directory`` up to the kind's root."""
         base = self.dir / kind.value
         while directory != base and base in directory.parents:
             try:

@@ -290,6 +290,8 @@ class Repository:
         ``name`` and ``message`` work as in :meth:`save`; ``message`` is also
         stored in the manifest.
         """
+        if name is not None and ref_name_problem(name) is not None:
+            raise InvalidName(f"invalid name {name!r}: {ref_name_problem(name)}")
         with self.writing():
             manifest = cls.pack(self.store, obj, message=message, **fields)
             return self.save(manifest, name=name, message=message)
@@ -452,7 +454,7 @@ class Repository:
     def decorations(self) -> dict[str, list[str]]:
         """For each id, the names and tags pointing at it ('tag: v1' for tags)."""
         marks: dict[str, list[str]] = {}
-        for ref in self.list_refs():
+        for ref in self.list_refs(errors=[]):  # a damaged ref is fsck's business, not display's
             label = ref.name if ref.kind is RefKind.NAME else f"tag: {ref.name}"
             marks.setdefault(ref.id, []).append(label)
         return marks

@@ -15,10 +15,8 @@ import contextlib
 import errno
 import hashlib
 import os
-import re
 import stat
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +26,11 @@ from hashfs import HashFS
 
 from casrepo.errors import AmbiguousRev, CasrepoError, NotFound
 from casrepo.ids import ID_LENGTH, check_object_id, check_prefix, is_object_id
-from casrepo.lockfile import pid_alive
+from casrepo.lockfile import temp_abandoned, temp_prefix
 
 BUFFER_SIZE = 1 << 20
 FOREIGN_TEMP_MAX_AGE = 86400.0
-_TEMP_PID_RE = re.compile(r"[a-z]+-(\d+)-")
 OBJECT_MODE = 0o444
-TEMP_PREFIX = "obj-"
 
 
 @dataclass(frozen=True)
@@ -112,10 +108,7 @@ class ObjectStore:
 
     def _new_temp(self) -> Path:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        # The pid in the name lets fsck and gc tell a live writer's temp file
-        # from one a killed process left behind.
-        fd, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=".tmp",
-                                    dir=self.tmp_dir)
+        fd, name = tempfile.mkstemp(prefix=temp_prefix("obj"), suffix=".tmp", dir=self.tmp_dir)
         os.close(fd)
         return Path(name)
 
@@ -253,19 +246,14 @@ class ObjectStore:
             yield Path(entry.path)
 
     def abandoned_temp_files(self) -> list[Path]:
-        """Temp files whose writer is gone: the pid in the name is dead, or, for a
-        name without one, the file is over a day old."""
+        """Temp files whose writer is gone (see :func:`casrepo.lockfile.temp_abandoned`)."""
         found = []
         for path in self.temp_files():
-            match = _TEMP_PID_RE.match(path.name)
             try:
-                if match:
-                    abandoned = not pid_alive(int(match.group(1)))
-                else:
-                    abandoned = path.lstat().st_mtime < time.time() - FOREIGN_TEMP_MAX_AGE
+                mtime = path.lstat().st_mtime
             except FileNotFoundError:
                 continue
-            if abandoned:
+            if temp_abandoned(path.name, mtime, FOREIGN_TEMP_MAX_AGE):
                 found.append(path)
         return found
 

@@ -28,6 +28,7 @@ from cli_support import (
 )
 
 from casrepo import DirectoryArtifact, FileArtifact, __version__
+from casrepo.lockfile import host_tag
 from casrepo.refs import RefKind
 from casrepo.repository import Repository
 
@@ -730,7 +731,7 @@ def test_fsck_warns_about_leftovers_of_killed_processes(run: Any, repo: Reposito
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     dead = child.pid
-    temp = repo.dir / "tmp" / f"obj-{dead}-leftover.tmp"
+    temp = repo.dir / "tmp" / f"obj-{dead}.{host_tag()}-leftover.tmp"
     temp.write_bytes(b"half an object")
     lock = repo.refs.lock_path(RefKind.NAME, "b")
     lock.write_text(json.dumps({"pid": dead, "host": socket.gethostname(), "started": 0.0}))

@@ -120,3 +120,46 @@ def test_broken_configured_kind_does_not_stop_gc_or_fsck(project: Path) -> None:
     assert report.ok and report.problems[0].subject == "kinds"
     with pytest.raises(Exception, match="no_such_module"):
         repo.registry.get("thing")
+
+
+def test_damaged_ref_does_not_stop_lineage_or_log(repo: Repository, project: Path) -> None:
+    from casrepo.graph import Direction, lineage
+
+    oid = add(repo, project, "one", "x")
+    repo.tag("v1", oid)
+    (repo.dir / "refs" / "tags" / "v1").write_text("junk")
+    assert [v.id for v in repo.history("x")] == [oid]
+    down = lineage(repo, "x", Direction.DOWN)
+    assert list(down.graph.nodes) == [oid] and any("v1" in w for w in down.warnings)
+
+
+def test_repeated_quarantine_keeps_every_copy(repo: Repository, project: Path) -> None:
+    oid = add(repo, project, "one", "exp/run1")
+    ref = repo.dir / "refs" / "names" / "exp" / "run1"
+    for junk in ("first", "second"):
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        ref.write_text(junk)
+        check(repo, repair=True)
+        assert not (repo.dir / "refs" / "names" / "exp").exists()  # no empty dir left behind
+    kept = sorted(p.read_text() for p in (repo.dir / "quarantine" / "refs" / "names").iterdir())
+    assert kept == ["first", "second"]
+    repo.set_name("exp", oid)  # the spot is free again
+
+
+def test_legacy_upstream_lineage(repo: Repository) -> None:
+    from casrepo.graph import lineage
+
+    base = repo.save(FileArtifact(content=repo.store.put_bytes(b"b").id, size=1), name="base")
+    doc = {"class": "Derived", "value": {"source": base}}
+    fs = HashFS(str(repo.store.root), 1, 2, "sha256")
+    legacy = fs.put(io.BytesIO(json.dumps(doc).encode())).id
+    repo.refs.update(RefKind.NAME, "legacy", legacy)
+    assert base in lineage(repo, "legacy").graph.nodes
+
+
+def test_pack_checks_the_name_before_storing(repo: Repository) -> None:
+    from casrepo.errors import InvalidName
+
+    with pytest.raises(InvalidName):
+        repo.pack(FileArtifact, b"data", name="bad name")
+    assert list(repo.store.ids()) == []

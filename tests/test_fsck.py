@@ -10,6 +10,7 @@ import pytest
 from casrepo import Repository
 from casrepo.canonical import canonical_json
 from casrepo.fsck import Level, check
+from casrepo.lockfile import host_tag
 from casrepo.refs import RefKind
 
 
@@ -82,7 +83,7 @@ def test_invalid_manifest_of_known_kind(repo: Repository, filled: dict[str, str]
 
 def test_leftovers_are_warnings_and_repair_clears_them(repo: Repository,
                                                        filled: dict[str, str]) -> None:
-    temp = repo.tmp_dir / f"obj-{2**22 + 99}-x.tmp"
+    temp = repo.tmp_dir / f"obj-{2**22 + 99}.{host_tag()}-x.tmp"
     temp.write_bytes(b"partial")
     lock = repo.refs.lock_path(RefKind.NAME, "raw")
     lock.write_text(json.dumps({"pid": 2**22 + 98, "host": socket.gethostname(), "started": 0}))
@@ -109,5 +110,5 @@ def test_repair_quarantines_corrupt_objects(repo: Repository, filled: dict[str, 
 
 def test_live_writer_temp_file_is_not_reported(repo: Repository, filled: dict[str, str]) -> None:
     parent_pid = os.getppid()
-    (repo.tmp_dir / f"obj-{parent_pid}-x.tmp").write_bytes(b"in flight")
+    (repo.tmp_dir / f"obj-{parent_pid}.{host_tag()}-x.tmp").write_bytes(b"in flight")
     assert check(repo).problems == []

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from casrepo import Artifact, FileArtifact, IntegrityError, Repository
 from casrepo.errors import Busy
 from casrepo.gc import collect_garbage
+from casrepo.lockfile import host_tag
 from casrepo.refs import RefKind
 
 OLD = time.time() - 30 * 86400
@@ -108,13 +109,18 @@ def test_gc_waits_for_writers(repo: Repository) -> None:
 
 def test_gc_clears_temp_files_of_dead_processes(repo: Repository) -> None:
     repo.tmp_dir.mkdir(exist_ok=True)
-    dead = repo.tmp_dir / f"obj-{2**22 + 4321}-abc.tmp"
-    live = repo.tmp_dir / f"obj-{os.getpid()}-abc.tmp"
+    dead = repo.tmp_dir / f"obj-{2**22 + 4321}.{host_tag()}-abc.tmp"
+    live = repo.tmp_dir / f"obj-{os.getpid()}.{host_tag()}-abc.tmp"
     dead.write_bytes(b"partial")
     live.write_bytes(b"in progress")
+    foreign = repo.tmp_dir / "obj-1.00000000-abc.tmp"  # another host's writer
+    foreign.write_bytes(b"someone else's")
     report = collect_garbage(repo, expire="now")
     assert report.temp_files_removed == [dead]
-    assert not dead.exists() and live.exists()
+    assert not dead.exists() and live.exists() and foreign.exists()
+    day_old = time.time() - 2 * 86400
+    os.utime(foreign, (day_old, day_old))
+    assert collect_garbage(repo, expire="now").temp_files_removed == [foreign]
 
 
 @st.composite

@@ -74,7 +74,8 @@ def init(path: str, as_json: bool) -> None:
     "casrepo add model.json --name models/churn --input datasets/iris --meta auc=0.91",
     "casrepo add images/ --name datasets/images"))
 @click.argument("path", type=click.Path(exists=True))
-@click.option("--name", metavar="NAME", help="Move this name to the new artifact (its previous version is kept).")
+@click.option("--name", metavar="NAME",
+              help="Move this name to the new artifact (its previous version is kept).")
 @click.option("--kind", metavar="KIND", help="The manifest kind (default: file or directory).")
 @click.option("--input", "inputs", multiple=True, metavar="REV",
               help="An artifact this one was derived from (repeatable).")
@@ -220,9 +221,9 @@ def refs(state: State, as_json: bool) -> None:
         for r in entries:
             click.echo(f"{r.kind.label:<4}  {short(r.id)}  {r.name}")
     if damaged:
-        for problem in damaged[1:]:
+        for problem in damaged[:-1]:
             info(f"casrepo: error: {problem}")
-        raise IntegrityError(damaged[0])
+        raise IntegrityError(damaged[-1])
 
 
 # -- log ---------------------------------------------------------------------------
@@ -349,7 +350,8 @@ def get(state: State, rev: str, dest: str, force: bool, as_json: bool) -> None:
 @click.option("--down", "direction", flag_value="down", help="What was derived from REV.")
 @click.option("--both", "direction", flag_value="both", help="Both directions.")
 @click.option("--depth", metavar="N", type=click.IntRange(min=0), help="Follow at most N links from REV.")
-@click.option("--kind", metavar="KIND", help="Only show artifacts of this kind (keeping the paths between them).")
+@click.option("--kind", metavar="KIND",
+              help="Only show artifacts of this kind (keeping the paths between them).")
 @click.option("--include-history", is_flag=True, help="Follow previous-version links too.")
 @click.option("--format", "fmt", type=click.Choice(["tree", "json", "dot", "mermaid"]),
               default="tree", show_default=True)
