@@ -51,7 +51,15 @@ class FsckReport:
 
 def check(repo: Repository, *, repair: bool = False) -> FsckReport:
     """Check the whole repository; with ``repair``, quarantine corrupt objects
-    and clear files left by killed processes (never deleting data)."""
+    and clear files left by killed processes (never deleting data).
+
+    Holds the writers' shared lock, so gc cannot remove objects under it.
+    """
+    with repo.writing():
+        return _check(repo, repair)
+
+
+def _check(repo: Repository, repair: bool) -> FsckReport:
     report = FsckReport()
     problems = report.problems
     for error in repo.registry.load_errors:

@@ -7,7 +7,9 @@ from datetime import datetime
 from pathlib import Path
 
 from casrepo import clock
+from casrepo.canonical import digest
 from casrepo.errors import IntegrityError
+from casrepo.manifest import MAX_MANIFEST_SIZE, parse_document
 from casrepo.reach import mark
 from casrepo.repository import Repository
 from casrepo.store import ObjectInfo
@@ -41,6 +43,10 @@ def collect_garbage(repo: Repository, *, expire: datetime | str | None = "config
     if isinstance(expire, str):
         expire = clock.parse_expire(repo.config.gc.prune_expire if expire == "config" else expire)
     with repo.collecting(timeout=wait):
+        cutoff = expire.timestamp() if expire is not None else None
+        # A manifest young enough to be kept keeps everything it links to, or a
+        # ref made to it later would point into missing data (git keeps objects
+        # reachable from recent objects for the same reason).
         reach = mark(repo)
         problems = reach.all_problems
         if problems:
@@ -48,12 +54,16 @@ def collect_garbage(repo: Repository, *, expire: datetime | str | None = "config
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise IntegrityError(f"gc refused to run: {subject}: {message}{more}; "
                                  "run 'casrepo fsck' for details")
-        keep = reach.objects
+        # Damage below a recent unnamed manifest is not a root's damage: no refusal.
+        recent = [m for m in _recent_manifests(repo, cutoff) if m not in reach.manifests]
+        keep = reach.objects | mark(repo, recent, include_refs=False).objects
         removed: list[ObjectInfo] = []
         kept_recent = 0
-        cutoff = expire.timestamp() if expire is not None else None
         for info in repo.store.scan():
+            if info.id in reach.objects:
+                continue
             if info.id in keep:
+                kept_recent += 1
                 continue
             if cutoff is None or info.mtime >= cutoff:
                 kept_recent += 1
@@ -65,4 +75,23 @@ def collect_garbage(repo: Repository, *, expire: datetime | str | None = "config
         if not dry_run:
             for path in temps:
                 path.unlink(missing_ok=True)
-    return GCReport(dry_run, expire, len(reach.roots), len(keep), removed, kept_recent, temps)
+    return GCReport(dry_run, expire, len(reach.roots), len(reach.objects), removed, kept_recent,
+                    temps)
+
+
+def _recent_manifests(repo: Repository, cutoff: float | None) -> list[str]:
+    """Manifests modified at or after ``cutoff`` (all of them for 'never')."""
+    found = []
+    for info in repo.store.scan():
+        if cutoff is not None and info.mtime < cutoff:
+            continue
+        if info.size > MAX_MANIFEST_SIZE:
+            continue
+        with open(info.path, "rb") as f:
+            data = f.read(1)
+            if data != b"{":
+                continue
+            data += f.read()
+        if parse_document(data) is not None and digest(data) == info.id:
+            found.append(info.id)
+    return found

@@ -39,6 +39,7 @@ from casrepo.ids import check_object_id, is_id_prefix, is_object_id
 from casrepo.store import ObjectStore
 
 LINK_KEY = "@link"
+MAX_MANIFEST_SIZE = 256 << 20
 ENTRY_POINT_GROUP = "casrepo.kinds"
 RESERVED_FIELDS = frozenset({"kind", "schema"})
 _KIND_RE = re.compile(r"[a-z0-9][a-z0-9_.-]*(/[a-z0-9][a-z0-9_.-]*)*")
@@ -163,7 +164,13 @@ def parse_document(data: bytes) -> dict[str, Any] | None:
     if not isinstance(document, dict):
         return None
     if isinstance(document.get("kind"), str) and isinstance(document.get("schema"), int):
-        return document
+        # casrepo writes manifests only as canonical JSON: anything else with a
+        # "kind" is a user's data file, not a manifest.
+        try:
+            canonical = canonical_json(document)
+        except ValueError:
+            return None
+        return document if canonical == data else None
     if is_legacy(document):
         return document
     return None
@@ -470,7 +477,12 @@ class Registry:
     def read_document(self, oid: str) -> dict[str, Any]:
         """The verified document of manifest ``oid`` (full id)."""
         store = self._require_store()
-        data = store.read_bytes(check_object_id(oid))
+        with store.open(check_object_id(oid)) as f:
+            # Peek first: a large blob named where a manifest is needed must
+            # not be read into memory (invariant 8).
+            if f.read(1) != b"{" or store.size(oid) > MAX_MANIFEST_SIZE:
+                raise NotFound(f"object {oid} is a blob, not a manifest")
+            data = b"{" + f.read()
         if digest(data) != oid:
             raise IntegrityError(f"object {oid} is corrupt: its bytes do not hash to its id")
         document = parse_document(data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,8 @@ class Reachability:
         return self.manifests | self.blobs
 
 
-def mark(repo: Repository) -> Reachability:
+def mark(repo: Repository, extra_roots: Iterable[str] = (),
+         include_refs: bool = True) -> Reachability:
     """Walk every name and tag through all links; record what cannot be followed.
 
     Only objects reached through a manifest link are parsed as manifests, so
@@ -41,14 +43,17 @@ def mark(repo: Repository) -> Reachability:
     """
     roots: list[RefEntry] = []
     bad_refs: list[tuple[RefKind, str, str]] = []
-    for kind in (RefKind.NAME, RefKind.TAG):
+    for kind in (RefKind.NAME, RefKind.TAG) if include_refs else ():
         for name in repo.refs.names(kind):
             try:
                 roots.append(RefEntry(kind, name, repo.refs.get(kind, name)))
+            except NotFound:
+                continue  # deleted since it was listed: not a root any more
             except CasrepoError as e:
                 bad_refs.append((kind, name, str(e)))
     result = Reachability(roots, bad_refs=bad_refs)
     stack = [(root.id, f"{root.kind.label} {root.name}") for root in roots]
+    stack += [(oid, f"recent manifest {oid}") for oid in extra_roots]
     while stack:
         oid, via = stack.pop()
         if oid in result.manifests:

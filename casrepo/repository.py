@@ -336,6 +336,8 @@ class Repository:
         _check_fields(cls, common, is_dir)
 
         with self.writing():
+            for input_id in input_ids:  # gc may have run since we resolved them
+                self._pin(input_id)
             written = 0
             nbytes = 0
             content: dict[str, Any]
@@ -410,11 +412,11 @@ class Repository:
                     errors.append(str(e))
         return entries
 
-    def set_name(self, name: str, rev: str, message: str | None = None) -> str | None:
-        """Point a name at a manifest unconditionally; returns its former target."""
-        oid = self.resolve_manifest(rev)
+    def set_name(self, name: str, rev: str, message: str | None = None) -> tuple[str, str | None]:
+        """Point a name at a manifest unconditionally; returns (id, former target)."""
         with self.writing():
-            return self.refs.update(RefKind.NAME, name, oid, ANY, message)
+            oid = self._pin(rev)
+            return oid, self.refs.update(RefKind.NAME, name, oid, ANY, message)
 
     def delete_name(self, name: str, message: str | None = None) -> str | None:
         """Delete a name; returns its former target (None if the ref was damaged)."""
@@ -434,18 +436,28 @@ class Repository:
         """Create tag ``tag`` at REV; returns (id, former id). Exists and not force: Conflict."""
         if ref_name_problem(tag) is not None:
             raise InvalidName(f"invalid tag {tag!r}: {ref_name_problem(tag)}")
-        oid = self.resolve_manifest(rev)
-        if force:
-            with self.writing():
-                return oid, self.refs.update(RefKind.TAG, tag, oid, ANY, message)
-        current = self.refs.read(RefKind.TAG, tag)
-        if current is not None:
-            if current == oid:
-                return oid, current
-            raise Conflict(f"tag {tag!r} already exists (at {current[:12]}); use --force to move it")
         with self.writing():
-            old = self.refs.update(RefKind.TAG, tag, oid, expected=None, message=message)
-        return oid, old
+            oid = self._pin(rev)
+            if force:
+                return oid, self.refs.update(RefKind.TAG, tag, oid, ANY, message)
+            current = self.refs.read(RefKind.TAG, tag)
+            if current is not None:
+                if current == oid:
+                    return oid, current
+                raise Conflict(f"tag {tag!r} already exists (at {current[:12]}); "
+                               "use --force to move it")
+            return oid, self.refs.update(RefKind.TAG, tag, oid, expected=None, message=message)
+
+    def _pin(self, rev: str) -> str:
+        """Resolve REV to a manifest under the writers' lock and keep it and what it
+        links to from gc: freshened, and each link checked to exist."""
+        oid = self.resolve_manifest(rev)
+        self.store.freshen(oid)
+        for link in links_of(self.document(oid)):
+            if not self.store.exists(link.id):
+                raise IntegrityError(f"{rev} links to missing {link.rel.value} {link.id} "
+                                     "(run 'casrepo fsck')")
+        return oid
 
     def delete_tag(self, tag: str, message: str | None = None) -> str | None:
         """Delete a tag; returns its former target (None if the ref was damaged)."""

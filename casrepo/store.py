@@ -73,6 +73,15 @@ class ObjectStore:
     def exists(self, oid: str) -> bool:
         return self.path(oid).is_file()
 
+    def freshen(self, oid: str) -> None:
+        """Refresh an object's mtime so gc's grace period protects it; NotFound if absent."""
+        try:
+            os.utime(self.path(oid))
+        except FileNotFoundError:
+            raise NotFound(f"object {oid} not found") from None
+        except PermissionError:
+            pass  # another user's object: the writers' lock still protects it
+
     def size(self, oid: str) -> int:
         try:
             return self.path(oid).stat().st_size

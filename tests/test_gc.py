@@ -149,9 +149,9 @@ def test_gc_on_random_dags(tmp_path_factory: pytest.TempPathFactory,
         blobs.append(blob)
     for r in roots:
         repo.refs.update(RefKind.NAME, f"root{r}", ids[r])
-    # expected reachable set
+    # expected kept set: what refs reach, plus what recent manifests link to
     reach: set[int] = set()
-    stack = list(roots)
+    stack = list(roots) + [i for i, is_old in enumerate(old) if not is_old]
     while stack:
         i = stack.pop()
         if i not in reach:
@@ -165,7 +165,7 @@ def test_gc_on_random_dags(tmp_path_factory: pytest.TempPathFactory,
     collect_garbage(repo, expire=cutoff)
     left = set(repo.store.ids())
     for i in range(len(ids)):
-        if i in reach or not old[i]:
+        if i in reach:
             assert ids[i] in left and blobs[i] in left
         else:
             assert ids[i] not in left and blobs[i] not in left
@@ -177,3 +177,16 @@ def test_metadata_only_artifacts(repo: Repository) -> None:
     age_all(repo)
     collect_garbage(repo, expire="now")
     assert repo.load("external").meta == {"url": "s3://bucket/x"}  # type: ignore[union-attr]
+
+
+def test_recent_manifest_keeps_what_it_links_to(repo: Repository, project: Path) -> None:
+    """An old unnamed input of a new unnamed artifact survives gc, so tagging
+    the new artifact later never makes a ref into missing data."""
+    raw = add_bytes(repo, project, "raw", name="raw")
+    repo.delete_name("raw")
+    age_all(repo)
+    model = add_bytes(repo, project, "model", inputs=[raw])
+    report = collect_garbage(repo, expire=datetime.now(UTC) - timedelta(hours=1))
+    assert report.removed == [] and report.kept_recent == 4
+    repo.tag("v1", model)
+    assert collect_garbage(repo, expire="now").removed == []

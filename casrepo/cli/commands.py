@@ -193,8 +193,7 @@ def name(state: State, name: str, rev: str | None, delete: bool, message: str | 
         return
     if rev is None:
         raise click.UsageError("missing REV (or -d to delete the name)")
-    old = repo.set_name(name, rev, message)
-    oid = repo.resolve(name)
+    oid, old = repo.set_name(name, rev, message)
     if as_json:
         emit_json({"name": name, "id": oid, "previous": old})
     elif old == oid:
