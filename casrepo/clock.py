@@ -41,7 +41,10 @@ def parse_duration(text: str) -> timedelta:
         raise UsageError(
             f"not a duration: {text!r} (use e.g. 'now', '90s', '30m', '12h', '14d', '2w')"
         )
-    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    try:
+        return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    except OverflowError:
+        raise UsageError(f"duration too long: {text!r}") from None
 
 
 def parse_expire(text: str, reference: datetime | None = None) -> datetime | None:
@@ -55,9 +58,14 @@ def parse_expire(text: str, reference: datetime | None = None) -> datetime | Non
         return None
     ref = reference or datetime.now(UTC)
     try:
-        return ref - parse_duration(value)
+        delta = parse_duration(value)
     except UsageError:
-        pass
+        delta = None
+    if delta is not None:
+        try:
+            return ref - delta
+        except OverflowError:
+            return datetime.min.replace(tzinfo=UTC)  # further back than anything
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:

@@ -65,9 +65,9 @@ def load_config(casrepo_dir: Path) -> Config:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise UsageError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from e
+        raise NotARepository(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from e
     if not isinstance(data, dict):
-        raise UsageError(f"{path} must hold a mapping")
+        raise NotARepository(f"{path} must hold a mapping")
     version = data.get("format_version")
     if version != FORMAT_VERSION:
         raise NotARepository(

@@ -49,6 +49,7 @@ ENV_REPO = "CASREPO_DIR"
 _REV_RE = re.compile(r"(?P<base>[^~]*)(?P<steps>(?:~\d*)*)")
 _PLACEHOLDER_ID = "0" * 64
 ADD_RETRIES = 20
+ADD_SETS = frozenset({"content", "size", "filename", "executable", "entries"})
 
 Progress = Callable[[str, int], None]
 """Progress callback: (path just stored, its size in bytes)."""
@@ -323,6 +324,8 @@ class Repository:
         if name is not None and ref_name_problem(name) is not None:
             raise InvalidName(f"invalid name {name!r}: {ref_name_problem(name)}")
         is_dir = source.is_dir()
+        if not is_dir and not source.is_file():
+            raise UsageError(f"cannot add {source}: not a regular file or directory")
         cls = self.registry.get(kind) if kind else (DirectoryArtifact if is_dir else FileArtifact)
         wanted = DirectoryArtifact if is_dir else FileArtifact
         if not issubclass(cls, wanted):
@@ -330,6 +333,9 @@ class Repository:
                              f"{'directory' if is_dir else 'file'}")
         input_ids = tuple(dict.fromkeys(self.resolve_manifest(rev) for rev in inputs))
         own, rest = field_setter(cls)(dict(meta or {}))
+        reserved = sorted(set(own) & ADD_SETS)
+        if reserved:
+            raise UsageError(f"--meta {reserved[0]}: add sets this field itself")
         scan = _scan_directory(source) if is_dir else None
         common: dict[str, Any] = dict(name=name, message=message, meta=rest,
                                       inputs=input_ids, **own)
@@ -501,12 +507,15 @@ class Repository:
         oid = self.resolve_manifest(rev)
         manifest = self.registry.from_document(self.document(oid), oid)
         target = Path(dest)
+        here, repo_dir = Path(os.path.abspath(target)), self.dir
+        if here == repo_dir or repo_dir in here.parents or here in repo_dir.parents:
+            raise Conflict(f"refusing to write {target}: it would overwrite the repository")
         if os.path.lexists(target) and not force:
             raise Conflict(f"destination exists: {target} (use --force to replace it)")
         target.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(manifest, DirectoryArtifact):
             files = [(e.path, e.content, e.executable) for e in manifest.entries]
-            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.casrepo-", dir=target.parent))
+            staging = Path(tempfile.mkdtemp(prefix=".casrepo-get-", dir=target.parent))
             os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private
             try:
                 total = 0
@@ -520,7 +529,7 @@ class Repository:
                 raise
             return GetResult(oid, target, len(files), total)
         blob, executable = _single_blob(manifest)
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.casrepo-", dir=target.parent)
+        fd, name = tempfile.mkstemp(prefix=".casrepo-get-", dir=target.parent)
         os.close(fd)
         staging = Path(name)
         try:
@@ -607,7 +616,10 @@ def _is_executable(path: Path) -> bool:
 def _scan_directory(root: Path) -> _Scan:
     """Every file under ``root`` (sorted, relative POSIX paths), checked before writing."""
     scan = _Scan()
-    for current, dirs, files in os.walk(root):
+    def unreadable(error: OSError) -> None:
+        raise UsageError(f"cannot add {root}: cannot read {error.filename}: {error.strerror}")
+
+    for current, dirs, files in os.walk(root, onerror=unreadable):
         dirs.sort()
         base = Path(current)
         for d in dirs:

@@ -163,3 +163,51 @@ def test_pack_checks_the_name_before_storing(repo: Repository) -> None:
     with pytest.raises(InvalidName):
         repo.pack(FileArtifact, b"data", name="bad name")
     assert list(repo.store.ids()) == []
+
+
+def test_user_mistakes_found_in_review(repo: Repository, project: Path) -> None:
+    import os
+
+    from casrepo import Conflict, UsageError
+    from casrepo.clock import parse_expire
+
+    with pytest.raises(UsageError):
+        parse_expire("99999999999999d")
+    assert parse_expire("3000000d") is not None  # far in the past, not a crash
+    fifo = project / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(UsageError, match="regular"):
+        repo.add(fifo)
+    src = project / "f.csv"
+    src.write_text("x")
+    with pytest.raises(UsageError, match="size"):
+        repo.add(src, meta={"size": "99"})
+    repo.add(src, name="f")
+    for dest in (project, repo.dir, repo.dir / "config.yaml"):
+        with pytest.raises(Conflict, match="repository"):
+            repo.get("f", dest, force=True)
+    assert (repo.dir / "config.yaml").read_text().startswith("format_version")
+    long_dest = project / ("d" * 240)
+    repo.get("f", long_dest)
+    assert long_dest.read_text() == "x"
+
+
+def test_unreadable_subdirectory_is_an_error(repo: Repository, project: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from casrepo import UsageError
+
+    secret = project / "d" / "secret"
+    secret.mkdir(parents=True)
+    (project / "d" / "a").write_text("a")
+    real_scandir = os.scandir
+
+    def scandir(path: object) -> object:  # a directory this user may not read
+        if str(path).endswith("secret"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(UsageError, match=r"cannot read .*secret"):
+        repo.add(project / "d")
