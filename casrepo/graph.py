@@ -48,7 +48,7 @@ def _followed(link: Link, include_history: bool) -> bool:
     return include_history or link.rel is not Rel.PREVIOUS
 
 
-def _node_attrs(repo: Repository, oid: str, document: dict[str, Any],
+def _node_attrs(oid: str, document: dict[str, Any],
                 decorations: dict[str, list[str]]) -> dict[str, Any]:
     name = document.get("name")
     label = name if isinstance(name, str) else document.get("filename")
@@ -70,7 +70,7 @@ def lineage(repo: Repository, rev: str, direction: Direction | str = Direction.U
     root = repo.resolve_manifest(rev)
     decorations = repo.decorations()
     graph = nx.DiGraph()
-    graph.add_node(root, **_node_attrs(repo, root, repo.document(root), decorations))
+    graph.add_node(root, **_node_attrs(root, repo.document(root), decorations))
     if direction in (Direction.UP, Direction.BOTH):
         _walk_up(repo, graph, root, depth, include_history, decorations)
     warnings: list[str] = []
@@ -94,7 +94,7 @@ def _walk_up(repo: Repository, graph: nx.DiGraph, root: str, depth: int | None,
                 continue
             if link.id not in graph:
                 document = repo.linked_document(link.id, f"manifest {oid}")
-                graph.add_node(link.id, **_node_attrs(repo, link.id, document, decorations))
+                graph.add_node(link.id, **_node_attrs(link.id, document, decorations))
             graph.add_edge(oid, link.id, rel=link.rel.value)
             if link.id not in seen:
                 seen.add(link.id)
@@ -118,7 +118,7 @@ def _walk_down(repo: Repository, graph: nx.DiGraph, root: str, depth: int | None
             continue
         for child, rel in sorted(dependents.get(oid, [])):
             if child not in graph:
-                graph.add_node(child, **_node_attrs(repo, child, repo.document(child),
+                graph.add_node(child, **_node_attrs(child, repo.document(child),
                                                     decorations))
             graph.add_edge(child, oid, rel=rel.value)
             if child not in seen:

@@ -9,8 +9,8 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -87,11 +87,6 @@ class GetResult:
     bytes: int
 
 
-@dataclass
-class _Scan:
-    files: list[tuple[str, Path, bool]] = field(default_factory=list)
-
-
 class Repository:
     """One ``.casrepo`` directory. Build it with :meth:`init`, :meth:`open` or :meth:`discover`."""
 
@@ -165,21 +160,18 @@ class Repository:
 
     # -- locking -----------------------------------------------------------------
 
-    @contextmanager
-    def writing(self, timeout: float = 300.0) -> Iterator[None]:
+    def writing(self, timeout: float = 300.0) -> AbstractContextManager[None]:
         """Hold the writers' shared lock: gc cannot sweep while objects wait for a ref."""
-        lock = SharedExclusiveLock(self._gc_lock_path, "the repository")
-        lock.acquire(exclusive=False, timeout=timeout)
-        try:
-            yield
-        finally:
-            lock.release()
+        return self._gc_lock(exclusive=False, timeout=timeout)
+
+    def collecting(self, timeout: float) -> AbstractContextManager[None]:
+        """Hold the lock exclusively, as gc does while it marks and sweeps."""
+        return self._gc_lock(exclusive=True, timeout=timeout)
 
     @contextmanager
-    def collecting(self, timeout: float) -> Iterator[None]:
-        """Hold the lock exclusively, as gc does while it marks and sweeps."""
+    def _gc_lock(self, exclusive: bool, timeout: float) -> Iterator[None]:
         lock = SharedExclusiveLock(self._gc_lock_path, "the repository")
-        lock.acquire(exclusive=True, timeout=timeout)
+        lock.acquire(exclusive=exclusive, timeout=timeout)
         try:
             yield
         finally:
@@ -349,7 +341,7 @@ class Repository:
             content: dict[str, Any]
             if scan is not None:
                 entries = []
-                for rel, file_path, executable in scan.files:
+                for rel, file_path, executable in scan:
                     result = self.store.put_file(file_path)
                     written += not result.is_duplicate
                     nbytes += 0 if result.is_duplicate else result.size
@@ -457,9 +449,10 @@ class Repository:
     def _pin(self, rev: str) -> str:
         """Resolve REV to a manifest under the writers' lock and keep it and what it
         links to from gc: freshened, and each link checked to exist."""
-        oid = self.resolve_manifest(rev)
+        oid = self.resolve(rev)
+        document = self.document(oid)  # NotFound for a blob, as resolve_manifest
         self.store.freshen(oid)
-        for link in links_of(self.document(oid)):
+        for link in links_of(document):
             if not self.store.exists(link.id):
                 raise IntegrityError(f"{rev} links to missing {link.rel.value} {link.id} "
                                      "(run 'casrepo fsck')")
@@ -613,9 +606,9 @@ def _is_executable(path: Path) -> bool:
     return bool(path.stat().st_mode & 0o111)
 
 
-def _scan_directory(root: Path) -> _Scan:
+def _scan_directory(root: Path) -> list[tuple[str, Path, bool]]:
     """Every file under ``root`` (sorted, relative POSIX paths), checked before writing."""
-    scan = _Scan()
+    scan: list[tuple[str, Path, bool]] = []
     def unreadable(error: OSError) -> None:
         raise UsageError(f"cannot add {root}: cannot read {error.filename}: {error.strerror}")
 
@@ -638,8 +631,8 @@ def _scan_directory(root: Path) -> _Scan:
                 raise UsageError(f"cannot add {path}: broken symlink") from None
             if not stat.S_ISREG(st.st_mode):
                 raise UsageError(f"cannot add {path}: not a regular file")
-            scan.files.append((rel, path, bool(st.st_mode & 0o111)))
-    scan.files.sort(key=lambda item: item[0])
+            scan.append((rel, path, bool(st.st_mode & 0o111)))
+    scan.sort(key=lambda item: item[0])
     return scan
 
 

@@ -138,3 +138,9 @@ def colliding_contents(width: int = 4) -> tuple[bytes, bytes, str]:
             return seen[prefix], data, prefix
         seen[prefix] = data
         i += 1
+
+
+def add(run: Any, project: Path, rel: str, data: bytes, *options: str) -> str:
+    """Write ``data`` to project/rel, `casrepo add` it and return the manifest id."""
+    write(project / rel, data)
+    return last_id(run("add", rel, *options))

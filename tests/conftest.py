@@ -57,8 +57,12 @@ def run(project: Path) -> CliRun:
 
     def invoke(*args: str, cwd: Path | None = None, input: str | None = None) -> Result:
         runner = CliRunner()
-        result = runner.invoke(cli, ["-C", str(cwd or project), *args], input=input,
-                               catch_exceptions=False)
+        here = os.getcwd()
+        try:  # -C changes this process's working directory: put it back
+            result = runner.invoke(cli, ["-C", str(cwd or project), *args], input=input,
+                                   catch_exceptions=False)
+        finally:
+            os.chdir(here)
         return Result(result.exit_code, result.stdout, result.stderr)
 
     return invoke

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from cli_support import (
     FULL_ID,
+    add,
     assert_ok,
     corrupt,
     hex_tokens,
@@ -35,16 +36,6 @@ from casrepo.repository import Repository
 COMMANDS = ["init", "add", "tag", "name", "refs", "log", "lineage", "show", "get", "gc", "fsck"]
 
 
-@pytest.fixture(autouse=True)
-def _restore_cwd(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # The in-process CLI changes the working directory (-C); put it back afterwards.
-    monkeypatch.chdir(tmp_path)
-
-
-def add(run: Any, project: Path, rel: str, data: bytes, *options: str) -> str:
-    """Write ``data`` to project/rel, `casrepo add` it and return the manifest id."""
-    write(project / rel, data)
-    return last_id(run("add", rel, *options))
 
 
 # -- init ---------------------------------------------------------------------------

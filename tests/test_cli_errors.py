@@ -10,6 +10,7 @@ import pytest
 import yaml
 from cli_support import (
     ERROR_PREFIX,
+    add,
     assert_error,
     assert_ok,
     colliding_contents,
@@ -31,15 +32,6 @@ from casrepo.repository import Repository
 USAGE, NOT_A_REPO, NOT_FOUND, CONFLICT, INTEGRITY = 2, 3, 4, 5, 6
 
 
-@pytest.fixture(autouse=True)
-def _restore_cwd(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # The in-process CLI changes the working directory (-C); put it back afterwards.
-    monkeypatch.chdir(tmp_path)
-
-
-def add(run: Any, project: Path, rel: str, data: bytes, *options: str) -> str:
-    write(project / rel, data)
-    return last_id(run("add", rel, *options))
 
 
 @pytest.fixture
