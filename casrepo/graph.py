@@ -16,7 +16,7 @@ from typing import Any
 import networkx as nx
 
 from casrepo.manifest import Link, Rel, Target
-from casrepo.reach import document_links, mark
+from casrepo.reach import mark
 from casrepo.repository import Repository
 
 
@@ -89,7 +89,7 @@ def _walk_up(repo: Repository, graph: nx.DiGraph, root: str, depth: int | None,
         oid, level = queue.popleft()
         if depth is not None and level >= depth:
             continue
-        for link in document_links(repo, repo.document(oid)):
+        for link in repo.registry.links(repo.document(oid)):
             if not _followed(link, include_history):
                 continue
             if link.id not in graph:

@@ -35,7 +35,7 @@ from pydantic import (
 from casrepo import clock
 from casrepo.canonical import canonical_json, digest
 from casrepo.errors import CasrepoError, IntegrityError, NotFound, UsageError
-from casrepo.ids import check_object_id, is_id_prefix, is_object_id
+from casrepo.ids import is_id_prefix, is_object_id
 from casrepo.store import ObjectStore
 
 LINK_KEY = "@link"
@@ -150,6 +150,26 @@ def links_of(document: Any) -> list[Link]:
             stack.extend(reversed(list(value.values())))
         elif isinstance(value, list):
             stack.extend(reversed(value))
+    return found
+
+
+_LINK_BYTES = re.compile(rb'\{"@link":"([0-9a-f]{64})","rel":"(content|input|previous)",'
+                         rb'"type":"(blob|manifest)"\}')
+_RELS = {r.value.encode(): r for r in Rel}
+_TARGETS = {t.value.encode(): t for t in Target}
+
+
+def links_in(data: bytes, document: Any) -> list[Link]:
+    """``links_of(document)`` for the canonical JSON ``data`` it was parsed from.
+
+    In canonical JSON a link object has exactly one spelling, and quotes in
+    strings are escaped, so one regex scan finds every link; should the count
+    of ``"@link"`` disagree (a malformed link, or a string that reads
+    "@link"), the document walk decides.
+    """
+    found = [Link(m[1].decode(), _RELS[m[2]], _TARGETS[m[3]]) for m in _LINK_BYTES.finditer(data)]
+    if len(found) != data.count(b'"@link"'):
+        return links_of(document)
     return found
 
 
@@ -476,19 +496,53 @@ class Registry:
 
     def read_document(self, oid: str) -> dict[str, Any]:
         """The verified document of manifest ``oid`` (full id)."""
+        return self.read_verified(oid)[0]
+
+    def read_verified(self, oid: str) -> tuple[dict[str, Any], bytes]:
+        """The verified document of manifest ``oid`` (full id) and its bytes."""
         store = self._require_store()
-        with store.open(check_object_id(oid)) as f:
-            # Peek first: a large blob named where a manifest is needed must
-            # not be read into memory (invariant 8).
-            if f.read(1) != b"{" or store.size(oid) > MAX_MANIFEST_SIZE:
-                raise NotFound(f"object {oid} is a blob, not a manifest")
-            data = b"{" + f.read()
+        # A large blob named where a manifest is needed is never read into
+        # memory (invariant 8).
+        data = store.read_small(oid, MAX_MANIFEST_SIZE)
+        if data is None or not data.startswith(b"{"):
+            raise NotFound(f"object {oid} is a blob, not a manifest")
         if digest(data) != oid:
             raise IntegrityError(f"object {oid} is corrupt: its bytes do not hash to its id")
         document = parse_document(data)
         if document is None:
             raise NotFound(f"object {oid} is a blob, not a manifest")
-        return document
+        return document, data
+
+    def links(self, document: dict[str, Any], data: bytes | None = None) -> list[Link]:
+        """The links of a manifest document, including the bare ids of legacy objects.
+
+        With the canonical bytes the document was parsed from, links are found
+        by a byte scan (:func:`links_in`).
+        """
+        if is_legacy(document):
+            return self._legacy_links(document)
+        return links_of(document) if data is None else links_in(data, document)
+
+    def _legacy_links(self, document: dict[str, Any]) -> list[Link]:
+        """cas-manifest 0.4 objects carry bare ids: every full id they hold that is
+        in the store counts as content (a manifest if it parses as one), so gc keeps it."""
+        store = self._require_store()
+        found: list[Link] = []
+        stack: list[Any] = [document["value"]]
+        while stack:
+            value = stack.pop()
+            if isinstance(value, dict):
+                stack.extend(value.values())
+            elif isinstance(value, list):
+                stack.extend(value)
+            elif isinstance(value, str) and is_object_id(value) and store.exists(value):
+                try:
+                    self.read_document(value)
+                    target = Target.MANIFEST
+                except CasrepoError:
+                    target = Target.BLOB
+                found.append(Link(value, Rel.CONTENT, target))
+        return found
 
     def load(self, oid: str) -> AnyManifest:
         """Load manifest ``oid`` (a full id or a unique prefix), verified."""

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from casrepo.errors import CasrepoError, IntegrityError, NotFound
-from casrepo.ids import is_object_id
-from casrepo.manifest import Link, Rel, Target, is_legacy, links_of
+from casrepo.manifest import Link, Target
 from casrepo.refs import RefKind
 from casrepo.repository import RefEntry, Repository
 
@@ -59,7 +57,7 @@ def mark(repo: Repository, extra_roots: Iterable[str] = (),
         if oid in result.manifests:
             continue
         try:
-            document = repo.document(oid)
+            document, data = repo.registry.read_verified(oid)
         except NotFound as e:
             message = str(e) if repo.store.exists(oid) else f"object {oid} is missing"
             result.problems.append((via, message))
@@ -69,7 +67,7 @@ def mark(repo: Repository, extra_roots: Iterable[str] = (),
             continue
         result.manifests.add(oid)
         try:
-            links = document_links(repo, document)
+            links = repo.registry.links(document, data)
         except IntegrityError as e:
             result.problems.append((f"manifest {oid}", str(e)))
             continue
@@ -84,29 +82,3 @@ def mark(repo: Repository, extra_roots: Iterable[str] = (),
             elif link.id not in result.manifests:
                 stack.append((link.id, f"manifest {oid} ({link.rel.value})"))
     return result
-
-
-def document_links(repo: Repository, document: dict[str, Any]) -> list[Link]:
-    """The links of a manifest document, including the bare hashes of legacy objects."""
-    return _legacy_links(repo, document) if is_legacy(document) else links_of(document)
-
-
-def _legacy_links(repo: Repository, document: dict[str, Any]) -> list[Link]:
-    """cas-manifest 0.4 objects carry bare hashes: every full id they hold that is
-    in the store counts as content (a manifest if it parses as one), so gc keeps it."""
-    found: list[Link] = []
-    stack: list[Any] = [document["value"]]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, dict):
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-        elif isinstance(value, str) and is_object_id(value) and repo.store.exists(value):
-            try:
-                repo.document(value)
-                target = Target.MANIFEST
-            except CasrepoError:
-                target = Target.BLOB
-            found.append(Link(value, Rel.CONTENT, target))
-    return found
