@@ -11,6 +11,7 @@ from pathlib import Path
 
 from casrepo.errors import CasrepoError
 from casrepo.lockfile import read_holder
+from casrepo.manifest import Link
 from casrepo.reach import mark
 from casrepo.refs import RefKind
 from casrepo.repository import Repository
@@ -101,6 +102,8 @@ def _check(repo: Repository, repair: bool) -> FsckReport:
         except CasrepoError as e:
             problems.append(Problem(Level.ERROR, f"manifest {oid}", str(e)))
 
+    _check_index(repo, reach.links, problems)
+
     for kind in (RefKind.NAME, RefKind.TAG):
         for path in repo.refs.strays(kind):
             problems.append(Problem(Level.WARNING, str(path.relative_to(repo.dir)),
@@ -124,6 +127,25 @@ def _check(repo: Repository, repair: bool) -> FsckReport:
         problems.append(Problem(Level.WARNING, str(path.relative_to(repo.dir)),
                                 "temp file left by a killed process", repair))
     return report
+
+
+def _check_index(repo: Repository, links: dict[str, list[Link]], problems: list[Problem]) -> None:
+    """Compare the manifest index with what the walk found, and rebuild it.
+
+    The index is a cache: a stale or corrupt one is a warning, and rebuilding
+    it loses nothing. A repository that never needed one just gets one.
+    """
+    detail = None
+    try:
+        wrong = repo.index.differences(links)
+        if wrong:
+            detail = f"{wrong} reachable manifest(s) missing or wrong"
+    except CasrepoError as e:
+        detail = str(e)
+    stats = repo.index.rebuild()
+    if detail:
+        problems.append(Problem(Level.WARNING, "manifest index",
+                                f"{detail}; rebuilt with {stats.manifests} manifests", True))
 
 
 def _quarantine(path: Path, directory: Path, name: str) -> Path:

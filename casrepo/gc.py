@@ -69,7 +69,10 @@ def collect_garbage(repo: Repository, *, expire: datetime | str | None = "config
                 kept_recent += 1
                 continue
             removed.append(info)
-            if not dry_run:
+        if not dry_run:
+            # The index first: it must never hold a manifest the store lost.
+            repo.index.forget(info.id for info in removed)
+            for info in removed:
                 repo.store.delete(info.id)
         temps = repo.store.abandoned_temp_files()
         if not dry_run:

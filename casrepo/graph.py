@@ -1,22 +1,31 @@
-"""The provenance DAG: lineage up (inputs) and down (dependents) as networkx graphs.
+"""The provenance DAG: lineage up (inputs), down (dependents) and why-paths, as networkx graphs.
 
 Edges point the way links do: from a manifest to the manifest it links to,
 labelled with the relation (``input``, ``content`` and, with history,
 ``previous``). "u -> v" reads "u was made from v".
+
+Both directions are answered from the manifest index (:mod:`casrepo.index`),
+one SQL query per level of the walk; a manifest the index does not hold is
+read from the store.
 """
 
 from __future__ import annotations
 
 import json
-from collections import deque
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import networkx as nx
 
-from casrepo.manifest import Link, Rel, Target
-from casrepo.reach import mark
+from casrepo.errors import CasrepoError, IntegrityError, NotFound, UsageError
+from casrepo.index import Edge, IndexedManifest, describe
+from casrepo.manifest import Rel, Target
 from casrepo.repository import Repository
 
 
@@ -42,24 +51,127 @@ class Lineage:
         return not nx.is_directed_acyclic_graph(self.graph)
 
 
-def _followed(link: Link, include_history: bool) -> bool:
-    if link.target is not Target.MANIFEST:
-        return False
-    return include_history or link.rel is not Rel.PREVIOUS
+@dataclass(frozen=True)
+class Why:
+    """Every path by which ``source`` depends on ``target``: the subgraph of the
+    manifests that lie on one, with ``source``'s edges pointing towards ``target``."""
+
+    source: str
+    target: str
+    graph: nx.DiGraph
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def depends(self) -> bool:
+        return self.target in self.graph and self.graph.number_of_edges() > 0
+
+    @property
+    def has_cycle(self) -> bool:
+        return not nx.is_directed_acyclic_graph(self.graph)
+
+    def path_count(self) -> int:
+        """How many distinct paths lead from source to target (cycles aside)."""
+        if not self.depends:
+            return 0
+        if self.has_cycle:
+            return sum(1 for _ in nx.all_simple_paths(self.graph, self.source, self.target))
+        counts: dict[str, int] = {self.target: 1}
+        for node in reversed(list(nx.topological_sort(self.graph))):
+            if node != self.target:
+                counts[node] = sum(counts.get(s, 0) for s in self.graph.successors(node))
+        return counts.get(self.source, 0)
+
+    def paths(self, limit: int | None = None) -> list[list[str]]:
+        """The paths themselves, shortest first, at most ``limit`` of them."""
+        found: list[list[str]] = []
+        if not self.depends:
+            return found
+        for path in nx.shortest_simple_paths(self.graph, self.source, self.target):
+            if limit is not None and len(found) >= limit:
+                break
+            found.append(path)
+        return found
 
 
-def _node_attrs(oid: str, document: dict[str, Any],
-                decorations: dict[str, list[str]]) -> dict[str, Any]:
-    name = document.get("name")
-    label = name if isinstance(name, str) else document.get("filename")
-    return {
-        "kind": str(document.get("kind", document.get("class", "?"))),
-        "name": name if isinstance(name, str) else None,
-        "label": label if isinstance(label, str) else None,
-        "created": document.get("created") if isinstance(document.get("created"), str) else None,
-        "message": document.get("message") if isinstance(document.get("message"), str) else None,
-        "refs": decorations.get(oid, []),
-    }
+def _rels(include_history: bool) -> set[str]:
+    rels = {Rel.INPUT.value, Rel.CONTENT.value}
+    return rels | {Rel.PREVIOUS.value} if include_history else rels
+
+
+class _Walker:
+    """Breadth-first walks over the index, a level at a time, filling one graph."""
+
+    def __init__(self, repo: Repository, graph: nx.DiGraph, include_history: bool) -> None:
+        self.repo = repo
+        self.graph = graph
+        self.rels = _rels(include_history)
+        self.index = repo.index
+        self.warnings: list[str] = list(repo.index.warnings)
+
+    def up_edges(self, level: list[str]) -> list[Edge]:
+        """The links of every manifest in ``level``; a damaged one raises IntegrityError."""
+        known = self.index.manifests(level)
+        edges = self.index.edges(known, reverse=False, rels=self.rels)
+        for oid in level:
+            if oid in known:
+                continue
+            referrers = sorted(self.graph.predecessors(oid))
+            document = (self.repo.linked_document(oid, f"manifest {referrers[0]}") if referrers
+                        else self.repo.document(oid))
+            for link in self.repo.registry.links(document):
+                if link.target is Target.MANIFEST and link.rel.value in self.rels:
+                    edges.append(Edge(oid, link.id, link.rel.value))
+        return edges
+
+    def down_edges(self, level: list[str]) -> list[Edge]:
+        return self.index.edges(level, reverse=True, rels=self.rels)
+
+    def walk(self, root: str, depth: int | None, up: bool) -> None:
+        seen = {root}
+        level = [root]
+        steps = 0
+        while level and (depth is None or steps < depth):
+            edges = self.up_edges(level) if up else self.down_edges(level)
+            following = []
+            for edge in sorted(edges):
+                self.graph.add_edge(edge.src, edge.dst, rel=edge.rel)
+                new = edge.dst if up else edge.src
+                if new not in seen:
+                    seen.add(new)
+                    following.append(new)
+            level = following
+            steps += 1
+
+    def describe_nodes(self, up: Iterable[str] = ()) -> None:
+        """Attach each node's summary; nodes in ``up`` must be readable manifests."""
+        nodes = list(self.graph.nodes)
+        known = self.index.manifests(nodes)
+        strict = set(up)
+        decorations = self.repo.decorations(self.warnings)
+        for oid in nodes:
+            info = known.get(oid)
+            if info is None or not self.repo.store.exists(oid):
+                info = self._read(oid, strict=oid in strict)
+            self.graph.nodes[oid].update(_attrs(info, decorations.get(oid, [])))
+
+    def _read(self, oid: str, strict: bool) -> IndexedManifest:
+        try:
+            return describe(oid, self.repo.document(oid))
+        except CasrepoError as e:
+            referrers = sorted(self.graph.predecessors(oid))
+            where = f"manifest {referrers[0]}" if referrers else "the index"
+            problem = ("missing" if isinstance(e, NotFound) and not self.repo.store.exists(oid)
+                       else str(e))
+            message = f"{where} links to {oid}, which is {problem} (run 'casrepo fsck')"
+            if strict:
+                raise IntegrityError(message) from None
+            self.warnings.append(message)
+            return IndexedManifest(oid, "?", None, None, None, None)
+
+
+def _attrs(info: IndexedManifest, refs: list[str]) -> dict[str, Any]:
+    return {"kind": info.kind, "name": info.name, "label": info.label, "created": info.created,
+            "message": info.message, "refs": refs}
 
 
 def lineage(repo: Repository, rev: str, direction: Direction | str = Direction.UP,
@@ -68,63 +180,43 @@ def lineage(repo: Repository, rev: str, direction: Direction | str = Direction.U
     """The provenance of REV: upstream, downstream or both, to ``depth`` edges."""
     direction = Direction(direction)
     root = repo.resolve_manifest(rev)
-    decorations = repo.decorations()
     graph = nx.DiGraph()
-    graph.add_node(root, **_node_attrs(root, repo.document(root), decorations))
+    graph.add_node(root)
+    walker = _Walker(repo, graph, include_history)
+    upstream: set[str] = {root}
     if direction in (Direction.UP, Direction.BOTH):
-        _walk_up(repo, graph, root, depth, include_history, decorations)
-    warnings: list[str] = []
+        walker.walk(root, depth, up=True)
+        upstream = set(graph.nodes)
     if direction in (Direction.DOWN, Direction.BOTH):
-        warnings = _walk_down(repo, graph, root, depth, include_history, decorations)
+        walker.walk(root, depth, up=False)
+    walker.describe_nodes(up=upstream)
     if kind is not None:
         graph = _filter_kind(graph, root, kind)
-    return Lineage(root, direction, graph, depth, tuple(warnings))
+    return Lineage(root, direction, graph, depth, tuple(walker.warnings))
 
 
-def _walk_up(repo: Repository, graph: nx.DiGraph, root: str, depth: int | None,
-             include_history: bool, decorations: dict[str, list[str]]) -> None:
-    queue: deque[tuple[str, int]] = deque([(root, 0)])
-    seen = {root}
-    while queue:
-        oid, level = queue.popleft()
-        if depth is not None and level >= depth:
-            continue
-        for link in repo.registry.links(repo.document(oid)):
-            if not _followed(link, include_history):
-                continue
-            if link.id not in graph:
-                document = repo.linked_document(link.id, f"manifest {oid}")
-                graph.add_node(link.id, **_node_attrs(link.id, document, decorations))
-            graph.add_edge(oid, link.id, rel=link.rel.value)
-            if link.id not in seen:
-                seen.add(link.id)
-                queue.append((link.id, level + 1))
+def why(repo: Repository, source_rev: str, target_rev: str,
+        include_history: bool = False) -> Why:
+    """Why SOURCE depends on TARGET: every path of links from one to the other.
 
-
-def _walk_down(repo: Repository, graph: nx.DiGraph, root: str, depth: int | None,
-               include_history: bool, decorations: dict[str, list[str]]) -> list[str]:
-    """Dependents of ``root`` among the manifests the refs reach; returns warnings."""
-    reach = mark(repo)
-    dependents: dict[str, list[tuple[str, Rel]]] = {}
-    for oid, links in reach.links.items():
-        for link in links:
-            if _followed(link, include_history):
-                dependents.setdefault(link.id, []).append((oid, link.rel))
-    queue: deque[tuple[str, int]] = deque([(root, 0)])
-    seen = {root}
-    while queue:
-        oid, level = queue.popleft()
-        if depth is not None and level >= depth:
-            continue
-        for child, rel in sorted(dependents.get(oid, [])):
-            if child not in graph:
-                graph.add_node(child, **_node_attrs(child, repo.document(child),
-                                                    decorations))
-            graph.add_edge(child, oid, rel=rel.value)
-            if child not in seen:
-                seen.add(child)
-                queue.append((child, level + 1))
-    return [f"{subject}: {message}" for subject, message in reach.all_problems]
+    The answer's graph holds exactly the manifests on such paths: those
+    upstream of SOURCE that are also downstream of TARGET.
+    """
+    source = repo.resolve_manifest(source_rev)
+    target = repo.resolve_manifest(target_rev)
+    upstream = nx.DiGraph()
+    upstream.add_node(source)
+    walker = _Walker(repo, upstream, include_history)
+    walker.walk(source, None, up=True)
+    if target not in upstream or source == target:
+        graph = nx.DiGraph()
+        graph.add_node(source)
+    else:
+        on_path = nx.ancestors(upstream, target) | {target}
+        graph = nx.DiGraph(upstream.subgraph(on_path))
+    walker.graph = graph
+    walker.describe_nodes(up=graph.nodes)
+    return Why(source, target, graph, tuple(walker.warnings))
 
 
 def _filter_kind(graph: nx.DiGraph, root: str, kind: str) -> nx.DiGraph:
@@ -230,32 +322,53 @@ def _tree_lines(graph: nx.DiGraph, root: str, reverse: bool) -> list[str]:
     return lines
 
 
-def to_json(result: Lineage) -> dict[str, Any]:
-    """Nodes and edges, sorted; an edge {"from": a, "to": b, "rel": r} means a links to b."""
-    graph = result.graph
+def _nodes_json(graph: nx.DiGraph) -> list[dict[str, Any]]:
     nodes = []
     for oid in sorted(graph.nodes):
         attrs = graph.nodes[oid]
         nodes.append({"id": oid, "kind": attrs.get("kind"), "name": attrs.get("name"),
                       "label": attrs.get("label"), "created": attrs.get("created"),
                       "message": attrs.get("message"), "refs": list(attrs.get("refs", []))})
-    edges = [{"from": u, "to": v, "rel": d["rel"]} for u, v, d in sorted(graph.edges(data=True))]
+    return nodes
+
+
+def _edges_json(graph: nx.DiGraph) -> list[dict[str, str]]:
+    return [{"from": u, "to": v, "rel": d["rel"]} for u, v, d in sorted(graph.edges(data=True))]
+
+
+def to_json(result: Lineage) -> dict[str, Any]:
+    """Nodes and edges, sorted; an edge {"from": a, "to": b, "rel": r} means a links to b."""
     return {"root": result.root, "direction": result.direction.value, "depth": result.depth,
-            "has_cycle": result.has_cycle, "nodes": nodes, "edges": edges}
+            "has_cycle": result.has_cycle, "nodes": _nodes_json(result.graph),
+            "edges": _edges_json(result.graph), "warnings": list(result.warnings)}
+
+
+def why_json(result: Why, max_paths: int | None = None) -> dict[str, Any]:
+    """The why-graph as nodes and edges, the number of paths and the paths themselves."""
+    paths = result.paths(max_paths)
+    count = result.path_count()
+    return {"source": result.source, "target": result.target, "depends": result.depends,
+            "path_count": count, "paths": paths, "paths_truncated": len(paths) < count,
+            "has_cycle": result.has_cycle, "nodes": _nodes_json(result.graph),
+            "edges": _edges_json(result.graph), "warnings": list(result.warnings)}
 
 
 def _dot_quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def to_dot(result: Lineage) -> str:
+def to_dot(graph: nx.DiGraph, highlight: Iterable[str] = ()) -> str:
     """Graphviz DOT; arrows follow the data, from an input to what was made from it."""
-    graph = result.graph
-    lines = ["digraph lineage {", "  rankdir=LR;", '  node [shape=box, fontname="Helvetica"];']
+    bold = set(highlight)
+    lines = ["digraph lineage {", "  rankdir=LR;",
+             '  node [shape=box, style="rounded", fontname="Helvetica"];',
+             '  edge [fontname="Helvetica", fontsize=10];']
     for oid in sorted(graph.nodes):
         attrs = graph.nodes[oid]
-        label = "\n".join(x for x in (attrs.get("label"), f"{attrs.get('kind')} {oid[:12]}") if x)
-        extra = ", style=bold" if oid == result.root else ""
+        refs = [r for r in attrs.get("refs", []) if r != attrs.get("name")]
+        label = "\n".join(x for x in (attrs.get("label"), f"{attrs.get('kind')} {oid[:12]}",
+                                       ", ".join(refs)) if x)
+        extra = ', style="rounded,bold"' if oid in bold else ""
         lines.append(f"  {_dot_quote(oid)} [label={_dot_quote(label)}{extra}];")
     for u, v, data in sorted(graph.edges(data=True)):
         lines.append(f"  {_dot_quote(v)} -> {_dot_quote(u)} [label={_dot_quote(data['rel'])}];")
@@ -267,9 +380,8 @@ def _mermaid_text(text: str) -> str:
     return text.replace('"', "#quot;")
 
 
-def to_mermaid(result: Lineage) -> str:
+def to_mermaid(graph: nx.DiGraph) -> str:
     """A Mermaid flowchart; arrows follow the data, as in :func:`to_dot`."""
-    graph = result.graph
     lines = ["flowchart LR"]
     for oid in sorted(graph.nodes):
         attrs = graph.nodes[oid]
@@ -280,13 +392,82 @@ def to_mermaid(result: Lineage) -> str:
     return "\n".join(lines) + "\n"
 
 
+TEXT_FORMATS = ("tree", "json", "dot", "mermaid")
+PICTURE_FORMATS = ("svg", "png")
+
+
 def render(result: Lineage, fmt: str) -> str:
+    """A lineage answer as text: ``tree``, ``json``, ``dot`` or ``mermaid``."""
     if fmt == "tree":
         return render_tree(result)
     if fmt == "json":
         return json.dumps(to_json(result), indent=2, ensure_ascii=False)
     if fmt == "dot":
-        return to_dot(result)
+        return to_dot(result.graph, [result.root])
     if fmt == "mermaid":
-        return to_mermaid(result)
+        return to_mermaid(result.graph)
     raise ValueError(f"unknown format {fmt!r}")
+
+
+def render_why(result: Why, fmt: str, max_paths: int | None = None) -> str:
+    """A why answer as text: a tree from the source, JSON, DOT or Mermaid."""
+    if fmt == "tree":
+        if not result.depends:
+            return ""
+        lines = [node_label(result.graph, result.source)]
+        return "\n".join(lines + _tree_lines(result.graph, result.source, reverse=False))
+    if fmt == "json":
+        return json.dumps(why_json(result, max_paths), indent=2, ensure_ascii=False)
+    if fmt == "dot":
+        return to_dot(result.graph, [result.source, result.target])
+    if fmt == "mermaid":
+        return to_mermaid(result.graph)
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+GRAPHVIZ_HINT = ("install Graphviz (Debian/Ubuntu: apt-get install graphviz; macOS: "
+                 "brew install graphviz; conda: conda install graphviz) or use --format dot")
+
+
+def _check_output(output: Path) -> None:
+    if output.is_dir():
+        raise UsageError(f"{output} is a directory; name a file")
+    if not output.parent.is_dir():
+        raise UsageError(f"cannot write {output}: {output.parent} is not a directory")
+
+
+def _write_atomically(output: Path, write: Callable[[Path], object]) -> Path:
+    """Write through a temp file beside ``output`` and a rename: no half-written file."""
+    _check_output(output)
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return output
+
+
+def write_text(text: str, output: Path | str) -> Path:
+    """Write a rendered answer to a file."""
+    return _write_atomically(Path(output), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_picture(dot: str, fmt: str, output: Path | str) -> Path:
+    """Draw DOT text into an ``svg`` or ``png`` file with Graphviz's ``dot`` program."""
+    if fmt not in PICTURE_FORMATS:
+        raise UsageError(f"cannot draw {fmt!r}; pictures are {', '.join(PICTURE_FORMATS)}")
+    _check_output(Path(output))
+    program = shutil.which("dot")
+    if program is None:
+        raise CasrepoError(f"drawing {fmt} needs Graphviz's 'dot' program, which was not found "
+                           f"on PATH: {GRAPHVIZ_HINT}")
+
+    def draw(tmp: Path) -> None:
+        proc = subprocess.run([program, f"-T{fmt}", "-o", str(tmp)], input=dot.encode(),
+                              capture_output=True, check=False)
+        if proc.returncode != 0:
+            first = (proc.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[0]
+            raise CasrepoError(f"Graphviz's dot failed (exit {proc.returncode}): {first}")
+
+    return _write_atomically(Path(output), draw)

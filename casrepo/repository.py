@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pydantic import ValidationError
 
@@ -43,6 +43,9 @@ from casrepo.manifest import (
 )
 from casrepo.refs import ANY, RefChanged, RefKind, RefStore
 from casrepo.store import BUFFER_SIZE, ObjectStore
+
+if TYPE_CHECKING:
+    from casrepo.index import ManifestIndex
 
 CASREPO_DIR = ".casrepo"
 ENV_REPO = "CASREPO_DIR"
@@ -102,6 +105,21 @@ class Repository:
         config.register_kinds(self.registry)
         self._gc_lock_path = casrepo_dir / "locks" / "gc.lock"
         self.created = False
+        self._index: ManifestIndex | None = None
+
+    @property
+    def index(self) -> ManifestIndex:
+        """The manifest index (opened on first use; sqlite3 only when needed)."""
+        if self._index is None:
+            from casrepo.index import INDEX_FILE, ManifestIndex
+
+            self._index = ManifestIndex(self.dir / INDEX_FILE, self.registry, self.refs)
+        return self._index
+
+    def close(self) -> None:
+        """Close the index connection (it closes by itself when the process ends)."""
+        if self._index is not None:
+            self._index.close()
 
     # -- opening -----------------------------------------------------------------
 
@@ -265,7 +283,7 @@ class Repository:
         """
         if name is None:
             with self.writing():
-                return self.registry.save(manifest)
+                return self._store(manifest)
         if isinstance(manifest, GenericManifest):
             raise UsageError("a manifest of an unregistered kind cannot be saved under a name")
         if ref_name_problem(name) is not None:
@@ -379,7 +397,7 @@ class Repository:
             manifest = build(previous)
             if previous is not None and _same_version(self.document(previous), manifest):
                 return previous, manifest, previous, True
-            oid = self.registry.save(manifest)
+            oid = self._store(manifest)
             if name is None:
                 return oid, manifest, None, False
             try:
@@ -389,6 +407,12 @@ class Repository:
                 if attempt == ADD_RETRIES - 1:
                     raise
         raise AssertionError("unreachable")
+
+    def _store(self, manifest: AnyManifest) -> str:
+        """Save a manifest in the store and record it in the index."""
+        oid = self.registry.save(manifest)
+        self.index.record(oid, manifest.document(), manifest.links)
+        return oid
 
     # -- refs ----------------------------------------------------------------------
 
@@ -462,10 +486,13 @@ class Repository:
         """Delete a tag; returns its former target (None if the ref was damaged)."""
         return self._delete_ref(RefKind.TAG, tag, message)
 
-    def decorations(self) -> dict[str, list[str]]:
-        """For each id, the names and tags pointing at it ('tag: v1' for tags)."""
+    def decorations(self, errors: list[str] | None = None) -> dict[str, list[str]]:
+        """For each id, the names and tags pointing at it ('tag: v1' for tags).
+
+        A damaged ref is skipped (and described in ``errors`` if given).
+        """
         marks: dict[str, list[str]] = {}
-        for ref in self.list_refs(errors=[]):  # a damaged ref is fsck's business, not display's
+        for ref in self.list_refs(errors=[] if errors is None else errors):
             label = ref.name if ref.kind is RefKind.NAME else f"tag: {ref.name}"
             marks.setdefault(ref.id, []).append(label)
         return marks

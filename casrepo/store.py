@@ -58,6 +58,7 @@ class ObjectStore:
     def __init__(self, root: Path | str, tmp_dir: Path | str | None = None,
                  depth: int = 1, width: int = 2) -> None:
         self.root = Path(root)
+        self._root_str = str(self.root)
         self.tmp_dir = Path(tmp_dir) if tmp_dir is not None else self.root.parent / "tmp"
         self.depth = depth
         self.width = width
@@ -69,6 +70,12 @@ class ObjectStore:
     def path(self, oid: str) -> Path:
         """Where object ``oid`` lives; ``oid`` is validated first."""
         return Path(self._fs.idpath(check_object_id(oid)))
+
+    def _path_str(self, oid: str) -> str:
+        """:meth:`path` as a string, without hashfs's or pathlib's overhead (hot path)."""
+        cut = self.depth * self.width
+        parts = [oid[i:i + self.width] for i in range(0, cut, self.width)]
+        return os.path.join(self._root_str, *parts, oid[cut:])
 
     def exists(self, oid: str) -> bool:
         return self.path(oid).is_file()
@@ -198,7 +205,7 @@ class ObjectStore:
         One open, fstat and read: manifests are read by the hundred thousand.
         """
         try:
-            fd = os.open(self._fs.idpath(check_object_id(oid)), os.O_RDONLY)
+            fd = os.open(self._path_str(check_object_id(oid)), os.O_RDONLY)
         except FileNotFoundError:
             raise NotFound(f"object {oid} not found") from None
         try:

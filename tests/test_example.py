@@ -13,16 +13,19 @@ EXAMPLE = PROJECT_TOP / ".casrepo-example"
 BUILD_SCRIPT = PROJECT_TOP / "docs" / "examples" / "build_example.py"
 # Caches the library recreates on demand; git does not carry them.
 IGNORED_TOP_LEVEL = {"tmp", "locks"}
+IGNORED_FILES = {"index.sqlite", "index.sqlite-wal", "index.sqlite-shm"}
 
 
 def tree_contents(root: Path) -> dict[str, bytes]:
-    """Every file under ``root`` by relative POSIX path, skipping tmp/ and locks/."""
+    """Every file under ``root`` by relative POSIX path, skipping the caches."""
     contents: dict[str, bytes] = {}
     for current, dirs, files in os.walk(root):
         base = Path(current)
         if base == root:
             dirs[:] = [d for d in dirs if d not in IGNORED_TOP_LEVEL]
         for filename in files:
+            if base == root and filename in IGNORED_FILES:
+                continue
             path = base / filename
             contents[path.relative_to(root).as_posix()] = path.read_bytes()
     return contents

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from casrepo.cli.app import (
     pass_state,
     short,
 )
-from casrepo.errors import IntegrityError
+from casrepo.errors import IntegrityError, UsageError
 from casrepo.ids import ref_name_problem
 from casrepo.manifest import LINK_KEY, GenericManifest
 from casrepo.refs import RefKind
@@ -341,8 +342,42 @@ def get(state: State, rev: str, dest: str, force: bool, as_json: bool) -> None:
 # -- lineage -----------------------------------------------------------------------
 
 
+def _write_output(text: str, output: str | None) -> None:
+    """Print ``text``, or write it to OUTPUT through a temp file and a rename."""
+    if output is None:
+        click.echo(text.rstrip("\n"))
+        return
+    from casrepo import graph
+
+    graph.write_text(text if text.endswith("\n") else text + "\n", output)
+
+
+def _show_graph(fmt: str, output: str | None, text: Callable[[str], str], dot: Callable[[], str],
+                as_json: bool) -> None:
+    from casrepo import graph
+
+    if as_json:
+        fmt = "json"
+    if fmt in graph.PICTURE_FORMATS:
+        if output is None:
+            raise UsageError(f"--format {fmt} writes a picture: name the file with --output FILE")
+        written = graph.write_picture(dot(), fmt, output)
+        info(f"wrote {written}")
+        return
+    _write_output(text(fmt), output)
+
+
+_FORMATS = click.Choice(["tree", "json", "dot", "mermaid", "svg", "png"])
+_format_option = click.option(
+    "--format", "fmt", type=_FORMATS, default="tree", show_default=True,
+    help="tree, json, dot or mermaid text; svg or png pictures drawn by Graphviz (need --output).")
+_output_option = click.option("-o", "--output", metavar="FILE", type=click.Path(dir_okay=False),
+                              help="Write to FILE instead of stdout.")
+
+
 @cli.command(epilog=examples("casrepo lineage models/churn", "casrepo lineage datasets/raw --down",
-                             "casrepo lineage models/churn --format dot | dot -Tsvg > lineage.svg"))
+                             "casrepo lineage datasets/raw --down --kind file --json",
+                             "casrepo lineage models/churn --format svg -o lineage.svg"))
 @click.argument("rev")
 @click.option("--up", "direction", flag_value="up", default=True,
               help="What REV was derived from (default).")
@@ -352,19 +387,70 @@ def get(state: State, rev: str, dest: str, force: bool, as_json: bool) -> None:
 @click.option("--kind", metavar="KIND",
               help="Only show artifacts of this kind (keeping the paths between them).")
 @click.option("--include-history", is_flag=True, help="Follow previous-version links too.")
-@click.option("--format", "fmt", type=click.Choice(["tree", "json", "dot", "mermaid"]),
-              default="tree", show_default=True)
+@_format_option
+@_output_option
 @json_option
 @pass_state
 def lineage(state: State, rev: str, direction: str, depth: int | None, kind: str | None,
-            include_history: bool, fmt: str, as_json: bool) -> None:
-    """Show the provenance of REV: its inputs, their inputs, and so on."""
+            include_history: bool, fmt: str, output: str | None, as_json: bool) -> None:
+    """Show the provenance of REV: its inputs and theirs (--up), or everything made from it
+    (--down)."""
     from casrepo import graph  # networkx only when a graph is needed
 
     result = graph.lineage(state.repo(), rev, direction, depth, kind, include_history)
     for warning in result.warnings:
         info(f"warning: {warning} (the answer may be incomplete; run 'casrepo fsck')")
-    click.echo(graph.render(result, "json" if as_json else fmt).rstrip("\n"))
+    _show_graph(fmt, output, lambda f: graph.render(result, f),
+                lambda: graph.to_dot(result.graph, [result.root]), as_json)
+
+
+@cli.command(epilog=examples("casrepo why reports/churn datasets/raw",
+                             "casrepo why models/churn datasets/raw~1 --json",
+                             "casrepo why models/churn datasets/raw --format svg -o why.svg"))
+@click.argument("rev_a", metavar="REV_A")
+@click.argument("rev_b", metavar="REV_B")
+@click.option("--include-history", is_flag=True, help="Follow previous-version links too.")
+@click.option("--max-paths", metavar="N", type=click.IntRange(min=0), default=100, show_default=True,
+              help="List at most N paths in --json output (the count is always exact).")
+@_format_option
+@_output_option
+@json_option
+@pass_state
+def why(state: State, rev_a: str, rev_b: str, include_history: bool, max_paths: int, fmt: str,
+        output: str | None, as_json: bool) -> None:
+    """Show every path by which REV_A depends on REV_B (exit 1 if it does not)."""
+    from casrepo import graph
+
+    result = graph.why(state.repo(), rev_a, rev_b, include_history)
+    for warning in result.warnings:
+        info(f"warning: {warning} (the answer may be incomplete; run 'casrepo fsck')")
+    if not result.depends and not as_json and fmt == "tree":
+        info(f"{short(result.source)} does not depend on {short(result.target)}")
+        raise SystemExit(1)
+    _show_graph(fmt, output, lambda f: graph.render_why(result, f, max_paths),
+                lambda: graph.to_dot(result.graph, [result.source, result.target]), as_json)
+    if not result.depends:
+        raise SystemExit(1)
+
+
+@cli.command(epilog=examples("casrepo reindex", "casrepo reindex --json"))
+@json_option
+@pass_state
+def reindex(state: State, as_json: bool) -> None:
+    """Rebuild the manifest index (a cache under .casrepo) from the names and tags."""
+    import time
+
+    start = time.perf_counter()
+    stats = state.repo().index.rebuild()
+    seconds = time.perf_counter() - start
+    for warning in stats.warnings:
+        info(f"warning: {warning} (not indexed; run 'casrepo fsck')")
+    if as_json:
+        emit_json({"manifests": stats.manifests, "links": stats.links, "seconds": round(seconds, 3),
+                   "warnings": list(stats.warnings)})
+    else:
+        click.echo(f"indexed {stats.manifests} manifests and {stats.links} links "
+                   f"in {seconds:.2f} s")
 
 
 # -- gc / fsck ---------------------------------------------------------------------

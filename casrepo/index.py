@@ -1,0 +1,474 @@
+"""The manifest index: a rebuildable SQLite cache of manifests and their links.
+
+A manifest records what it was made from, never what was made from it, so
+"what was made from X?" needs every link searchable by its target. The index
+(``.casrepo/index.sqlite``) holds every manifest casrepo has written or found
+from a name or tag: its kind, name, label, created time and message, and
+each of its links with the relation.
+
+It is a cache; deleting it loses nothing. Writers record each manifest they
+store. A reader first catches up with the ref log (a name moved to a manifest
+the index lacks is walked up and added) and rebuilds the whole index from the
+names and tags when it is missing, of another schema or corrupt.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from casrepo.errors import Busy, CasrepoError
+from casrepo.manifest import Link, Registry, Target, is_legacy
+from casrepo.refs import RefKind, RefStore
+
+INDEX_FILE = "index.sqlite"
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT = 60.0
+_CHUNK = 500
+"""Ids per ``IN (...)`` query, well under SQLite's limit on parameters."""
+
+_TABLES = """
+CREATE TABLE objects (n INTEGER PRIMARY KEY, id TEXT NOT NULL);
+CREATE TABLE manifests (n INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT, label TEXT,
+                        created TEXT, message TEXT);
+CREATE TABLE links (src INTEGER NOT NULL, dst INTEGER NOT NULL, rel TEXT NOT NULL,
+                    target TEXT NOT NULL);
+CREATE TABLE state (key TEXT PRIMARY KEY, value INTEGER NOT NULL)
+"""
+# Created after a rebuild's bulk insert: building an index from sorted data at
+# the end is several times faster than keeping it current row by row.
+_INDEXES = """
+CREATE UNIQUE INDEX objects_by_id ON objects (id);
+CREATE UNIQUE INDEX links_by_src ON links (src, dst, rel);
+CREATE INDEX links_by_dst ON links (dst)
+"""
+
+
+@dataclass(frozen=True)
+class IndexedManifest:
+    """What the index knows of one manifest without reading it."""
+
+    id: str
+    kind: str
+    name: str | None
+    label: str | None
+    """The name, or for an unnamed file artifact its file name."""
+    created: str | None
+    message: str | None
+
+
+@dataclass(frozen=True, order=True)
+class Edge:
+    """Manifest ``src`` links to object ``dst`` with relation ``rel``."""
+
+    src: str
+    dst: str
+    rel: str
+
+
+@dataclass(frozen=True)
+class IndexStats:
+    manifests: int
+    links: int
+    warnings: tuple[str, ...]
+
+
+def describe(oid: str, document: dict[str, Any]) -> IndexedManifest:
+    """The indexed summary of a manifest document (legacy objects included)."""
+    fields = document["value"] if is_legacy(document) else document
+    kind = f"legacy:{document['class']}" if is_legacy(document) else str(document["kind"])
+
+    def text(key: str) -> str | None:
+        value = fields.get(key)
+        return value if isinstance(value, str) else None
+
+    name = text("name")
+    return IndexedManifest(oid, kind, name, name or text("filename"), text("created"),
+                           text("message"))
+
+
+_Row = tuple[IndexedManifest, list[Link]]
+
+
+class ManifestIndex:
+    """The index of one repository; opened lazily, safe to share between processes."""
+
+    def __init__(self, path: Path, registry: Registry, refs: RefStore) -> None:
+        self.path = path
+        self.registry = registry
+        self.refs = refs
+        self._conn: sqlite3.Connection | None = None
+        self._synced = False
+        self.warnings: list[str] = []
+        """Damage met while catching up or rebuilding (the answer may be incomplete)."""
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- connections -------------------------------------------------------------
+
+    def _connect(self, path: Path | str, create: bool) -> sqlite3.Connection:
+        mode = "rwc" if create else "rw"
+        target = "file::memory:" if path == ":memory:" else f"file:{path}?mode={mode}"
+        conn = sqlite3.connect(target, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None,
+                               check_same_thread=False)
+        try:
+            # WAL: readers never wait for a writer; NORMAL: a commit does not
+            # fsync (a cache may lose its last entries; the ref log restores them).
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                with _transaction(conn):
+                    if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                        _create_schema(conn, [])
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _existing(self) -> sqlite3.Connection | None:
+        """The open index, or None when there is none yet (writers do not create it)."""
+        if self._conn is None and self.path.exists():
+            self._conn = self._connect(self.path, create=False)
+        return self._conn
+
+    # -- writers -----------------------------------------------------------------
+
+    def record(self, oid: str, document: dict[str, Any], links: list[Link]) -> None:
+        """Add a manifest a writer has just stored. Never fails the writer: a
+        manifest the index misses is found again from the ref log or a rebuild."""
+        try:
+            conn = self._existing()
+            if conn is None or _state(conn, "complete") != 1:
+                return
+            with _transaction(conn):
+                _insert(conn, [(describe(oid, document), links)])
+        except sqlite3.Error:
+            self.close()
+
+    def forget(self, oids: Iterable[str]) -> None:
+        """Drop manifests gc is about to remove (before it removes them)."""
+        ids = list(oids)
+        try:
+            conn = self._existing()
+            if conn is None or not ids:
+                return
+            with _transaction(conn):
+                for chunk in _chunks(ids):
+                    marks = ",".join("?" * len(chunk))
+                    numbers = [n for (n,) in conn.execute(
+                        f"SELECT n FROM objects WHERE id IN ({marks})", chunk)]
+                    conn.executemany("DELETE FROM links WHERE src = ?", ((n,) for n in numbers))
+                    conn.executemany("DELETE FROM manifests WHERE n = ?", ((n,) for n in numbers))
+        except sqlite3.Error:
+            # An index we cannot correct must not outlive the objects: drop it.
+            self.close()
+            self.discard()
+
+    def discard(self) -> None:
+        """Delete the index files (the next query rebuilds them)."""
+        self.close()
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with suppress(FileNotFoundError):
+                os.unlink(f"{self.path}{suffix}")
+
+    # -- keeping it current ---------------------------------------------------------
+
+    def sync(self) -> sqlite3.Connection:
+        """The index, made current: rebuilt if unusable, else caught up with the ref log."""
+        if self._synced and self._conn is not None:
+            return self._conn
+        for attempt in range(2):
+            try:
+                conn = self._existing()
+                if conn is None or _state(conn, "complete") != 1:
+                    self._rebuild()
+                else:
+                    self._catch_up(conn)
+                self._synced = True
+                assert self._conn is not None
+                return self._conn
+            except sqlite3.OperationalError as e:
+                if _busy(e):
+                    raise Busy(f"the manifest index is locked by another process: {self.path}") from e
+                if _read_only(e):
+                    return self._in_memory()
+                if attempt:
+                    raise CasrepoError(f"cannot use the manifest index {self.path}: {e}") from e
+                self.discard()
+            except sqlite3.DatabaseError as e:
+                if attempt:
+                    raise CasrepoError(f"cannot use the manifest index {self.path}: {e}") from e
+                self.discard()  # corrupt: it is only a cache
+        raise AssertionError("unreachable")
+
+    def _in_memory(self) -> sqlite3.Connection:
+        """A read-only repository: build a private index in memory."""
+        self.close()
+        self._conn = self._connect(":memory:", create=True)
+        self._fill(self._conn, self._log_size(), self._walk(self._ref_targets(), lambda _: False))
+        self._synced = True
+        return self._conn
+
+    def rebuild(self) -> IndexStats:
+        """Index every manifest the names and tags reach, replacing what was there."""
+        for attempt in range(2):
+            try:
+                return self._rebuild()
+            except sqlite3.OperationalError as e:
+                if _busy(e):
+                    raise Busy(f"the manifest index is locked by another process: {self.path}") from e
+                if _read_only(e):
+                    self._in_memory()
+                    return IndexStats(self.count(), -1, tuple(self.warnings))
+                if attempt:
+                    raise CasrepoError(f"cannot rebuild the manifest index {self.path}: {e}") from e
+            except sqlite3.DatabaseError as e:
+                if attempt:
+                    raise CasrepoError(f"cannot rebuild the manifest index {self.path}: {e}") from e
+            self.discard()  # corrupt: it is only a cache
+        raise AssertionError("unreachable")
+
+    def _rebuild(self) -> IndexStats:
+        self.warnings = []
+        offset = self._log_size()  # first: ref moves logged after this are caught up later
+        rows = self._walk(self._ref_targets(), lambda _: False)
+        if self._conn is None:
+            self._conn = self._connect(self.path, create=True)
+        self._fill(self._conn, offset, rows)
+        return IndexStats(len(rows), sum(len(links) for _, links in rows), tuple(self.warnings))
+
+    def _fill(self, conn: sqlite3.Connection, offset: int, rows: list[_Row]) -> None:
+        with _transaction(conn):
+            _create_schema(conn, rows)
+            _set_state(conn, "log_offset", offset)
+            _set_state(conn, "complete", 1)
+
+    def _catch_up(self, conn: sqlite3.Connection) -> None:
+        """Index what the names and tags moved to since the index last looked."""
+        offset = _state(conn, "log_offset") or 0
+        size = self._log_size()
+        if size == offset:
+            return
+        if size < offset:  # the log was replaced: look at every ref instead
+            targets, new_offset = self._ref_targets(), size
+        else:
+            targets, new_offset = self._logged_targets(offset, size)
+        rows = self._walk(targets, lambda oid: _is_indexed(conn, oid))
+        with _transaction(conn):
+            _insert(conn, rows)
+            _set_state(conn, "log_offset", new_offset)
+
+    def _log_size(self) -> int:
+        try:
+            return self.refs.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _logged_targets(self, offset: int, size: int) -> tuple[list[str], int]:
+        with open(self.refs.log_path, "rb") as f:
+            f.seek(offset)
+            data = f.read(size - offset)
+        end = data.rfind(b"\n") + 1  # a line still being appended is read next time
+        targets = []
+        for line in data[:end].splitlines():
+            try:
+                new = json.loads(line).get("new")
+            except (ValueError, AttributeError):
+                continue  # a damaged line is fsck's business
+            if isinstance(new, str):
+                targets.append(new)
+        return targets, offset + end
+
+    def _ref_targets(self) -> list[str]:
+        targets = []
+        for kind in (RefKind.NAME, RefKind.TAG):
+            for name in self.refs.names(kind):
+                try:
+                    targets.append(self.refs.get(kind, name))
+                except CasrepoError:
+                    continue  # deleted meanwhile, or damaged: not a root
+        return targets
+
+    def _walk(self, starts: Iterable[str], indexed: Callable[[str], bool]) -> list[_Row]:
+        """Read every manifest reachable from ``starts`` that is not ``indexed``."""
+        rows: list[_Row] = []
+        seen: set[str] = set()
+        stack = list(starts)
+        # Nothing read here forms a reference cycle; without the cyclic
+        # collector's passes over the growing heap, a rebuild is ~40% faster.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            while stack:
+                oid = stack.pop()
+                if oid in seen or indexed(oid):
+                    continue
+                seen.add(oid)
+                try:
+                    document, data = self.registry.read_verified(oid)
+                    links = self.registry.links(document, data)
+                except CasrepoError as e:
+                    self.warnings.append(str(e))
+                    continue
+                rows.append((describe(oid, document), links))
+                stack.extend(link.id for link in links if link.target is Target.MANIFEST)
+        finally:
+            if collecting:
+                gc.enable()
+        return rows
+
+    # -- queries -------------------------------------------------------------------
+
+    def edges(self, ids: Iterable[str], *, reverse: bool,
+              rels: Iterable[str] | None = None) -> list[Edge]:
+        """Links to manifests from ``ids`` (or, with ``reverse``, to ``ids``)."""
+        conn = self.sync()
+        wanted = set(rels) if rels is not None else None
+        own = "dst" if reverse else "src"
+        found = []
+        for chunk in _chunks(list(ids)):
+            marks = ",".join("?" * len(chunk))
+            query = (f"SELECT s.id, d.id, l.rel FROM objects o "
+                     f"JOIN links l ON l.{own} = o.n "
+                     f"JOIN objects s ON s.n = l.src JOIN objects d ON d.n = l.dst "
+                     f"WHERE o.id IN ({marks}) AND l.target = 'manifest'")
+            for src, dst, rel in conn.execute(query, chunk):
+                if wanted is None or rel in wanted:
+                    found.append(Edge(src, dst, rel))
+        return found
+
+    def manifests(self, ids: Iterable[str]) -> dict[str, IndexedManifest]:
+        """The indexed summary of each of ``ids`` that the index holds."""
+        conn = self.sync()
+        found = {}
+        for chunk in _chunks(list(ids)):
+            marks = ",".join("?" * len(chunk))
+            query = (f"SELECT o.id, m.kind, m.name, m.label, m.created, m.message "
+                     f"FROM objects o JOIN manifests m ON m.n = o.n WHERE o.id IN ({marks})")
+            for row in conn.execute(query, chunk):
+                found[row[0]] = IndexedManifest(*row)
+        return found
+
+    def differences(self, expected: dict[str, list[Link]]) -> int:
+        """How many of the ``expected`` manifests (id -> links) the index lacks or
+        holds with other links. Reads the index as it is, without catching up."""
+        try:
+            conn = self._existing()
+            if conn is None:
+                return 0  # none yet: nothing stale
+            if _state(conn, "complete") != 1:
+                raise CasrepoError("the manifest index was never completed")
+            indexed = {oid for (oid,) in conn.execute(
+                "SELECT o.id FROM objects o JOIN manifests m ON m.n = o.n")}
+            held: dict[str, set[tuple[str, str]]] = {}
+            for src, dst, rel in conn.execute(
+                    "SELECT s.id, d.id, l.rel FROM links l JOIN objects s ON s.n = l.src "
+                    "JOIN objects d ON d.n = l.dst"):
+                held.setdefault(src, set()).add((dst, rel))
+        except sqlite3.DatabaseError as e:
+            raise CasrepoError(f"the manifest index is unreadable: {e}") from e
+        return sum(1 for oid, links in expected.items()
+                   if oid not in indexed
+                   or held.get(oid, set()) != {(k.id, k.rel.value) for k in links})
+
+    def count(self) -> int:
+        return int(self.sync().execute("SELECT count(*) FROM manifests").fetchone()[0])
+
+
+# -- SQL helpers ---------------------------------------------------------------------
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _chunks(items: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start:start + _CHUNK]
+
+
+def _state(conn: sqlite3.Connection, key: str) -> int | None:
+    row = conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def _set_state(conn: sqlite3.Connection, key: str, value: int) -> None:
+    conn.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value))
+
+
+def _is_indexed(conn: sqlite3.Connection, oid: str) -> bool:
+    return conn.execute("SELECT 1 FROM objects o JOIN manifests m ON m.n = o.n WHERE o.id = ?",
+                        (oid,)).fetchone() is not None
+
+
+def _create_schema(conn: sqlite3.Connection, rows: list[_Row]) -> None:
+    """Replace every table with ``rows`` (inside the caller's transaction)."""
+    for table in ("objects", "manifests", "links", "state"):
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+    for statement in _TABLES.split(";"):
+        conn.execute(statement)
+    numbers: dict[str, int] = {}
+    for info, _ in rows:
+        numbers.setdefault(info.id, len(numbers) + 1)
+    for _, links in rows:
+        for link in links:
+            numbers.setdefault(link.id, len(numbers) + 1)
+    conn.executemany("INSERT INTO objects (n, id) VALUES (?, ?)",
+                     ((n, oid) for oid, n in numbers.items()))
+    conn.executemany(
+        "INSERT INTO manifests (n, kind, name, label, created, message) VALUES (?, ?, ?, ?, ?, ?)",
+        ((numbers[i.id], i.kind, i.name, i.label, i.created, i.message) for i, _ in rows))
+    conn.executemany(
+        "INSERT INTO links (src, dst, rel, target) VALUES (?, ?, ?, ?)",
+        ((numbers[info.id], numbers[link.id], link.rel.value, link.target.value)
+         for info, links in rows for link in {(k.id, k.rel): k for k in links}.values()))
+    for statement in _INDEXES.split(";"):
+        conn.execute(statement)
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+def _insert(conn: sqlite3.Connection, rows: list[_Row]) -> None:
+    ids = {info.id for info, _ in rows} | {link.id for _, links in rows for link in links}
+    conn.executemany("INSERT OR IGNORE INTO objects (id) VALUES (?)", ((i,) for i in ids))
+    if len(ids) > 20 * _CHUNK:
+        numbers = dict((oid, n) for n, oid in conn.execute("SELECT n, id FROM objects"))
+    else:
+        numbers = {}
+        for chunk in _chunks(list(ids)):
+            marks = ",".join("?" * len(chunk))
+            numbers.update((oid, n) for n, oid in conn.execute(
+                f"SELECT n, id FROM objects WHERE id IN ({marks})", chunk))
+    conn.executemany(
+        "INSERT OR REPLACE INTO manifests (n, kind, name, label, created, message) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        ((numbers[i.id], i.kind, i.name, i.label, i.created, i.message) for i, _ in rows))
+    conn.executemany(
+        "INSERT OR IGNORE INTO links (src, dst, rel, target) VALUES (?, ?, ?, ?)",
+        ((numbers[info.id], numbers[link.id], link.rel.value, link.target.value)
+         for info, links in rows for link in links))
+
+
+def _busy(error: sqlite3.OperationalError) -> bool:
+    return getattr(error, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED")
+
+
+def _read_only(error: sqlite3.OperationalError) -> bool:
+    return getattr(error, "sqlite_errorname", "").startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN",
+                                                              "SQLITE_PERM"))
