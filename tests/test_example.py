@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 PROJECT_TOP = Path(__file__).resolve().parents[1]
 EXAMPLE = PROJECT_TOP / ".casrepo-example"
@@ -118,3 +120,21 @@ def test_example_works_as_git_checks_it_out(tmp_path: Path) -> None:
     lineage = run_casrepo("--repo", str(copy), "lineage", "models/churn")
     assert lineage.returncode == 0, lineage.stderr
     assert "datasets/clean" in lineage.stdout and "datasets/raw" in lineage.stdout
+
+
+def test_docs_picture_is_the_example_lineage() -> None:
+    """docs/images/example-lineage.{dot,svg} show the example as it is: the DOT is
+    today's `lineage --format dot` output and the SVG draws exactly its nodes."""
+    images = PROJECT_TOP / "docs" / "images"
+    result = run_casrepo("--repo", ".casrepo-example", "lineage", "reports/churn-eval",
+                         "--format", "dot")
+    assert result.returncode == 0, result.stderr
+    dot = (images / "example-lineage.dot").read_text(encoding="utf-8")
+    assert result.stdout == dot, ("redraw with: casrepo --repo .casrepo-example lineage "
+                                  "reports/churn-eval --format dot -o docs/images/example-lineage.dot "
+                                  "(and --format svg -o docs/images/example-lineage.svg)")
+    nodes = set(re.findall(r'^  "([0-9a-f]{64})" \[', dot, re.M))
+    svg = ElementTree.parse(images / "example-lineage.svg").getroot()
+    ns = "{http://www.w3.org/2000/svg}"
+    drawn = {g.findtext(f"{ns}title") for g in svg.iter(f"{ns}g") if g.get("class") == "node"}
+    assert len(nodes) == 5 and drawn == nodes
