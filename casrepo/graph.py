@@ -26,6 +26,7 @@ import networkx as nx
 from casrepo.errors import CasrepoError, IntegrityError, NotFound, UsageError
 from casrepo.index import Edge, IndexedManifest, describe
 from casrepo.manifest import Rel, Target
+from casrepo.refs import RefKind
 from casrepo.repository import Repository
 
 
@@ -106,7 +107,7 @@ class _Walker:
         self.graph = graph
         self.rels = _rels(include_history)
         self.index = repo.index
-        self.warnings: list[str] = list(repo.index.warnings)
+        self.warnings: list[str] = []
 
     def up_edges(self, level: list[str]) -> list[Edge]:
         """The links of every manifest in ``level``; a damaged one raises IntegrityError."""
@@ -122,6 +123,10 @@ class _Walker:
                 if link.target is Target.MANIFEST and link.rel.value in self.rels:
                     edges.append(Edge(oid, link.id, link.rel.value))
         return edges
+
+    def all_warnings(self) -> tuple[str, ...]:
+        """What this walk met, after what the index met while catching up."""
+        return tuple(dict.fromkeys([*self.index.warnings, *self.warnings]))
 
     def down_edges(self, level: list[str]) -> list[Edge]:
         return self.index.edges(level, reverse=True, rels=self.rels)
@@ -147,12 +152,27 @@ class _Walker:
         nodes = list(self.graph.nodes)
         known = self.index.manifests(nodes)
         strict = set(up)
-        decorations = self.repo.decorations(self.warnings)
+        decorations = self._decorations(nodes)
         for oid in nodes:
             info = known.get(oid)
             if info is None or not self.repo.store.exists(oid):
                 info = self._read(oid, strict=oid in strict)
             self.graph.nodes[oid].update(_attrs(info, decorations.get(oid, [])))
+
+    def _decorations(self, nodes: list[str]) -> dict[str, list[str]]:
+        """Names and tags at ``nodes``: those the index knows, each checked against its
+        file (reading every ref would cost more than the whole query)."""
+        labels: dict[str, list[str]] = {}
+        for oid, refs in self.index.refs_at(nodes).items():
+            for kind, name in refs:
+                try:
+                    current = self.repo.refs.read(kind, name)
+                except CasrepoError as e:
+                    self.warnings.append(str(e))
+                    continue
+                if current == oid:
+                    labels.setdefault(oid, []).append(name if kind is RefKind.NAME else f"tag: {name}")
+        return labels
 
     def _read(self, oid: str, strict: bool) -> IndexedManifest:
         try:
@@ -192,7 +212,7 @@ def lineage(repo: Repository, rev: str, direction: Direction | str = Direction.U
     walker.describe_nodes(up=upstream)
     if kind is not None:
         graph = _filter_kind(graph, root, kind)
-    return Lineage(root, direction, graph, depth, tuple(walker.warnings))
+    return Lineage(root, direction, graph, depth, walker.all_warnings())
 
 
 def why(repo: Repository, source_rev: str, target_rev: str,
@@ -216,7 +236,7 @@ def why(repo: Repository, source_rev: str, target_rev: str,
         graph = nx.DiGraph(upstream.subgraph(on_path))
     walker.graph = graph
     walker.describe_nodes(up=graph.nodes)
-    return Why(source, target, graph, tuple(walker.warnings))
+    return Why(source, target, graph, walker.all_warnings())
 
 
 def _filter_kind(graph: nx.DiGraph, root: str, kind: str) -> nx.DiGraph:

@@ -22,14 +22,14 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from casrepo.errors import Busy, CasrepoError
+from casrepo.errors import Busy, CasrepoError, NotFound
 from casrepo.manifest import Link, Registry, Target, is_legacy
 from casrepo.refs import RefKind, RefStore
 
 INDEX_FILE = "index.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT = 60.0
 _CHUNK = 500
 """Ids per ``IN (...)`` query, well under SQLite's limit on parameters."""
@@ -40,6 +40,7 @@ CREATE TABLE manifests (n INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT, la
                         created TEXT, message TEXT);
 CREATE TABLE links (src INTEGER NOT NULL, dst INTEGER NOT NULL, rel TEXT NOT NULL,
                     target TEXT NOT NULL);
+CREATE TABLE refs (ref TEXT PRIMARY KEY, id TEXT NOT NULL);
 CREATE TABLE state (key TEXT PRIMARY KEY, value INTEGER NOT NULL)
 """
 # Created after a rebuild's bulk insert: building an index from sorted data at
@@ -47,7 +48,8 @@ CREATE TABLE state (key TEXT PRIMARY KEY, value INTEGER NOT NULL)
 _INDEXES = """
 CREATE UNIQUE INDEX objects_by_id ON objects (id);
 CREATE UNIQUE INDEX links_by_src ON links (src, dst, rel);
-CREATE INDEX links_by_dst ON links (dst)
+CREATE INDEX links_by_dst ON links (dst);
+CREATE INDEX refs_by_id ON refs (id)
 """
 
 
@@ -95,6 +97,7 @@ def describe(oid: str, document: dict[str, Any]) -> IndexedManifest:
 
 
 _Row = tuple[IndexedManifest, list[Link]]
+T = TypeVar("T")
 
 
 class ManifestIndex:
@@ -105,7 +108,6 @@ class ManifestIndex:
         self.registry = registry
         self.refs = refs
         self._conn: sqlite3.Connection | None = None
-        self._synced = False
         self.warnings: list[str] = []
         """Damage met while catching up or rebuilding (the answer may be incomplete)."""
 
@@ -185,8 +187,10 @@ class ManifestIndex:
 
     def sync(self) -> sqlite3.Connection:
         """The index, made current: rebuilt if unusable, else caught up with the ref log."""
-        if self._synced and self._conn is not None:
-            return self._conn
+        return self._query(lambda conn: conn)
+
+    def _query(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``query`` on the current index; an unusable index is rebuilt once."""
         for attempt in range(2):
             try:
                 conn = self._existing()
@@ -194,17 +198,17 @@ class ManifestIndex:
                     self._rebuild()
                 else:
                     self._catch_up(conn)
-                self._synced = True
                 assert self._conn is not None
-                return self._conn
+                return query(self._conn)
             except sqlite3.OperationalError as e:
                 if _busy(e):
                     raise Busy(f"the manifest index is locked by another process: {self.path}") from e
-                if _read_only(e):
-                    return self._in_memory()
                 if attempt:
                     raise CasrepoError(f"cannot use the manifest index {self.path}: {e}") from e
-                self.discard()
+                if _read_only(e):
+                    self._in_memory()
+                else:
+                    self.discard()
             except sqlite3.DatabaseError as e:
                 if attempt:
                     raise CasrepoError(f"cannot use the manifest index {self.path}: {e}") from e
@@ -215,8 +219,8 @@ class ManifestIndex:
         """A read-only repository: build a private index in memory."""
         self.close()
         self._conn = self._connect(":memory:", create=True)
-        self._fill(self._conn, self._log_size(), self._walk(self._ref_targets(), lambda _: False))
-        self._synced = True
+        offset, refs = self._log_size(), self._ref_entries()
+        self._fill(self._conn, offset, self._walk(refs.values(), lambda _: False), refs)
         return self._conn
 
     def rebuild(self) -> IndexStats:
@@ -241,15 +245,18 @@ class ManifestIndex:
     def _rebuild(self) -> IndexStats:
         self.warnings = []
         offset = self._log_size()  # first: ref moves logged after this are caught up later
-        rows = self._walk(self._ref_targets(), lambda _: False)
+        refs = self._ref_entries()
+        rows = self._walk(refs.values(), lambda _: False)
         if self._conn is None:
             self._conn = self._connect(self.path, create=True)
-        self._fill(self._conn, offset, rows)
+        self._fill(self._conn, offset, rows, refs)
         return IndexStats(len(rows), sum(len(links) for _, links in rows), tuple(self.warnings))
 
-    def _fill(self, conn: sqlite3.Connection, offset: int, rows: list[_Row]) -> None:
+    def _fill(self, conn: sqlite3.Connection, offset: int, rows: list[_Row],
+              refs: dict[str, str]) -> None:
         with _transaction(conn):
             _create_schema(conn, rows)
+            conn.executemany("INSERT INTO refs (ref, id) VALUES (?, ?)", refs.items())
             _set_state(conn, "log_offset", offset)
             _set_state(conn, "complete", 1)
 
@@ -259,13 +266,23 @@ class ManifestIndex:
         size = self._log_size()
         if size == offset:
             return
-        if size < offset:  # the log was replaced: look at every ref instead
-            targets, new_offset = self._ref_targets(), size
+        replace = size < offset  # the log was replaced: look at every ref instead
+        changes: list[tuple[str, str | None]]
+        if replace:
+            changes, new_offset = list(self._ref_entries().items()), size
         else:
-            targets, new_offset = self._logged_targets(offset, size)
+            changes, new_offset = self._logged_changes(offset, size)
+        targets = [new for _, new in changes if new is not None]
         rows = self._walk(targets, lambda oid: _is_indexed(conn, oid))
         with _transaction(conn):
             _insert(conn, rows)
+            if replace:
+                conn.execute("DELETE FROM refs")
+            for ref, new in changes:  # in log order: the last change of a ref wins
+                if new is None:
+                    conn.execute("DELETE FROM refs WHERE ref = ?", (ref,))
+                else:
+                    conn.execute("INSERT OR REPLACE INTO refs (ref, id) VALUES (?, ?)", (ref, new))
             _set_state(conn, "log_offset", new_offset)
 
     def _log_size(self) -> int:
@@ -274,30 +291,35 @@ class ManifestIndex:
         except FileNotFoundError:
             return 0
 
-    def _logged_targets(self, offset: int, size: int) -> tuple[list[str], int]:
+    def _logged_changes(self, offset: int, size: int) -> tuple[list[tuple[str, str | None]], int]:
+        """(ref, new id or None) for each ref log line after ``offset``; the new offset."""
         with open(self.refs.log_path, "rb") as f:
             f.seek(offset)
             data = f.read(size - offset)
         end = data.rfind(b"\n") + 1  # a line still being appended is read next time
-        targets = []
+        changes: list[tuple[str, str | None]] = []
         for line in data[:end].splitlines():
             try:
-                new = json.loads(line).get("new")
-            except (ValueError, AttributeError):
+                entry = json.loads(line)
+                ref, new = entry["ref"], entry["new"]
+            except (ValueError, KeyError, TypeError):
                 continue  # a damaged line is fsck's business
-            if isinstance(new, str):
-                targets.append(new)
-        return targets, offset + end
+            if isinstance(ref, str) and (new is None or isinstance(new, str)):
+                changes.append((ref, new))
+        return changes, offset + end
 
-    def _ref_targets(self) -> list[str]:
-        targets = []
+    def _ref_entries(self) -> dict[str, str]:
+        """Every readable name and tag, as {"names/x": id, "tags/v1": id}."""
+        entries = {}
         for kind in (RefKind.NAME, RefKind.TAG):
             for name in self.refs.names(kind):
                 try:
-                    targets.append(self.refs.get(kind, name))
-                except CasrepoError:
-                    continue  # deleted meanwhile, or damaged: not a root
-        return targets
+                    entries[f"{kind.value}/{name}"] = self.refs.get(kind, name)
+                except NotFound:
+                    continue  # deleted since it was listed
+                except CasrepoError as e:
+                    self.warnings.append(str(e))  # damaged: fsck's business, not a root
+        return entries
 
     def _walk(self, starts: Iterable[str], indexed: Callable[[str], bool]) -> list[_Row]:
         """Read every manifest reachable from ``starts`` that is not ``indexed``."""
@@ -332,32 +354,38 @@ class ManifestIndex:
     def edges(self, ids: Iterable[str], *, reverse: bool,
               rels: Iterable[str] | None = None) -> list[Edge]:
         """Links to manifests from ``ids`` (or, with ``reverse``, to ``ids``)."""
-        conn = self.sync()
         wanted = set(rels) if rels is not None else None
         own = "dst" if reverse else "src"
-        found = []
-        for chunk in _chunks(list(ids)):
-            marks = ",".join("?" * len(chunk))
-            query = (f"SELECT s.id, d.id, l.rel FROM objects o "
-                     f"JOIN links l ON l.{own} = o.n "
-                     f"JOIN objects s ON s.n = l.src JOIN objects d ON d.n = l.dst "
-                     f"WHERE o.id IN ({marks}) AND l.target = 'manifest'")
-            for src, dst, rel in conn.execute(query, chunk):
-                if wanted is None or rel in wanted:
-                    found.append(Edge(src, dst, rel))
-        return found
+        keys = list(ids)
+
+        def query(conn: sqlite3.Connection) -> list[Edge]:
+            found = []
+            for chunk in _chunks(keys):
+                marks = ",".join("?" * len(chunk))
+                sql = (f"SELECT s.id, d.id, l.rel FROM objects o "
+                       f"JOIN links l ON l.{own} = o.n "
+                       f"JOIN objects s ON s.n = l.src JOIN objects d ON d.n = l.dst "
+                       f"WHERE o.id IN ({marks}) AND l.target = 'manifest'")
+                for src, dst, rel in conn.execute(sql, chunk):
+                    if wanted is None or rel in wanted:
+                        found.append(Edge(src, dst, rel))
+            return found
+        return self._query(query)
 
     def manifests(self, ids: Iterable[str]) -> dict[str, IndexedManifest]:
         """The indexed summary of each of ``ids`` that the index holds."""
-        conn = self.sync()
-        found = {}
-        for chunk in _chunks(list(ids)):
-            marks = ",".join("?" * len(chunk))
-            query = (f"SELECT o.id, m.kind, m.name, m.label, m.created, m.message "
-                     f"FROM objects o JOIN manifests m ON m.n = o.n WHERE o.id IN ({marks})")
-            for row in conn.execute(query, chunk):
-                found[row[0]] = IndexedManifest(*row)
-        return found
+        keys = list(ids)
+
+        def query(conn: sqlite3.Connection) -> dict[str, IndexedManifest]:
+            found = {}
+            for chunk in _chunks(keys):
+                marks = ",".join("?" * len(chunk))
+                sql = (f"SELECT o.id, m.kind, m.name, m.label, m.created, m.message "
+                       f"FROM objects o JOIN manifests m ON m.n = o.n WHERE o.id IN ({marks})")
+                for row in conn.execute(sql, chunk):
+                    found[row[0]] = IndexedManifest(*row)
+            return found
+        return self._query(query)
 
     def differences(self, expected: dict[str, list[Link]]) -> int:
         """How many of the ``expected`` manifests (id -> links) the index lacks or
@@ -381,8 +409,25 @@ class ManifestIndex:
                    if oid not in indexed
                    or held.get(oid, set()) != {(k.id, k.rel.value) for k in links})
 
+    def refs_at(self, ids: Iterable[str]) -> dict[str, list[tuple[RefKind, str]]]:
+        """The names and tags the index last saw at each of ``ids`` (verify before showing:
+        a ref moved by a process killed before it logged the move is not seen here)."""
+        keys = list(ids)
+
+        def query(conn: sqlite3.Connection) -> dict[str, list[tuple[RefKind, str]]]:
+            found: dict[str, list[tuple[RefKind, str]]] = {}
+            for chunk in _chunks(keys):
+                marks = ",".join("?" * len(chunk))
+                for ref, oid in conn.execute(
+                        f"SELECT ref, id FROM refs WHERE id IN ({marks}) ORDER BY ref", chunk):
+                    kind, _, name = ref.partition("/")
+                    if kind in (RefKind.NAME.value, RefKind.TAG.value) and name:
+                        found.setdefault(oid, []).append((RefKind(kind), name))
+            return found
+        return self._query(query)
+
     def count(self) -> int:
-        return int(self.sync().execute("SELECT count(*) FROM manifests").fetchone()[0])
+        return self._query(lambda conn: int(conn.execute("SELECT count(*) FROM manifests").fetchone()[0]))
 
 
 # -- SQL helpers ---------------------------------------------------------------------
@@ -420,7 +465,7 @@ def _is_indexed(conn: sqlite3.Connection, oid: str) -> bool:
 
 def _create_schema(conn: sqlite3.Connection, rows: list[_Row]) -> None:
     """Replace every table with ``rows`` (inside the caller's transaction)."""
-    for table in ("objects", "manifests", "links", "state"):
+    for table in ("objects", "manifests", "links", "refs", "state"):
         conn.execute(f"DROP TABLE IF EXISTS {table}")
     for statement in _TABLES.split(";"):
         conn.execute(statement)

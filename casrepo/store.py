@@ -78,7 +78,7 @@ class ObjectStore:
         return os.path.join(self._root_str, *parts, oid[cut:])
 
     def exists(self, oid: str) -> bool:
-        return self.path(oid).is_file()
+        return os.path.isfile(self._path_str(check_object_id(oid)))
 
     def freshen(self, oid: str) -> None:
         """Refresh an object's mtime so gc's grace period protects it; NotFound if absent."""
