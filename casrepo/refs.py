@@ -74,6 +74,7 @@ class RefStore:
 
     def __init__(self, casrepo_dir: Path, tmp_dir: Path, lock_timeout: float = 10.0) -> None:
         self.dir = casrepo_dir / "refs"
+        self._dir_str = str(self.dir)
         self.log_path = casrepo_dir / "logs" / LOG_FILE
         self.lock_dir = casrepo_dir / "locks"
         self.tmp_dir = tmp_dir
@@ -99,13 +100,19 @@ class RefStore:
 
     def read(self, kind: RefKind, name: str) -> str | None:
         """The id a ref points at; None when it does not exist."""
-        path = self.path(kind, name)
+        check_ref_name(name, kind.label)
+        # Plain strings and os calls: lineage reads a ref per labelled node.
+        path = os.path.join(self._dir_str, kind.value, name)
         try:
-            raw = path.read_bytes()
+            fd = os.open(path, os.O_RDONLY)
         except (FileNotFoundError, NotADirectoryError):
             return None
+        try:
+            raw = os.read(fd, 4096)
         except IsADirectoryError:
             return None
+        finally:
+            os.close(fd)
         text = raw.decode("ascii", "replace").strip()
         if not is_object_id(text):
             raise IntegrityError(f"{kind.label} {name!r} is corrupt: {path} does not hold an id")
