@@ -63,7 +63,7 @@ def build(project: Path, shape: Shape, progress: bool = True) -> dict[str, str]:
                 name = stage_name(layer, index)
                 common = {"name": name, "message": f"step {step}", "inputs": tuple(inputs),
                           "previous": previous, "meta": {"step": step, "score": rng.random()},
-                          "created": f"2026-01-01T00:00:00+00:00"}
+                          "created": "2026-01-01T00:00:00+00:00"}
                 manifest: Manifest
                 if stage in with_file:
                     blob = repo.store.put_bytes(f"{name} version {step}\n".encode())

@@ -7,9 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 from casrepo import clock
-from casrepo.canonical import digest
 from casrepo.errors import IntegrityError
-from casrepo.manifest import MAX_MANIFEST_SIZE, parse_document
 from casrepo.reach import mark
 from casrepo.repository import Repository
 from casrepo.store import ObjectInfo
@@ -55,7 +53,8 @@ def collect_garbage(repo: Repository, *, expire: datetime | str | None = "config
             raise IntegrityError(f"gc refused to run: {subject}: {message}{more}; "
                                  "run 'casrepo fsck' for details")
         # Damage below a recent unnamed manifest is not a root's damage: no refusal.
-        recent = [m for m in _recent_manifests(repo, cutoff) if m not in reach.manifests]
+        recent = [oid for oid, _, _ in repo.registry.recent_manifests(cutoff)
+                  if oid not in reach.manifests]
         keep = reach.objects | mark(repo, recent, include_refs=False).objects
         removed: list[ObjectInfo] = []
         kept_recent = 0
@@ -80,21 +79,3 @@ def collect_garbage(repo: Repository, *, expire: datetime | str | None = "config
                 path.unlink(missing_ok=True)
     return GCReport(dry_run, expire, len(reach.roots), len(reach.objects), removed, kept_recent,
                     temps)
-
-
-def _recent_manifests(repo: Repository, cutoff: float | None) -> list[str]:
-    """Manifests modified at or after ``cutoff`` (all of them for 'never')."""
-    found = []
-    for info in repo.store.scan():
-        if cutoff is not None and info.mtime < cutoff:
-            continue
-        if info.size > MAX_MANIFEST_SIZE:
-            continue
-        with open(info.path, "rb") as f:
-            data = f.read(1)
-            if data != b"{":
-                continue
-            data += f.read()
-        if parse_document(data) is not None and digest(data) == info.id:
-            found.append(info.id)
-    return found

@@ -103,10 +103,14 @@ T = TypeVar("T")
 class ManifestIndex:
     """The index of one repository; opened lazily, safe to share between processes."""
 
-    def __init__(self, path: Path, registry: Registry, refs: RefStore) -> None:
+    def __init__(self, path: Path, registry: Registry, refs: RefStore,
+                 recent_since: Callable[[], float | None] = lambda: None) -> None:
         self.path = path
         self.registry = registry
         self.refs = refs
+        self.recent_since = recent_since
+        """The start of gc's grace period: manifests modified since are indexed on a
+        rebuild even when no name or tag reaches them (gc keeps them too)."""
         self._conn: sqlite3.Connection | None = None
         self.warnings: list[str] = []
         """Damage met while catching up or rebuilding (the answer may be incomplete)."""
@@ -220,7 +224,7 @@ class ManifestIndex:
         self.close()
         self._conn = self._connect(":memory:", create=True)
         offset, refs = self._log_size(), self._ref_entries()
-        self._fill(self._conn, offset, self._walk(refs.values(), lambda _: False), refs)
+        self._fill(self._conn, offset, self._everything(refs), refs)
         return self._conn
 
     def rebuild(self) -> IndexStats:
@@ -246,7 +250,7 @@ class ManifestIndex:
         self.warnings = []
         offset = self._log_size()  # first: ref moves logged after this are caught up later
         refs = self._ref_entries()
-        rows = self._walk(refs.values(), lambda _: False)
+        rows = self._everything(refs)
         if self._conn is None:
             self._conn = self._connect(self.path, create=True)
         self._fill(self._conn, offset, rows, refs)
@@ -292,21 +296,33 @@ class ManifestIndex:
             return 0
 
     def _logged_changes(self, offset: int, size: int) -> tuple[list[tuple[str, str | None]], int]:
-        """(ref, new id or None) for each ref log line after ``offset``; the new offset."""
+        """(ref, its id now or None) for each ref the log names after ``offset``; the
+        new offset."""
         with open(self.refs.log_path, "rb") as f:
             f.seek(offset)
             data = f.read(size - offset)
         end = data.rfind(b"\n") + 1  # a line still being appended is read next time
-        changes: list[tuple[str, str | None]] = []
+        changed: dict[str, None] = {}
         for line in data[:end].splitlines():
             try:
-                entry = json.loads(line)
-                ref, new = entry["ref"], entry["new"]
+                ref = json.loads(line)["ref"]
             except (ValueError, KeyError, TypeError):
                 continue  # a damaged line is fsck's business
-            if isinstance(ref, str) and (new is None or isinstance(new, str)):
-                changes.append((ref, new))
-        return changes, offset + end
+            if isinstance(ref, str):
+                changed[ref] = None
+        # What each changed ref holds now, not what the log says it once held: gc
+        # may since have removed a version a ref moved away from.
+        return [(ref, self._current(ref)) for ref in changed], offset + end
+
+    def _current(self, ref: str) -> str | None:
+        kind, _, name = ref.partition("/")
+        try:
+            return self.refs.read(RefKind(kind), name)
+        except ValueError:
+            return None  # not names/... or tags/...: nothing to index
+        except CasrepoError as e:
+            self.warnings.append(str(e))
+            return None
 
     def _ref_entries(self) -> dict[str, str]:
         """Every readable name and tag, as {"names/x": id, "tags/v1": id}."""
@@ -321,8 +337,20 @@ class ManifestIndex:
                     self.warnings.append(str(e))  # damaged: fsck's business, not a root
         return entries
 
-    def _walk(self, starts: Iterable[str], indexed: Callable[[str], bool]) -> list[_Row]:
+    def _everything(self, refs: dict[str, str]) -> list[_Row]:
+        """Every manifest the refs reach, and every one young enough for gc to keep.
+
+        Only young objects are read to find the manifests no ref reaches (as gc
+        does); old ones are found through ref and ``type: manifest`` links.
+        """
+        recent = {oid: (document, data)
+                  for oid, document, data in self.registry.recent_manifests(self.recent_since())}
+        return self._walk([*refs.values(), *recent], lambda _: False, recent)
+
+    def _walk(self, starts: Iterable[str], indexed: Callable[[str], bool],
+              preread: dict[str, tuple[dict[str, Any], bytes]] | None = None) -> list[_Row]:
         """Read every manifest reachable from ``starts`` that is not ``indexed``."""
+        preread = preread or {}
         rows: list[_Row] = []
         seen: set[str] = set()
         stack = list(starts)
@@ -337,10 +365,11 @@ class ManifestIndex:
                     continue
                 seen.add(oid)
                 try:
-                    document, data = self.registry.read_verified(oid)
+                    document, data = preread.get(oid) or self.registry.read_verified(oid)
                     links = self.registry.links(document, data)
                 except CasrepoError as e:
-                    self.warnings.append(str(e))
+                    if oid not in preread:  # a young look-alike is nobody's manifest
+                        self.warnings.append(str(e))
                     continue
                 rows.append((describe(oid, document), links))
                 stack.extend(link.id for link in links if link.target is Target.MANIFEST)

@@ -512,6 +512,22 @@ class Registry:
             raise NotFound(f"object {oid} is a blob, not a manifest")
         return document, data
 
+    def recent_manifests(self, since: float | None) -> Iterator[tuple[str, dict[str, Any], bytes]]:
+        """(id, document, bytes) of every manifest in the store modified at or after
+        ``since`` (a timestamp; None for all). Blobs are peeked at, never read whole."""
+        store = self._require_store()
+        for info in store.scan():
+            if (since is not None and info.mtime < since) or info.size > MAX_MANIFEST_SIZE:
+                continue
+            try:
+                with open(info.path, "rb") as f:
+                    if f.read(1) != b"{":
+                        continue
+                document, data = self.read_verified(info.id)
+            except (OSError, CasrepoError):
+                continue  # gone meanwhile, corrupt or a blob: not a manifest to list
+            yield info.id, document, data
+
     def links(self, document: dict[str, Any], data: bytes | None = None) -> list[Link]:
         """The links of a manifest document, including the bare ids of legacy objects.
 

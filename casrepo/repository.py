@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pydantic import ValidationError
 
+from casrepo import clock
 from casrepo.config import CONFIG_FILE, Config, load_config
 from casrepo.errors import (
     AmbiguousRev,
@@ -113,8 +114,17 @@ class Repository:
         if self._index is None:
             from casrepo.index import INDEX_FILE, ManifestIndex
 
-            self._index = ManifestIndex(self.dir / INDEX_FILE, self.registry, self.refs)
+            self._index = ManifestIndex(self.dir / INDEX_FILE, self.registry, self.refs,
+                                        self._grace_start)
         return self._index
+
+    def _grace_start(self) -> float | None:
+        """When gc's grace period starts (None: it keeps everything)."""
+        try:
+            expire = clock.parse_expire(self.config.gc.prune_expire)
+        except UsageError:
+            return None  # a bad setting is gc's error to report; keep the widest view
+        return None if expire is None else expire.timestamp()
 
     def close(self) -> None:
         """Close the index connection (it closes by itself when the process ends)."""

@@ -124,13 +124,18 @@ def test_forged_cycle_is_refused_not_followed(repo: Repository) -> None:
 
 
 def test_data_that_looks_like_a_manifest_stays_data(repo: Repository, tmp_path: Path) -> None:
-    """Only objects reached through manifest links are read as manifests."""
+    """Only canonical JSON with well-formed links is read as a manifest: a data file
+    that merely resembles one is never a dependent and never a warning."""
     base = art(repo, "base")
     fake = {"kind": "note", "schema": 1, "inputs": [
-        {"@link": base, "rel": "input", "type": "manifest"}], "bad": {"@link": "nope"}}
-    src = tmp_path / "note.json"
-    src.write_bytes(canonical_json(fake))
-    repo.add(src, name="notes/fake")
+        {"@link": base, "rel": "input", "type": "manifest"}]}
+    pretty = tmp_path / "note.json"
+    pretty.write_text(json.dumps(fake, indent=2) + "\n")
+    malformed = tmp_path / "bad.json"
+    malformed.write_bytes(canonical_json({**fake, "bad": {"@link": "nope"}}))
+    repo.add(pretty, name="notes/pretty")
+    repo.add(malformed, name="notes/bad")
+    repo.index.discard()  # the rebuild reads every young object
     down = lineage(repo, "base", Direction.DOWN)
     assert list(down.graph.nodes) == [base] and down.warnings == ()
 
