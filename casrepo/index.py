@@ -16,22 +16,29 @@ from __future__ import annotations
 
 import gc
 import json
+import multiprocessing
 import os
 import sqlite3
+import sys
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from itertools import chain
+from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any, TypeVar
 
 from casrepo.errors import Busy, CasrepoError, NotFound
-from casrepo.manifest import Link, Registry, Target, is_legacy
+from casrepo.manifest import MAX_MANIFEST_SIZE, Link, Registry, Target, is_legacy
 from casrepo.refs import RefKind, RefStore
+from casrepo.store import ObjectStore
 
 INDEX_FILE = "index.sqlite"
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT = 60.0
 _CHUNK = 500
+_MANIFEST = Target.MANIFEST.value
 """Ids per ``IN (...)`` query, well under SQLite's limit on parameters."""
 
 _TABLES = """
@@ -96,7 +103,10 @@ def describe(oid: str, document: dict[str, Any]) -> IndexedManifest:
                            text("message"))
 
 
-_Row = tuple[IndexedManifest, list[Link]]
+_Row = tuple[str, str, str | None, str | None, str | None, str | None,
+             list[tuple[str, str, str]]]
+"""A manifest as plain values: id, kind, name, label, created, message and its
+links as (id, rel, target). Cheap to make, to send between processes and to bind."""
 T = TypeVar("T")
 
 
@@ -157,7 +167,7 @@ class ManifestIndex:
             if conn is None or _state(conn, "complete") != 1:
                 return
             with _transaction(conn):
-                _insert(conn, [(describe(oid, document), links)])
+                _insert(conn, [_as_row(describe(oid, document), links)])
         except sqlite3.Error:
             self.close()
 
@@ -247,6 +257,10 @@ class ManifestIndex:
         raise AssertionError("unreachable")
 
     def _rebuild(self) -> IndexStats:
+        with _no_cyclic_gc():
+            return self._rebuild_now()
+
+    def _rebuild_now(self) -> IndexStats:
         self.warnings = []
         offset = self._log_size()  # first: ref moves logged after this are caught up later
         refs = self._ref_entries()
@@ -254,7 +268,7 @@ class ManifestIndex:
         if self._conn is None:
             self._conn = self._connect(self.path, create=True)
         self._fill(self._conn, offset, rows, refs)
-        return IndexStats(len(rows), sum(len(links) for _, links in rows), tuple(self.warnings))
+        return IndexStats(len(rows), sum(len(row[6]) for row in rows), tuple(self.warnings))
 
     def _fill(self, conn: sqlite3.Connection, offset: int, rows: list[_Row],
               refs: dict[str, str]) -> None:
@@ -343,39 +357,51 @@ class ManifestIndex:
         Only young objects are read to find the manifests no ref reaches (as gc
         does); old ones are found through ref and ``type: manifest`` links.
         """
-        recent = {oid: (document, data)
-                  for oid, document, data in self.registry.recent_manifests(self.recent_since())}
-        return self._walk([*refs.values(), *recent], lambda _: False, recent)
+        with _no_cyclic_gc():
+            recent = self._recent_rows(self.recent_since())
+            return self._walk([*refs.values(), *recent], lambda _: False, recent)
+
+    def _recent_rows(self, since: float | None) -> dict[str, _Row]:
+        """Rows for the manifests among objects modified since ``since``. A large
+        store is read by one process per core: parsing JSON is CPU-bound."""
+        store = self.registry._require_store()
+        shards = store.shard_dirs()
+        workers = min(os.cpu_count() or 1, 8)
+        if workers < 2 or _few_objects(shards):
+            return {row[0]: row for row in _read_plain(self.registry, shards, since)}
+        step = -(-len(shards) // (workers * 4))
+        parts = [shards[i:i + step] for i in range(0, len(shards), step)]
+        shape = (str(store.root), store.depth, store.width, since)
+        rows: dict[str, _Row] = {}
+        with ProcessPoolExecutor(workers, mp_context=_process_context()) as pool:
+            for plain in pool.map(_read_plain_in_worker, [shape] * len(parts), parts):
+                rows.update((row[0], row) for row in plain)
+        return rows
 
     def _walk(self, starts: Iterable[str], indexed: Callable[[str], bool],
-              preread: dict[str, tuple[dict[str, Any], bytes]] | None = None) -> list[_Row]:
-        """Read every manifest reachable from ``starts`` that is not ``indexed``."""
+              preread: dict[str, _Row] | None = None) -> list[_Row]:
+        """Read every manifest reachable from ``starts`` that is not ``indexed``
+        (``preread`` holds rows already read)."""
         preread = preread or {}
         rows: list[_Row] = []
         seen: set[str] = set()
         stack = list(starts)
-        # Nothing read here forms a reference cycle; without the cyclic
-        # collector's passes over the growing heap, a rebuild is ~40% faster.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
+        with _no_cyclic_gc():
             while stack:
                 oid = stack.pop()
                 if oid in seen or indexed(oid):
                     continue
                 seen.add(oid)
-                try:
-                    document, data = preread.get(oid) or self.registry.read_verified(oid)
-                    links = self.registry.links(document, data)
-                except CasrepoError as e:
-                    if oid not in preread:  # a young look-alike is nobody's manifest
+                row = preread.get(oid)
+                if row is None:
+                    try:
+                        document, data = self.registry.read_verified(oid)
+                        row = _as_row(describe(oid, document), self.registry.links(document, data))
+                    except CasrepoError as e:
                         self.warnings.append(str(e))
-                    continue
-                rows.append((describe(oid, document), links))
-                stack.extend(link.id for link in links if link.target is Target.MANIFEST)
-        finally:
-            if collecting:
-                gc.enable()
+                        continue
+                rows.append(row)
+                stack.extend(dst for dst, _, target in row[6] if target == _MANIFEST)
         return rows
 
     # -- queries -------------------------------------------------------------------
@@ -462,6 +488,72 @@ class ManifestIndex:
 # -- SQL helpers ---------------------------------------------------------------------
 
 
+PARALLEL_FROM = 20_000
+"""Objects to read before a rebuild reads them in several processes."""
+
+def _as_row(info: IndexedManifest, links: list[Link]) -> _Row:
+    return (info.id, info.kind, info.name, info.label, info.created, info.message,
+            [(k.id, k.rel._value_, k.target._value_) for k in links])
+
+
+def _read_plain(registry: Registry, shards: list[tuple[str, str]],
+                since: float | None) -> list[_Row]:
+    """Rows for the intact manifests modified since ``since`` in some shard
+    directories; anything else is skipped (a young object that no link calls a
+    manifest is nobody's damage)."""
+    rows: list[_Row] = []
+    with _no_cyclic_gc():
+        for info in registry._require_store().scan(shards):
+            if (since is not None and info.mtime < since) or info.size > MAX_MANIFEST_SIZE:
+                continue
+            found = registry.manifest_at(info.id, info.location, info.size)
+            if found is None:
+                continue
+            document, data = found
+            try:
+                links = registry.links(document, data)
+            except CasrepoError:
+                continue
+            rows.append(_as_row(describe(info.id, document), links))
+    return rows
+
+
+def _read_plain_in_worker(shape: tuple[str, int, int, float | None],
+                          shards: list[tuple[str, str]]) -> list[_Row]:
+    root, depth, width, since = shape
+    return _read_plain(Registry(ObjectStore(root, depth=depth, width=width)), shards, since)
+
+
+def _few_objects(shards: list[tuple[str, str]]) -> bool:
+    """Whether the store is small enough to read in this process (judged by a
+    sample of shard directories: starting workers costs more than it saves)."""
+    sample = shards[:: max(1, len(shards) // 16)]
+    if not sample:
+        return True
+    per_shard = sum(len(os.listdir(d)) for d, _ in sample) / len(sample)
+    return per_shard * len(shards) < PARALLEL_FROM
+
+
+def _process_context() -> BaseContext:
+    # fork starts a worker in milliseconds; elsewhere, the platform's default.
+    if sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context()
+
+
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector. Nothing read while indexing forms a
+    reference cycle, and its passes over the growing heap cost ~40% of a rebuild."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 @contextmanager
 def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("BEGIN IMMEDIATE")
@@ -498,28 +590,20 @@ def _create_schema(conn: sqlite3.Connection, rows: list[_Row]) -> None:
         conn.execute(f"DROP TABLE IF EXISTS {table}")
     for statement in _TABLES.split(";"):
         conn.execute(statement)
-    numbers: dict[str, int] = {}
-    for info, _ in rows:
-        numbers.setdefault(info.id, len(numbers) + 1)
-    for _, links in rows:
-        for link in links:
-            numbers.setdefault(link.id, len(numbers) + 1)
+    ids = dict.fromkeys(chain((row[0] for row in rows),
+                              (link[0] for row in rows for link in row[6])))
+    numbers = {oid: n for n, oid in enumerate(ids, 1)}
     conn.executemany("INSERT INTO objects (n, id) VALUES (?, ?)",
                      ((n, oid) for oid, n in numbers.items()))
-    conn.executemany(
-        "INSERT INTO manifests (n, kind, name, label, created, message) VALUES (?, ?, ?, ?, ?, ?)",
-        ((numbers[i.id], i.kind, i.name, i.label, i.created, i.message) for i, _ in rows))
-    conn.executemany(
-        "INSERT INTO links (src, dst, rel, target) VALUES (?, ?, ?, ?)",
-        ((numbers[info.id], numbers[link.id], link.rel.value, link.target.value)
-         for info, links in rows for link in {(k.id, k.rel): k for k in links}.values()))
+    _insert_rows(conn, rows, numbers, "INSERT")
     for statement in _INDEXES.split(";"):
         conn.execute(statement)
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
 def _insert(conn: sqlite3.Connection, rows: list[_Row]) -> None:
-    ids = {info.id for info, _ in rows} | {link.id for _, links in rows for link in links}
+    """Add rows to a live index (ids it already has keep their numbers)."""
+    ids = {row[0] for row in rows} | {link[0] for row in rows for link in row[6]}
     conn.executemany("INSERT OR IGNORE INTO objects (id) VALUES (?)", ((i,) for i in ids))
     if len(ids) > 20 * _CHUNK:
         numbers = dict((oid, n) for n, oid in conn.execute("SELECT n, id FROM objects"))
@@ -529,14 +613,25 @@ def _insert(conn: sqlite3.Connection, rows: list[_Row]) -> None:
             marks = ",".join("?" * len(chunk))
             numbers.update((oid, n) for n, oid in conn.execute(
                 f"SELECT n, id FROM objects WHERE id IN ({marks})", chunk))
+    _insert_rows(conn, rows, numbers, "INSERT OR REPLACE")
+
+
+def _insert_rows(conn: sqlite3.Connection, rows: list[_Row], numbers: dict[str, int],
+                 verb: str) -> None:
     conn.executemany(
-        "INSERT OR REPLACE INTO manifests (n, kind, name, label, created, message) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        ((numbers[i.id], i.kind, i.name, i.label, i.created, i.message) for i, _ in rows))
+        f"{verb} INTO manifests (n, kind, name, label, created, message) VALUES (?, ?, ?, ?, ?, ?)",
+        ((numbers[row[0]], *row[1:6]) for row in rows))
     conn.executemany(
-        "INSERT OR IGNORE INTO links (src, dst, rel, target) VALUES (?, ?, ?, ?)",
-        ((numbers[info.id], numbers[link.id], link.rel.value, link.target.value)
-         for info, links in rows for link in links))
+        f"{verb} INTO links (src, dst, rel, target) VALUES (?, ?, ?, ?)",
+        ((numbers[row[0]], numbers[dst], rel, target)
+         for row in rows for dst, rel, target in _unique(row[6])))
+
+
+def _unique(links: list[tuple[str, str, str]]) -> Iterable[tuple[str, str, str]]:
+    """Links without repeats of one (id, rel): a manifest may list an input twice."""
+    if len(links) < 2 or len({(dst, rel) for dst, rel, _ in links}) == len(links):
+        return links
+    return {(dst, rel): (dst, rel, target) for dst, rel, target in links}.values()
 
 
 def _busy(error: sqlite3.OperationalError) -> bool:

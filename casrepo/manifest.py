@@ -10,6 +10,7 @@ importing the class that wrote it.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -40,6 +41,8 @@ from casrepo.store import ObjectStore
 
 LINK_KEY = "@link"
 MAX_MANIFEST_SIZE = 256 << 20
+_PEEK_WHOLE = 64 << 10
+"""Objects up to this size are read whole when looking for manifests."""
 ENTRY_POINT_GROUP = "casrepo.kinds"
 RESERVED_FIELDS = frozenset({"kind", "schema"})
 _KIND_RE = re.compile(r"[a-z0-9][a-z0-9_.-]*(/[a-z0-9][a-z0-9_.-]*)*")
@@ -503,7 +506,12 @@ class Registry:
         # A large blob named where a manifest is needed is never read into
         # memory (invariant 8).
         data = store.read_small(oid, MAX_MANIFEST_SIZE)
-        if data is None or not data.startswith(b"{"):
+        if data is None:
+            raise NotFound(f"object {oid} is a blob, not a manifest")
+        return self._verified(oid, data)
+
+    def _verified(self, oid: str, data: bytes) -> tuple[dict[str, Any], bytes]:
+        if not data.startswith(b"{"):
             raise NotFound(f"object {oid} is a blob, not a manifest")
         if digest(data) != oid:
             raise IntegrityError(f"object {oid} is corrupt: its bytes do not hash to its id")
@@ -514,19 +522,33 @@ class Registry:
 
     def recent_manifests(self, since: float | None) -> Iterator[tuple[str, dict[str, Any], bytes]]:
         """(id, document, bytes) of every manifest in the store modified at or after
-        ``since`` (a timestamp; None for all). Blobs are peeked at, never read whole."""
+        ``since`` (a timestamp; None for all). Large blobs are peeked at, never read whole."""
         store = self._require_store()
         for info in store.scan():
-            if (since is not None and info.mtime < since) or info.size > MAX_MANIFEST_SIZE:
-                continue
+            if (since is None or info.mtime >= since) and info.size <= MAX_MANIFEST_SIZE:
+                found = self.manifest_at(info.id, info.location, info.size)
+                if found is not None:
+                    yield info.id, *found
+
+    def manifest_at(self, oid: str, location: str, size: int) -> tuple[dict[str, Any], bytes] | None:
+        """The document and bytes of object ``oid`` stored at ``location`` if it is an
+        intact manifest, else None. Small objects are read in one go; a large one
+        only if it starts like JSON."""
+        try:
+            fd = os.open(location, os.O_RDONLY)
             try:
-                with open(info.path, "rb") as f:
-                    if f.read(1) != b"{":
-                        continue
-                document, data = self.read_verified(info.id)
-            except (OSError, CasrepoError):
-                continue  # gone meanwhile, corrupt or a blob: not a manifest to list
-            yield info.id, document, data
+                first = os.read(fd, size + 1 if size <= _PEEK_WHOLE else 1)
+                if not first.startswith(b"{"):
+                    return None
+                chunks = [first]
+                while chunk := os.read(fd, 1 << 20):
+                    chunks.append(chunk)
+                data = b"".join(chunks)
+            finally:
+                os.close(fd)
+            return self._verified(oid, data)
+        except (OSError, CasrepoError):
+            return None  # gone meanwhile, corrupt or a blob
 
     def links(self, document: dict[str, Any], data: bytes | None = None) -> list[Link]:
         """The links of a manifest document, including the bare ids of legacy objects.

@@ -17,7 +17,7 @@ import hashlib
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
@@ -49,7 +49,12 @@ class ObjectInfo:
     id: str
     size: int
     mtime: float
-    path: Path
+    location: str
+    """The object's file path (as a string: a scan makes one per object)."""
+
+    @property
+    def path(self) -> Path:
+        return Path(self.location)
 
 
 class ObjectStore:
@@ -241,13 +246,18 @@ class ObjectStore:
 
     # -- scanning ------------------------------------------------------------
 
-    def scan(self) -> Iterator[ObjectInfo]:
-        """Every well-formed object, walking each shard directory once.
+    def shard_dirs(self) -> list[tuple[str, str]]:
+        """Every leaf shard directory with the id prefix its path spells, in order."""
+        return [(str(directory), prefix) for directory, prefix in self._shard_dirs()]
+
+    def scan(self, shards: Iterable[tuple[str, str]] | None = None) -> Iterator[ObjectInfo]:
+        """Every well-formed object (in ``shards`` only, if given), walking each
+        shard directory once.
 
         A scandir walk rather than ``HashFS.files()``: the latter calls
         realpath twice per file, which dominates on large stores.
         """
-        for directory, prefix in self._shard_dirs():
+        for directory, prefix in self._shard_dirs() if shards is None else shards:
             for entry in _scandir(directory):
                 oid = prefix + entry.name
                 if not is_object_id(oid):
@@ -257,7 +267,7 @@ class ObjectStore:
                 except FileNotFoundError:
                     continue
                 if stat.S_ISREG(st.st_mode):
-                    yield ObjectInfo(oid, st.st_size, st.st_mtime, Path(entry.path))
+                    yield ObjectInfo(oid, st.st_size, st.st_mtime, entry.path)
 
     def ids(self) -> Iterator[str]:
         for info in self.scan():
@@ -338,7 +348,7 @@ class ObjectStore:
         return matches[0]
 
 
-def _scandir(directory: Path) -> list[os.DirEntry[str]]:
+def _scandir(directory: Path | str) -> list[os.DirEntry[str]]:
     try:
         with os.scandir(directory) as it:
             return list(it)

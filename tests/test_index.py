@@ -487,3 +487,28 @@ def test_concurrent_writers_keep_the_index_whole(repo: Repository, project: Path
     assert down(fresh(repo), "base") == {base} | added
     with sql(repo) as db:
         assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+
+def test_parallel_rebuild_matches_the_serial_one(repo: Repository,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large store is read by worker processes; the index they build is the same."""
+    import casrepo.index as index_module
+
+    ids = dag(repo)
+    repo.save(Artifact(name="unnamed", inputs=(ids["a"],)))  # young, reached by no ref
+    serial = _dump(repo)
+    monkeypatch.setattr(index_module, "PARALLEL_FROM", 0)
+    parallel_repo = fresh(repo)
+    parallel_repo.index.discard()
+    parallel_repo.index.rebuild()
+    assert _dump(parallel_repo) == serial and len(serial[0]) == len(ids) + 1
+
+
+def _dump(repo: Repository) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+    conn = repo.index.sync()
+    manifests = sorted(conn.execute(
+        "SELECT o.id, m.kind, m.name FROM manifests m JOIN objects o ON o.n = m.n").fetchall())
+    links = sorted(conn.execute(
+        "SELECT s.id, d.id, l.rel, l.target FROM links l JOIN objects s ON s.n = l.src "
+        "JOIN objects d ON d.n = l.dst").fetchall())
+    return manifests, links
