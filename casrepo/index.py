@@ -246,8 +246,10 @@ class ManifestIndex:
                 if _busy(e):
                     raise Busy(f"the manifest index is locked by another process: {self.path}") from e
                 if _read_only(e):
-                    self._in_memory()
-                    return IndexStats(self.count(), -1, tuple(self.warnings))
+                    conn = self._in_memory()
+                    manifests, links = (conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                                        for table in ("manifests", "links"))
+                    return IndexStats(manifests, links, tuple(self.warnings))
                 if attempt:
                     raise CasrepoError(f"cannot rebuild the manifest index {self.path}: {e}") from e
             except sqlite3.DatabaseError as e:

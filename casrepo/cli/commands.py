@@ -352,6 +352,12 @@ def _write_output(text: str, output: str | None) -> None:
     graph.write_text(text if text.endswith("\n") else text + "\n", output)
 
 
+def _warn_incomplete(warnings: tuple[str, ...]) -> None:
+    for warning in warnings:
+        hint = "" if "casrepo fsck" in warning else "; run 'casrepo fsck'"
+        info(f"warning: {warning} (the answer may be incomplete{hint})")
+
+
 def _show_graph(fmt: str, output: str | None, text: Callable[[str], str], dot: Callable[[], str],
                 as_json: bool) -> None:
     from casrepo import graph
@@ -398,8 +404,7 @@ def lineage(state: State, rev: str, direction: str, depth: int | None, kind: str
     from casrepo import graph  # networkx only when a graph is needed
 
     result = graph.lineage(state.repo(), rev, direction, depth, kind, include_history)
-    for warning in result.warnings:
-        info(f"warning: {warning} (the answer may be incomplete; run 'casrepo fsck')")
+    _warn_incomplete(result.warnings)
     _show_graph(fmt, output, lambda f: graph.render(result, f),
                 lambda: graph.to_dot(result.graph, [result.root]), as_json)
 
@@ -422,9 +427,9 @@ def why(state: State, rev_a: str, rev_b: str, include_history: bool, max_paths: 
     from casrepo import graph
 
     result = graph.why(state.repo(), rev_a, rev_b, include_history)
-    for warning in result.warnings:
-        info(f"warning: {warning} (the answer may be incomplete; run 'casrepo fsck')")
-    if not result.depends and not as_json and fmt == "tree":
+    _warn_incomplete(result.warnings)
+    if not result.depends and not (as_json or fmt == "json"):
+        # Nothing to draw: say so instead of writing an empty tree or picture.
         info(f"{short(result.source)} does not depend on {short(result.target)}")
         raise SystemExit(1)
     _show_graph(fmt, output, lambda f: graph.render_why(result, f, max_paths),
