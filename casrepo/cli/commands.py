@@ -430,7 +430,7 @@ def why(state: State, rev_a: str, rev_b: str, include_history: bool, max_paths: 
     _warn_incomplete(result.warnings)
     if not result.depends and not (as_json or fmt == "json"):
         # Nothing to draw: say so instead of writing an empty tree or picture.
-        info(f"{short(result.source)} does not depend on {short(result.target)}")
+        info(f"{rev_a} ({short(result.source)}) does not depend on {rev_b} ({short(result.target)})")
         raise SystemExit(1)
     _show_graph(fmt, output, lambda f: graph.render_why(result, f, max_paths),
                 lambda: graph.to_dot(result.graph, [result.source, result.target]), as_json)
