@@ -397,7 +397,8 @@ def to_dot(graph: nx.DiGraph, highlight: Iterable[str] = ()) -> str:
 
 
 def _mermaid_text(text: str) -> str:
-    return text.replace('"', "#quot;")
+    # A label is one line of a quoted string: no raw quotes, no line breaks.
+    return " ".join(text.replace('"', "#quot;").split())
 
 
 def to_mermaid(graph: nx.DiGraph) -> str:

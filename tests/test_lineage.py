@@ -618,3 +618,11 @@ def test_lineage_down_depth_one_is_direct_dependents(run: Any, repo: Repository)
     assert _cli_lineage(run, ids, "mid", "--down", "--depth", "0")[0] == {"mid"}
     assert _cli_lineage(run, ids, "mid", "--down")[0] == {"mid", "user1", "user2", "far"}
 
+
+
+def test_mermaid_label_with_a_line_break_stays_on_one_line(repo: Repository) -> None:
+    """A file name may hold a newline; a Mermaid node label must not."""
+    blob = repo.store.put_bytes(b"x").id
+    oid = repo.save(FileArtifact(content=blob, size=1, filename="two\nlines.csv"))
+    lines = to_mermaid(lineage(repo, oid).graph).splitlines()
+    assert lines[1:] == [f'  n{oid[:16]}["two lines.csv file {oid[:12]}"]']
