@@ -10,7 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from casrepo.errors import CasrepoError
-from casrepo.lockfile import read_holder
+from casrepo.lockfile import GC_LOCK, ExclusiveLock
 from casrepo.manifest import Link
 from casrepo.reach import mark
 from casrepo.refs import RefKind
@@ -108,14 +108,18 @@ def _check(repo: Repository, repair: bool) -> FsckReport:
         for path in repo.refs.strays(kind):
             problems.append(Problem(Level.WARNING, str(path.relative_to(repo.dir)),
                                     "not a valid name or tag file"))
-    for path in repo.refs.locks():
-        holder = read_holder(path)
-        if holder is None or not holder.is_stale():
-            continue  # gone already, or a live update in progress
+    for path in [*repo.refs.locks(), repo.dir / "locks" / GC_LOCK]:
+        if not path.exists():
+            continue
+        lock = ExclusiveLock(path, "lock")
+        if not lock.try_acquire(record=False):
+            continue  # a live update or gc holds it
         if repair:
-            path.unlink(missing_ok=True)
+            lock.release()  # releasing removes the file
+        else:
+            lock.release_keeping_file()
         problems.append(Problem(Level.WARNING, str(path.relative_to(repo.dir)),
-                                "ref lock left by a process that is gone", repair))
+                                "lock file left by a process that is gone", repair))
     try:
         repo.refs.log()
     except CasrepoError as e:

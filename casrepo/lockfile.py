@@ -1,20 +1,32 @@
-"""Lock files created with O_EXCL that say who holds them.
+"""Locks held with flock(2) on files that say who holds them.
 
-A lock file records pid, host and start time, so a lock left by a process
-that died on this host can be taken over, and a live holder can be named in
-the error.  Creation with O_EXCL works on every filesystem, unlike POSIX
-record locks, which vanish when any descriptor of the file is closed.
+The kernel drops a flock when its holder dies, however it dies, so a lock
+left by a killed process is simply free: nothing has to guess from pids
+whether a holder is alive, and no lock is ever broken by a third party.
+The file records pid, host and start time, so a live holder can be named in
+errors. flock locks belong to the open file description: unlike POSIX record
+locks (fcntl), they do not vanish when some other descriptor of the same file
+is closed.
+
+Three kinds of lock live in ``locks/``:
+
+- ``ref-<hash>.lock``: one ref update (:class:`ExclusiveLock`);
+- ``gc.lock``: held by gc for its whole run, which also tells new writers
+  to wait, so a steady stream of writers cannot starve gc;
+- ``writers.lock``: shared by every writer between storing objects and
+  moving a ref, taken exclusively by gc (:class:`SharedExclusiveLock`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
 import socket
-import tempfile
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +35,8 @@ from types import TracebackType
 from casrepo.errors import Busy
 
 POLL_INTERVAL = 0.01
-STALE_AFTER = 600.0
-"""A ref update holds its lock for milliseconds: one ten minutes old is abandoned."""
+GC_LOCK = "gc.lock"
+WRITERS_LOCK = "writers.lock"
 
 
 @dataclass(frozen=True)
@@ -32,17 +44,12 @@ class LockHolder:
     pid: int
     host: str
     started: float
+    command: str = ""
 
     def describe(self) -> str:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started))
-        return f"pid {self.pid} on {self.host} since {since}"
-
-    def is_stale(self, max_age: float = STALE_AFTER) -> bool:
-        """True when the holder is gone: a dead process of this host, or a holder on
-        another host (whose processes we cannot see) older than ``max_age`` seconds."""
-        if self.host == socket.gethostname():
-            return not pid_alive(self.pid)
-        return time.time() - self.started > max_age
+        what = f"'{self.command}' " if self.command else ""
+        return f"{what}(pid {self.pid} on {self.host} since {since})"
 
 
 def pid_alive(pid: int) -> bool:
@@ -55,6 +62,22 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def process_start_time(pid: int) -> float | None:
+    """When process ``pid`` of this host started (epoch seconds); None if unknown.
+
+    Read from /proc, so a pid reused by a newer process can be told from the
+    process that wrote a temp file.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        with open("/proc/stat", "rb") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime"))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError, StopIteration):
+        return None
 
 
 def host_tag() -> str:
@@ -72,92 +95,121 @@ _TEMP_OWNER_RE = re.compile(r"[a-z]+-(\d+)\.([0-9a-f]{8})-")
 
 def temp_abandoned(name: str, mtime: float, max_age: float) -> bool:
     """True when the writer of temp file ``name`` is gone: a dead process of this
-    host, or (another host's, or a name without an owner) older than ``max_age``."""
+    host (or one whose pid now belongs to a process started after the file was
+    last written), or (another host's, or a name without an owner) older than
+    ``max_age`` seconds."""
     match = _TEMP_OWNER_RE.match(name)
     if match and match.group(2) == host_tag():
-        return not pid_alive(int(match.group(1)))
+        pid = int(match.group(1))
+        if not pid_alive(pid):
+            return True
+        started = process_start_time(pid)
+        return started is not None and started > mtime + 1.0
     return mtime < time.time() - max_age
 
 
 def read_holder(path: Path) -> LockHolder | None:
-    """The holder recorded in a lock file; None when it is gone or unreadable."""
+    """The holder a lock file records; None when it is gone, empty or unreadable."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return LockHolder(int(data["pid"]), str(data["host"]), float(data["started"]))
-    except FileNotFoundError:
+        return LockHolder(int(data["pid"]), str(data["host"]), float(data["started"]),
+                          str(data.get("command", "")))
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    except (ValueError, KeyError, TypeError, OSError):
-        # Locks appear whole (see LockFile), so this is damage: a dead holder.
-        return LockHolder(0, socket.gethostname(), 0.0)
 
 
-class LockFile:
-    """An exclusive lock: a file that appears with its full content or not at all.
+def _command() -> str:
+    """What this process is, for the lock record: 'casrepo gc', or the script's name."""
+    args = [Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python", *sys.argv[1:]]
+    if args[0] in ("__main__.py", "-m", "-c"):
+        args[0] = "casrepo" if args[0] == "__main__.py" else "python"
+    words = [a for a in args if not a.startswith("-")][:2]
+    return " ".join(words)[:80]
 
-    The content is written to a temp file first and hard-linked into place
-    (link fails if the lock exists), so no reader ever sees an empty lock
-    and mistakes a live holder for a dead one.
+
+def _record() -> bytes:
+    return json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
+                       "command": _command()}).encode()
+
+
+def _try_flock(fd: int, mode: int) -> bool:
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+class ExclusiveLock:
+    """An exclusive lock: flock on ``path``, with a record of the holder in the file.
+
+    Released by unlinking the file while still holding it; a waiter that then
+    gets the flock of the unlinked file sees that it no longer is the file at
+    ``path`` (by inode) and tries again, so two holders can never coexist.
+    A timed-out attempt leaves nothing behind.
     """
 
-    def __init__(self, path: Path, what: str, timeout: float = 10.0,
-                 tmp_dir: Path | None = None) -> None:
+    def __init__(self, path: Path, what: str, timeout: float = 10.0) -> None:
         self.path = path
         self.what = what
         self.timeout = timeout
-        self.tmp_dir = tmp_dir if tmp_dir is not None else path.parent
-        self._held = False
+        self._fd = -1
+
+    @property
+    def held(self) -> bool:
+        return self._fd >= 0
 
     def acquire(self) -> None:
         deadline = time.monotonic() + self.timeout
-        payload = json.dumps(
-            {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
-        ).encode()
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=temp_prefix("lock"), suffix=".tmp", dir=self.tmp_dir)
-        try:
-            os.write(fd, payload)
-            os.close(fd)
-            while True:
-                try:
-                    os.link(tmp, self.path)
-                except FileExistsError:
-                    holder = read_holder(self.path)
-                    if holder is not None and holder.is_stale():
-                        self._break_stale(holder)
-                        continue
-                    if time.monotonic() >= deadline:
-                        who = holder.describe() if holder else "another process"
-                        raise Busy(f"{self.what} is locked by {who}; try again later") from None
-                    time.sleep(POLL_INTERVAL)
-                    continue
-                self._held = True
+        while True:
+            if self.try_acquire():
                 return
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            if time.monotonic() >= deadline:
+                holder = read_holder(self.path)
+                who = holder.describe() if holder else "another process"
+                raise Busy(f"{self.what} is locked by {who}; try again later")
+            time.sleep(POLL_INTERVAL)
 
-    def _break_stale(self, holder: LockHolder) -> None:
-        # Move the stale lock aside before deleting it, and check it is still
-        # the one we judged dead: another process may have replaced it.
-        aside = self.path.with_name(f"{self.path.name}.stale-{os.getpid()}")
-        try:
-            os.rename(self.path, aside)
-        except FileNotFoundError:
-            return
-        if read_holder(aside) == holder:
-            os.unlink(aside)
-        else:  # we moved a live lock: put it back unless someone re-locked meanwhile
-            with contextlib.suppress(FileExistsError):
-                os.link(aside, self.path)
-            os.unlink(aside)
+    def try_acquire(self, record: bool = True) -> bool:
+        """Take the lock if it is free now; False if a live process holds it.
+        ``record=False`` leaves the file's content as it was."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            if not _try_flock(fd, fcntl.LOCK_EX):
+                os.close(fd)
+                return False
+            try:
+                current = os.stat(self.path).st_ino
+            except FileNotFoundError:
+                current = -1
+            if current != os.fstat(fd).st_ino:
+                os.close(fd)  # released and unlinked under us: lock the new file
+                continue
+            try:
+                if record:
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, _record(), 0)
+            except OSError:
+                # A full disk must not leave a held lock: naming the holder is a nicety.
+                pass
+            self._fd = fd
+            return True
 
     def release(self) -> None:
-        if self._held:
-            self._held = False
+        if self._fd >= 0:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
+            os.close(self._fd)
+            self._fd = -1
 
-    def __enter__(self) -> LockFile:
+    def release_keeping_file(self) -> None:
+        """Release without removing the file (to look at a lock and leave it be)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> ExclusiveLock:
         self.acquire()
         return self
 
@@ -166,13 +218,63 @@ class LockFile:
         self.release()
 
 
+def is_locked(path: Path) -> bool:
+    """True when a live process holds an exclusive flock on ``path`` now.
+
+    Probes with a shared lock, so probing writers never disturb each other.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        return not _try_flock(fd, fcntl.LOCK_SH)
+    finally:
+        os.close(fd)  # closing drops a lock we took
+
+
+def flock_holders(path: Path) -> list[int]:
+    """Pids holding flocks on ``path``, from /proc/locks (empty where unavailable)."""
+    try:
+        st = os.stat(path)
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    pids = set()
+    for line in lines:
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  READ 1234 fd:01:5678 0 EOF"; waiters carry "->".
+        if (len(fields) >= 6 and fields[1] == "FLOCK" and "->" not in fields
+                and fields[5].lower() == wanted):
+            with contextlib.suppress(ValueError):
+                pids.add(int(fields[4]))
+    return sorted(pids)
+
+
+def describe_pid(pid: int) -> str:
+    """'pid 123 (casrepo add big.bin)' from /proc, or just 'pid 123'."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return f"pid {pid}"
+    if len(argv) >= 3 and argv[1] == "-m":
+        argv = argv[2:]
+    elif argv and Path(argv[0]).name.startswith("python") and len(argv) > 1:
+        argv = argv[1:]
+    if argv:
+        argv[0] = Path(argv[0]).name
+    shown = " ".join(argv)
+    return f"pid {pid} ({shown[:60]})" if shown else f"pid {pid}"
+
+
 class SharedExclusiveLock:
     """Writers share it; gc takes it exclusively (flock on one file).
 
     It closes the window between a writer storing objects and moving a ref,
-    which the grace period alone only narrows. flock locks belong to the open
-    file description, so unlike POSIX record locks they survive the closing of
-    unrelated descriptors of the same file, and they die with their process.
+    which the grace period alone only narrows.
     """
 
     def __init__(self, path: Path, what: str) -> None:
@@ -180,26 +282,18 @@ class SharedExclusiveLock:
         self.what = what
         self._fd = -1
 
-    def acquire(self, exclusive: bool, timeout: float) -> None:
-        import fcntl
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, mode | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    holder = "gc" if not exclusive else "a writer"
-                    raise Busy(f"{self.what} is busy: {holder} holds it; try again later") from None
-                time.sleep(POLL_INTERVAL * 5)
-        self._fd = fd
+    def try_acquire(self, exclusive: bool) -> bool:
+        if self._fd < 0:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        return _try_flock(self._fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
 
     def release(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)  # closing drops the flock
             self._fd = -1
+
+    def holders(self) -> str:
+        """The holders as 'pid 1 (casrepo add x), pid 2 (...)', for an error message."""
+        pids = flock_holders(self.path)
+        return ", ".join(describe_pid(p) for p in pids) if pids else "other processes"

@@ -1,15 +1,17 @@
 """Names and tags: small files holding a manifest id, changed atomically.
 
 ``refs/names/<name>`` is a moving name, ``refs/tags/<tag>`` an immutable tag.
-An update takes the ref's lock file in ``locks/`` (O_EXCL), compares the current value with the
-one the caller expects (compare-and-swap), writes the new value to ``tmp/``,
-fsyncs and renames it over the ref, then appends one line to the ref log
-``logs/refs.jsonl`` before releasing the lock.
+An update holds the ref's lock in ``locks/`` (see :mod:`casrepo.lockfile`),
+compares the current value with the one the caller expects
+(compare-and-swap), writes and fsyncs the new value in ``tmp/``, appends one
+line to the ref log ``logs/refs.jsonl``, then renames the new value over the
+ref before releasing the lock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import getpass
 import hashlib
 import json
@@ -24,7 +26,7 @@ from typing import Final
 from casrepo import clock
 from casrepo.errors import Conflict, IntegrityError, NotFound
 from casrepo.ids import check_ref_name, is_object_id, ref_name_problem
-from casrepo.lockfile import LockFile, temp_prefix
+from casrepo.lockfile import ExclusiveLock, temp_prefix
 from casrepo.store import _fsync_dir
 
 LOG_FILE = "refs.jsonl"
@@ -150,10 +152,7 @@ class RefStore:
         path = self.path(kind, name)
         if new is not None and not is_object_id(new):
             raise ValueError(f"not an object id: {new!r}")
-        self._make_parents(kind, name, path)
-        self.lock_dir.mkdir(exist_ok=True)
-        with LockFile(self.lock_path(kind, name), f"{kind.label} {name!r}", self.lock_timeout,
-                      self.tmp_dir):
+        with ExclusiveLock(self.lock_path(kind, name), f"{kind.label} {name!r}", self.lock_timeout):
             if path.is_dir():
                 raise Conflict(f"cannot use {kind.label} {name!r}: names under "
                                f"'{name}/' exist")
@@ -169,48 +168,85 @@ class RefStore:
                     f"{kind.label} {name!r} changed under us: expected "
                     f"{expected or 'none'}, found {current or 'none'}"
                 )
-            if new is None:
-                if current is not None or damaged:
-                    path.unlink()
-                    _fsync_dir(path.parent)
-            elif new != current or damaged:
-                self._write(path, new)
-            if new != current or damaged:
+            if new == current and not damaged:
+                return current
+            tmp = None
+            if new is not None:
+                self._make_parents(kind, name, path)
+                tmp = self._prepare(new)
+            try:
+                # The log line before the move, as git does: a log that cannot be
+                # written (a full disk) stops the update, and a kill in between
+                # leaves a line fsck notices instead of a move nobody recorded.
                 self._append_log(RefLogEntry(f"{kind.value}/{name}", current, new,
                                              clock.format_time(clock.now()), current_user(),
                                              message))
+                if tmp is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    self._install(kind, name, tmp, path)
+                    tmp = None
+            finally:
+                if tmp is not None:
+                    tmp.unlink(missing_ok=True)
+            _fsync_dir(path.parent)
         if new is None:
             self.prune_empty_dirs(kind, path.parent)
         return current
 
     def _make_parents(self, kind: RefKind, name: str, path: Path) -> None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            parts = name.split("/")
-            for i in range(1, len(parts)):
-                prefix = "/".join(parts[:i])
-                if (self.dir / kind.value / prefix).is_file():
-                    raise Conflict(f"cannot create {kind.label} {name!r}: "
-                                   f"{kind.label} {prefix!r} exists") from None
-            raise
+        """Create the directories of ``path``, each made durable in its parent."""
+        base = self.dir / kind.value
+        parts = name.split("/")[:-1]
+        for _ in range(100):
+            if path.parent.is_dir():
+                return
+            base.mkdir(parents=True, exist_ok=True)
+            directory = base
+            try:
+                for i, part in enumerate(parts):
+                    directory = directory / part
+                    try:
+                        directory.mkdir()
+                    except FileExistsError:
+                        if not directory.is_dir():
+                            prefix = "/".join(parts[:i + 1])
+                            raise Conflict(f"cannot create {kind.label} {name!r}: "
+                                           f"{kind.label} {prefix!r} exists") from None
+                        continue
+                    _fsync_dir(directory.parent)
+            except FileNotFoundError:
+                continue  # a concurrent delete pruned a directory we had made: again
+        raise Conflict(f"cannot create the directory of {kind.label} {name!r}: "
+                       "other refs beside it keep being deleted")
 
-    def _write(self, path: Path, value: str) -> None:
+    def _prepare(self, value: str) -> Path:
+        """The new content of a ref, written and synced in ``tmp/``."""
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=temp_prefix("ref"), suffix=".tmp", dir=self.tmp_dir)
         try:
             os.write(fd, (value + "\n").encode("ascii"))
             os.fsync(fd)
-            os.close(fd)
-            fd = -1
-            os.replace(tmp, path)
         except BaseException:
-            if fd >= 0:
-                os.close(fd)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            os.close(fd)
+            os.unlink(tmp)
             raise
-        _fsync_dir(path.parent)
+        os.close(fd)
+        return Path(tmp)
+
+    def _install(self, kind: RefKind, name: str, tmp: Path, path: Path) -> None:
+        for _ in range(100):
+            try:
+                os.replace(tmp, path)
+                return
+            except FileNotFoundError:
+                if not tmp.exists():
+                    raise
+                # A delete of a sibling ref pruned the (empty) parent directory
+                # after we made it: make it again.
+                self._make_parents(kind, name, path)
+        raise Conflict(f"cannot create the directory of {kind.label} {name!r}: "
+                       "other refs beside it keep being deleted")
 
     def prune_empty_dirs(self, kind: RefKind, directory: Path) -> None:
         """Remove empty directories from ``directory`` up to the kind's root."""
@@ -224,12 +260,22 @@ class RefStore:
 
     def _append_log(self, entry: RefLogEntry) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(entry.__dict__, sort_keys=True, ensure_ascii=False) + "\n"
+        data = (json.dumps(entry.__dict__, sort_keys=True, ensure_ascii=False) + "\n").encode()
         # One write with O_APPEND: concurrent writers never interleave lines.
         fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line.encode("utf-8"))
-            os.fsync(fd)
+            before = os.fstat(fd).st_size
+            try:
+                written = os.write(fd, data)
+                if written != len(data):
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.log_path))
+                os.fsync(fd)
+            except OSError:
+                # Never leave half a line: it would make the whole log unreadable.
+                with contextlib.suppress(OSError):
+                    if os.fstat(fd).st_size <= before + len(data):
+                        os.ftruncate(fd, before)
+                raise
         finally:
             os.close(fd)
 

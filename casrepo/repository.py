@@ -8,6 +8,7 @@ import re
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from casrepo import clock
 from casrepo.config import CONFIG_FILE, Config, load_config
 from casrepo.errors import (
     AmbiguousRev,
+    Busy,
     Conflict,
     IntegrityError,
     InvalidName,
@@ -28,7 +30,15 @@ from casrepo.errors import (
     UsageError,
 )
 from casrepo.ids import is_id_prefix, is_object_id, ref_name_problem
-from casrepo.lockfile import SharedExclusiveLock
+from casrepo.lockfile import (
+    GC_LOCK,
+    POLL_INTERVAL,
+    WRITERS_LOCK,
+    ExclusiveLock,
+    SharedExclusiveLock,
+    is_locked,
+    read_holder,
+)
 from casrepo.manifest import (
     AnyManifest,
     DirectoryArtifact,
@@ -104,7 +114,9 @@ class Repository:
         self.registry = registry if registry is not None else Registry(entry_points=True)
         self.registry.store = self.store
         config.register_kinds(self.registry)
-        self._gc_lock_path = casrepo_dir / "locks" / "gc.lock"
+        self._locks_dir = casrepo_dir / "locks"
+        self._lock_depth = 0
+        self._lock_exclusive = False
         self.created = False
         self._index: ManifestIndex | None = None
 
@@ -189,21 +201,59 @@ class Repository:
     # -- locking -----------------------------------------------------------------
 
     def writing(self, timeout: float = 300.0) -> AbstractContextManager[None]:
-        """Hold the writers' shared lock: gc cannot sweep while objects wait for a ref."""
-        return self._gc_lock(exclusive=False, timeout=timeout)
+        """Hold the writers' shared lock: gc cannot sweep while objects wait for a ref.
+
+        A running (or waiting) gc makes new writers wait for it, up to ``timeout``.
+        """
+        return self._lock(exclusive=False, timeout=timeout)
 
     def collecting(self, timeout: float) -> AbstractContextManager[None]:
-        """Hold the lock exclusively, as gc does while it marks and sweeps."""
-        return self._gc_lock(exclusive=True, timeout=timeout)
+        """Hold the repository exclusively, as gc does while it marks and sweeps:
+        first gc's own lock (one gc at a time, and new writers wait), then the
+        writers' lock once the running writers are done. Busy after ``timeout``
+        seconds, with nothing left locked."""
+        return self._lock(exclusive=True, timeout=timeout)
 
     @contextmanager
-    def _gc_lock(self, exclusive: bool, timeout: float) -> Iterator[None]:
-        lock = SharedExclusiveLock(self._gc_lock_path, "the repository")
-        lock.acquire(exclusive=exclusive, timeout=timeout)
+    def _lock(self, exclusive: bool, timeout: float) -> Iterator[None]:
+        if self._lock_depth:  # nested in a lock this process holds already
+            if exclusive and not self._lock_exclusive:
+                raise RuntimeError("cannot take the repository exclusively inside a writer")
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        deadline = time.monotonic() + timeout
+        gc_lock = ExclusiveLock(self._locks_dir / GC_LOCK, "the repository", timeout)
+        writers = SharedExclusiveLock(self._locks_dir / WRITERS_LOCK, "the repository")
         try:
-            yield
+            if exclusive:
+                gc_lock.acquire()
+            while True:
+                # A writer never starts while gc holds (or waits for) the repository.
+                if (exclusive or not is_locked(gc_lock.path)) and writers.try_acquire(exclusive):
+                    break
+                if time.monotonic() >= deadline:
+                    raise self._busy(exclusive, gc_lock.path, writers)
+                time.sleep(POLL_INTERVAL * 5)
+            self._lock_depth, self._lock_exclusive = 1, exclusive
+            try:
+                yield
+            finally:
+                self._lock_depth = 0
         finally:
-            lock.release()
+            writers.release()
+            gc_lock.release()
+
+    def _busy(self, exclusive: bool, gc_path: Path, writers: SharedExclusiveLock) -> Busy:
+        if exclusive:
+            return Busy(f"the repository is busy: writers are running ({writers.holders()}); "
+                        "try again later")
+        holder = read_holder(gc_path)
+        who = holder.describe() if holder else "another process"
+        return Busy(f"the repository is busy: gc is running {who}; try again later")
 
     # -- revs --------------------------------------------------------------------
 

@@ -79,3 +79,32 @@ def run_process(project: Path) -> CliRun:
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     return invoke
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from casrepo.lockfile import ExclusiveLock
+lock = ExclusiveLock(Path(sys.argv[1]), "test", timeout=30)
+lock.acquire()
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def lock_holder() -> Any:
+    """Start a real process that holds the ExclusiveLock at a path: holder(path) -> Popen."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(path: Path) -> subprocess.Popen[str]:
+        proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path)],
+                                stdout=subprocess.PIPE, text=True)
+        procs.append(proc)
+        assert proc.stdout is not None and proc.stdout.readline() == "locked\n"
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait()

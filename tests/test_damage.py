@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hashfs import HashFS
@@ -72,17 +72,20 @@ def test_damaged_refs_can_be_deleted_forced_and_repaired(repo: Repository,
     assert check(repo).ok
 
 
-def test_lock_of_another_host(repo: Repository, project: Path) -> None:
+def test_lock_of_a_live_and_of_a_killed_process(repo: Repository, project: Path,
+                                                lock_holder: Any) -> None:
     oid = add(repo, project, "one", "x")
     repo.refs.lock_timeout = 0.2
     lock = repo.refs.lock_path(RefKind.NAME, "x")
-    lock.write_text(json.dumps({"pid": 1, "host": "elsewhere", "started": time.time()}))
-    with pytest.raises(Busy, match="elsewhere"):
+    holder = lock_holder(lock)
+    with pytest.raises(Busy, match=f"pid {holder.pid}"):
         repo.set_name("x", oid)
-    assert check(repo).problems == []  # may be alive: not reported
-    lock.write_text(json.dumps({"pid": 1, "host": "elsewhere", "started": time.time() - 3600}))
-    assert [p.message for p in check(repo).problems] == ["ref lock left by a process that is gone"]
-    repo.set_name("x", oid)  # an hour-old lock is abandoned: taken over
+    assert check(repo).problems == []  # alive: not reported
+    holder.kill()
+    holder.wait()
+    assert [p.message for p in check(repo).problems] == ["lock file left by a process that is gone"]
+    assert lock.exists()  # reported, not removed, without --repair
+    repo.set_name("x", oid)  # taken over
     assert not lock.exists()
 
 

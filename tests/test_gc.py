@@ -4,6 +4,7 @@ import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -102,9 +103,25 @@ def test_gc_refuses_on_corrupt_or_dangling_roots(repo: Repository, project: Path
     assert len(list(repo.store.ids())) == count - 1
 
 
-def test_gc_waits_for_writers(repo: Repository) -> None:
-    with repo.writing(), pytest.raises(Busy):
+def test_gc_waits_for_writers_then_names_them(repo: Repository) -> None:
+    writer = Repository.open(repo.dir)
+    with writer.writing(), pytest.raises(Busy, match=f"writers are running \\(pid {os.getpid()} "):
         collect_garbage(repo, expire="now", wait=0.2)
+    assert not (repo.dir / "locks" / "gc.lock").exists()  # the timed-out gc left no lock
+    collect_garbage(repo, expire="now", wait=0.2)  # and the writer's lock went with it
+
+
+def test_writers_wait_for_a_running_gc(repo: Repository, project: Path,
+                                       lock_holder: Any) -> None:
+    gc_holder = lock_holder(repo.dir / "locks" / "gc.lock")  # a gc that is running
+    with pytest.raises(Busy, match=f"gc is running .*pid {gc_holder.pid}"), repo.writing(0.2):
+        pass
+    with pytest.raises(Busy, match=f"locked by .*pid {gc_holder.pid}"):
+        collect_garbage(repo, expire="now", wait=0.2)  # one gc at a time
+    gc_holder.kill()
+    gc_holder.wait()
+    add_bytes(repo, project, "after gc died", name="t")  # a killed gc blocks nobody
+    collect_garbage(repo, expire="now", wait=0.2)
 
 
 def test_gc_clears_temp_files_of_dead_processes(repo: Repository) -> None:
