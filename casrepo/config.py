@@ -30,6 +30,13 @@ class GCConfig(BaseModel):
 
     prune_expire: str = "14d"
     """Unreachable objects younger than this are kept (as git's gc.pruneExpire)."""
+    reflog_expire: str = "30d"
+    """What ref log entries younger than this point at is kept, so a deleted or
+    force-moved name or tag can be brought back (as git's gc.reflogExpire)."""
+    keep_last: int | None = Field(default=None, ge=1)
+    """Retention: keep the data of this many newest versions of each name (None: all)."""
+    keep_within: str | None = None
+    """Retention: keep the data of versions created within this duration (e.g. '90d')."""
 
 
 class Config(BaseModel):

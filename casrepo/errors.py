@@ -51,6 +51,10 @@ class AmbiguousRev(NotFound):
         super().__init__(f"ambiguous rev '{rev}' could be: {shown}")
 
 
+class DataPruned(NotFound):
+    """An artifact whose data gc's retention removed on purpose (its manifest remains)."""
+
+
 class Conflict(CasrepoError):
     """A tag that exists, a ref that changed under us, a destination in the way."""
 

@@ -40,6 +40,8 @@ class FsckReport:
     manifests: int = 0
     refs: int = 0
     problems: list[Problem] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)
+    """Manifests whose data gc's retention removed on purpose (not problems)."""
 
     @property
     def errors(self) -> list[Problem]:
@@ -83,6 +85,7 @@ def _check(repo: Repository, repair: bool) -> FsckReport:
     reach = mark(repo)
     report.refs = len(reach.roots)
     report.manifests = len(reach.manifests)
+    report.pruned = sorted(reach.pruned)
     for kind, name, message in reach.bad_refs:
         moved = False
         if repair:  # keep the damaged file for inspection, out of the way of new refs

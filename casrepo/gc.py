@@ -1,16 +1,32 @@
-"""Garbage collection: mark from every name and tag, sweep what is old and unreachable."""
+"""Garbage collection: mark from every name and tag, sweep what is old and unreachable.
+
+Roots: every name and tag (a root that cannot be read stops gc), the targets
+of ref log entries younger than ``reflog_expire`` and every manifest younger
+than the grace period. The mark follows every link (content, input,
+previous); retention rules may thin old versions of names, keeping their
+manifests but not their data (see :mod:`casrepo.reach`). The sweep removes
+what is not marked and older than the grace period, in one walk of the store.
+It all runs holding the repository exclusively (see :mod:`casrepo.lockfile`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from casrepo import clock
-from casrepo.errors import IntegrityError
-from casrepo.reach import mark
+from casrepo.errors import CasrepoError, IntegrityError, UsageError
+from casrepo.lockfile import ExclusiveLock
+from casrepo.manifest import Target
+from casrepo.reach import Retention, mark
 from casrepo.repository import Repository
 from casrepo.store import ObjectInfo
+
+GCProgress = Callable[[str, int, int], None]
+"""Progress callback: (phase, done, total)."""
 
 
 @dataclass(frozen=True)
@@ -23,59 +39,160 @@ class GCReport:
     removed: list[ObjectInfo] = field(default_factory=list)
     kept_recent: int = 0
     temp_files_removed: list[Path] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)
+    """Manifests whose data this run removed under the retention rules (manifests stay)."""
+    retention: dict[str, Any] = field(default_factory=dict)
+    """The retention rules applied: keep_last, keep_within (only those set)."""
+    reflog_roots: int = 0
+    """Objects kept only because a recent ref log entry points at them."""
+    locks_removed: list[Path] = field(default_factory=list)
 
     @property
     def bytes_removed(self) -> int:
         return sum(info.size for info in self.removed)
 
 
+def retention_from(repo: Repository, keep_last: int | str | None,
+                   keep_within: str | None) -> tuple[Retention, dict[str, Any]]:
+    """The retention rules: given values, or (for "config") those of config.yaml."""
+    cfg = repo.config.gc
+    last = cfg.keep_last if keep_last == "config" else keep_last
+    within = cfg.keep_within if keep_within == "config" else keep_within
+    if last is not None and (not isinstance(last, int) or last < 1):
+        raise UsageError(f"keep-last must be a positive number, not {last!r}")
+    rules: dict[str, Any] = {}
+    cutoff = None
+    if last is not None:
+        rules["keep_last"] = last
+    if within is not None:
+        cutoff = clock.now() - clock.parse_duration(within)
+        rules["keep_within"] = within
+    return Retention(last if isinstance(last, int) else None, cutoff), rules
+
+
 def collect_garbage(repo: Repository, *, expire: datetime | str | None = "config",
-                    dry_run: bool = False, wait: float = 60.0) -> GCReport:
+                    dry_run: bool = False, wait: float = 60.0,
+                    reflog_expire: datetime | str | None = "config",
+                    keep_last: int | str | None = "config", keep_within: str | None = "config",
+                    progress: GCProgress | None = None) -> GCReport:
     """Remove unreachable objects older than the grace period.
 
     ``expire`` is the cut-off time (None keeps everything); by default it
-    comes from ``gc.prune_expire`` in config.yaml. Refuses to run (raising
-    :class:`IntegrityError`, nothing removed) when any root or reachable
-    object cannot be read: an unreadable root is never "no roots".
+    comes from ``gc.prune_expire`` in config.yaml, and ``reflog_expire`` from
+    ``gc.reflog_expire``. ``keep_last``/``keep_within`` thin old versions
+    (default: config.yaml's, where both are unset). Refuses to run (raising
+    :class:`IntegrityError`, nothing removed) when any root or object it
+    reaches cannot be read: an unreadable root is never "no roots".
     """
     if isinstance(expire, str):
         expire = clock.parse_expire(repo.config.gc.prune_expire if expire == "config" else expire)
+    if isinstance(reflog_expire, str):
+        reflog_expire = clock.parse_expire(
+            repo.config.gc.reflog_expire if reflog_expire == "config" else reflog_expire)
+    retention, rules = retention_from(repo, keep_last, keep_within)
+    report = progress or (lambda phase, done, total: None)
     with repo.collecting(timeout=wait):
         cutoff = expire.timestamp() if expire is not None else None
         # A manifest young enough to be kept keeps everything it links to, or a
         # ref made to it later would point into missing data (git keeps objects
         # reachable from recent objects for the same reason).
-        reach = mark(repo)
+        recent = [oid for oid, _, _ in repo.registry.recent_manifests(cutoff)]
+        soft = _reflog_targets(repo, reflog_expire)
+        report("mark", 0, 0)
+        reach = mark(repo, recent, retention=retention, soft_roots=soft)
         problems = reach.all_problems
         if problems:
             subject, message = problems[0]
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise IntegrityError(f"gc refused to run: {subject}: {message}{more}; "
                                  "run 'casrepo fsck' for details")
-        # Damage below a recent unnamed manifest is not a root's damage: no refusal.
-        recent = [oid for oid, _, _ in repo.registry.recent_manifests(cutoff)
-                  if oid not in reach.manifests]
-        keep = reach.objects | mark(repo, recent, include_refs=False).objects
+        keep = reach.objects
         removed: list[ObjectInfo] = []
         kept_recent = 0
+        scanned = 0
         for info in repo.store.scan():
-            if info.id in reach.objects:
-                continue
+            scanned += 1
+            if scanned % 1000 == 0:
+                report("sweep", scanned, 0)
             if info.id in keep:
-                kept_recent += 1
                 continue
             if cutoff is None or info.mtime >= cutoff:
                 kept_recent += 1
                 continue
             removed.append(info)
+        gone = {info.id for info in removed}
+        pruned = sorted(oid for oid in reach.thin
+                        if any(lk.target is Target.BLOB and lk.id in gone
+                               for lk in reach.links.get(oid, ())))
         if not dry_run:
+            if pruned:  # recorded before the first blob goes (see casrepo.pruned)
+                repo.pruned.append(clock.format_time(clock.now()), rules, pruned)
             # The index first: it must never hold a manifest the store lost.
-            repo.index.forget(info.id for info in removed)
-            for info in removed:
+            repo.index.forget(gone)
+            for n, info in enumerate(removed, 1):
                 repo.store.delete(info.id)
+                if n % 1000 == 0:
+                    report("remove", n, len(removed))
         temps = repo.store.abandoned_temp_files()
+        locks = _abandoned_locks(repo, remove=not dry_run)
         if not dry_run:
             for path in temps:
                 path.unlink(missing_ok=True)
-    return GCReport(dry_run, expire, len(reach.roots), len(reach.objects), removed, kept_recent,
-                    temps)
+    return GCReport(dry_run, expire, len(reach.roots), len(keep) - reach.kept_by_recent,
+                    removed, kept_recent + reach.kept_by_recent,
+                    temps, pruned, rules, reach.kept_by_ref_log, locks)
+
+
+def _reflog_targets(repo: Repository, since: datetime | None) -> list[str]:
+    """Ids that ref log entries younger than ``since`` point at or moved away from
+    (every entry, for None: 'never expire')."""
+    try:
+        entries = repo.refs.log()
+    except CasrepoError:
+        return []  # a damaged log is fsck's to report; it only ever adds roots
+    found: dict[str, None] = {}
+    for entry in entries:
+        if since is not None:
+            try:
+                when = datetime.fromisoformat(entry.time.replace("Z", "+00:00"))
+            except ValueError:
+                when = datetime.max.replace(tzinfo=UTC)  # unreadable time: keep
+            if when < since:
+                continue
+        for oid in (entry.old, entry.new):
+            if oid:
+                found[oid] = None
+    return list(found)
+
+
+def _abandoned_locks(repo: Repository, remove: bool) -> list[Path]:
+    """Ref lock files that no live process holds (left by killed updates)."""
+    found = []
+    for path in repo.refs.locks():
+        lock = ExclusiveLock(path, "lock")
+        if lock.try_acquire(record=False):
+            found.append(path)
+            if remove:
+                lock.release()
+            else:
+                lock.release_keeping_file()
+    return found
+
+
+def report_json(report: GCReport) -> dict[str, Any]:
+    """The documented JSON shape of a gc report (``casrepo gc --json``)."""
+    return {
+        "dry_run": report.dry_run,
+        "expire": clock.format_time(report.expire) if report.expire else None,
+        "roots": report.roots,
+        "reachable": report.reachable,
+        "removed": [{"id": i.id, "size": i.size} for i in report.removed],
+        "objects_removed": len(report.removed),
+        "bytes_removed": report.bytes_removed,
+        "kept_recent": report.kept_recent,
+        "kept_by_ref_log": report.reflog_roots,
+        "retention": report.retention,
+        "pruned": report.pruned,
+        "temp_files_removed": len(report.temp_files_removed),
+        "locks_removed": len(report.locks_removed),
+    }

@@ -23,6 +23,7 @@ from casrepo.errors import (
     AmbiguousRev,
     Busy,
     Conflict,
+    DataPruned,
     IntegrityError,
     InvalidName,
     NotARepository,
@@ -52,6 +53,7 @@ from casrepo.manifest import (
     field_setter,
     links_of,
 )
+from casrepo.pruned import PRUNED_FILE, PrunedLog
 from casrepo.refs import ANY, RefChanged, RefKind, RefStore
 from casrepo.store import BUFFER_SIZE, ObjectStore
 
@@ -115,6 +117,7 @@ class Repository:
         self.registry.store = self.store
         config.register_kinds(self.registry)
         self._locks_dir = casrepo_dir / "locks"
+        self.pruned = PrunedLog(casrepo_dir / "logs" / PRUNED_FILE)
         self._lock_depth = 0
         self._lock_exclusive = False
         self.created = False
@@ -532,15 +535,36 @@ class Repository:
 
     def _pin(self, rev: str) -> str:
         """Resolve REV to a manifest under the writers' lock and keep it and what it
-        links to from gc: freshened, and each link checked to exist."""
+        links to from gc: freshened, and each link checked to exist (data that gc's
+        retention pruned on purpose excepted)."""
         oid = self.resolve(rev)
         document = self.document(oid)  # NotFound for a blob, as resolve_manifest
         self.store.freshen(oid)
         for link in links_of(document):
             if not self.store.exists(link.id):
+                if link.target is Target.BLOB and oid in self.pruned_manifests():
+                    continue
                 raise IntegrityError(f"{rev} links to missing {link.rel.value} {link.id} "
                                      "(run 'casrepo fsck')")
         return oid
+
+    def pruned_manifests(self) -> set[str]:
+        """Manifests whose data gc's retention removed (see :mod:`casrepo.pruned`)."""
+        return set(self.pruned.read())
+
+    def check_data(self, oid: str, blobs: Sequence[str], rev: str) -> None:
+        """Raise :class:`DataPruned` (exit 4) when the data of manifest ``oid`` was
+        pruned, :class:`IntegrityError` when a blob is missing otherwise."""
+        missing = next((b for b in blobs if not self.store.exists(b)), None)
+        if missing is None:
+            return
+        entry = self.pruned.read().get(oid)
+        if entry is not None:
+            rules = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in sorted(entry.rules.items()))
+            raise DataPruned(f"the data of {rev} ({oid[:12]}) was pruned by gc on {entry.time}"
+                             f"{f' ({rules})' if rules else ''}; its manifest and lineage remain, "
+                             "and adding the same data again restores it")
+        raise IntegrityError(f"object {missing} is missing from the store (run 'casrepo fsck')")
 
     def delete_tag(self, tag: str, message: str | None = None) -> str | None:
         """Delete a tag; returns its former target (None if the ref was damaged)."""
@@ -592,6 +616,10 @@ class Repository:
             raise Conflict(f"refusing to write {target}: it would overwrite the repository")
         if os.path.lexists(target) and not force:
             raise Conflict(f"destination exists: {target} (use --force to replace it)")
+        if isinstance(manifest, DirectoryArtifact):
+            self.check_data(oid, [e.content for e in manifest.entries], rev)
+        else:
+            self.check_data(oid, [_single_blob(manifest)[0]], rev)
         target.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(manifest, DirectoryArtifact):
             files = [(e.path, e.content, e.executable) for e in manifest.entries]
@@ -629,6 +657,7 @@ class Repository:
         if isinstance(manifest, DirectoryArtifact):
             raise UsageError(f"{rev} is a directory; give a destination path instead of '-'")
         blob, _ = _single_blob(manifest)
+        self.check_data(oid, [blob], rev)
         size = self._copy_verified(blob, sink)
         return GetResult(oid, Path("-"), 1, size)
 

@@ -621,12 +621,13 @@ def garbage(run: Any, repo: Repository, project: Path) -> dict[str, str]:
 
 def test_gc_dry_run_removes_nothing(run: Any, repo: Repository, garbage: dict[str, str]) -> None:
     before = snapshot(repo.dir / "objects")
-    result = assert_ok(run("gc", "--dry-run", "--prune-expire", "now"))
+    result = assert_ok(run("gc", "--dry-run", "--prune-expire", "now", "--reflog-expire", "now"))
     assert garbage["gone"] in result.stdout
     assert garbage["gone_blob"] in result.stdout
     assert garbage["keep"] not in result.stdout
     assert snapshot(repo.dir / "objects") == before
-    as_json = assert_ok(run("gc", "--dry-run", "--prune-expire", "now", "--json")).json()
+    as_json = assert_ok(run("gc", "--dry-run", "--prune-expire", "now", "--reflog-expire", "now",
+                            "--json")).json()
     assert as_json["dry_run"] is True
     assert {item["id"] for item in as_json["removed"]} == {garbage["gone"], garbage["gone_blob"]}
     assert snapshot(repo.dir / "objects") == before
@@ -635,7 +636,7 @@ def test_gc_dry_run_removes_nothing(run: Any, repo: Repository, garbage: dict[st
 def test_gc_prune_now_removes_unreachable_and_keeps_reachable(
         run: Any, repo: Repository, garbage: dict[str, str]) -> None:
     sizes = {key: repo.store.size(garbage[key]) for key in ("gone", "gone_blob")}
-    as_json = assert_ok(run("gc", "--prune-expire", "now", "--json")).json()
+    as_json = assert_ok(run("gc", "--prune-expire", "now", "--reflog-expire", "now", "--json")).json()
     assert as_json["dry_run"] is False
     assert as_json["objects_removed"] == 2
     assert as_json["bytes_removed"] == sizes["gone"] + sizes["gone_blob"]
@@ -651,13 +652,13 @@ def test_gc_prune_now_removes_unreachable_and_keeps_reachable(
     assert_ok(run("fsck"))
     assert_ok(run("get", "keep", "kept.txt"))
     # Nothing left to remove.
-    again = assert_ok(run("gc", "--prune-expire", "now", "--json")).json()
+    again = assert_ok(run("gc", "--prune-expire", "now", "--reflog-expire", "now", "--json")).json()
     assert again["objects_removed"] == 0 and again["removed"] == []
 
 
 def test_gc_plain_output_reports_counts(run: Any, repo: Repository,
                                         garbage: dict[str, str]) -> None:
-    text = assert_ok(run("gc", "--prune-expire", "now")).stdout
+    text = assert_ok(run("gc", "--prune-expire", "now", "--reflog-expire", "now")).stdout
     assert re.search(r"\b2 object", text), text
     assert not repo.store.exists(garbage["gone"])
 
@@ -676,7 +677,7 @@ def test_gc_keeps_every_version_and_tag(run: Any, repo: Repository, project: Pat
     new = add(run, project, "d.csv", b"v2\n", "--name", "datasets/iris")
     tagged = add(run, project, "t.csv", b"tagged\n")
     assert_ok(run("tag", "keep-me", tagged))
-    as_json = assert_ok(run("gc", "--prune-expire", "now", "--json")).json()
+    as_json = assert_ok(run("gc", "--prune-expire", "now", "--reflog-expire", "now", "--json")).json()
     assert as_json["objects_removed"] == 0
     for oid in (old, new, tagged, sha256(b"v1\n"), sha256(b"v2\n"), sha256(b"tagged\n")):
         assert repo.store.exists(oid)

@@ -43,11 +43,11 @@ def test_gc_keeps_exactly_the_reachable_set(repo: Repository, project: Path) -> 
         reachable.add(repo.load(oid).content)  # type: ignore[union-attr]
     orphan_blob = repo.load(orphan).content  # type: ignore[union-attr]
 
-    dry = collect_garbage(repo, expire="now", dry_run=True)
+    dry = collect_garbage(repo, reflog_expire="now", expire="now", dry_run=True)
     assert {i.id for i in dry.removed} == {orphan, orphan_blob}
     assert set(repo.store.ids()) == reachable | {orphan, orphan_blob}
 
-    report = collect_garbage(repo, expire="now")
+    report = collect_garbage(repo, reflog_expire="now", expire="now")
     assert {i.id for i in report.removed} == {orphan, orphan_blob}
     assert report.bytes_removed == sum(i.size for i in report.removed) > 0
     assert set(repo.store.ids()) == reachable
@@ -59,15 +59,16 @@ def test_grace_period_protects_young_objects(repo: Repository, project: Path) ->
     repo.delete_name("t")
     report = collect_garbage(repo)  # default: 14 days from config
     assert report.removed == [] and report.kept_recent == 2
-    assert collect_garbage(repo, expire=datetime.now(UTC) - timedelta(hours=1)).removed == []
-    assert len(collect_garbage(repo, expire="now").removed) == 2
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    assert collect_garbage(repo, reflog_expire="now", expire=hour_ago).removed == []
+    assert len(collect_garbage(repo, reflog_expire="now", expire="now").removed) == 2
 
 
 def test_never_expire_keeps_everything(repo: Repository, project: Path) -> None:
     add_bytes(repo, project, "x", name="t")
     repo.delete_name("t")
     age_all(repo)
-    assert collect_garbage(repo, expire="never").removed == []
+    assert collect_garbage(repo, reflog_expire="now", expire="never").removed == []
 
 
 def test_freshened_object_survives(repo: Repository, project: Path) -> None:
@@ -77,7 +78,7 @@ def test_freshened_object_survives(repo: Repository, project: Path) -> None:
     repo.delete_name("t")
     age_all(repo)
     repo.store.put_bytes(b"shared bytes")  # an in-flight writer reusing the blob
-    report = collect_garbage(repo, expire=datetime.now(UTC) - timedelta(minutes=5))
+    report = collect_garbage(repo, reflog_expire="now", expire=datetime.now(UTC) - timedelta(minutes=5))
     assert repo.store.exists(blob)
     assert oid in {i.id for i in report.removed}
 
@@ -91,24 +92,24 @@ def test_gc_refuses_on_corrupt_or_dangling_roots(repo: Repository, project: Path
     ref = repo.dir / "refs" / "names" / "keep"
     ref.write_text("garbage\n")
     with pytest.raises(IntegrityError, match="refused"):
-        collect_garbage(repo, expire="now")
+        collect_garbage(repo, reflog_expire="now", expire="now")
     assert len(list(repo.store.ids())) == count
     ref.write_text("e" * 64 + "\n")  # dangling
     with pytest.raises(IntegrityError, match="missing"):
-        collect_garbage(repo, expire="now")
+        collect_garbage(repo, reflog_expire="now", expire="now")
     ref.write_text(keep + "\n")
     repo.store.delete(repo.load(keep).content)  # type: ignore[union-attr]
     with pytest.raises(IntegrityError, match="missing"):
-        collect_garbage(repo, expire="now")
+        collect_garbage(repo, reflog_expire="now", expire="now")
     assert len(list(repo.store.ids())) == count - 1
 
 
 def test_gc_waits_for_writers_then_names_them(repo: Repository) -> None:
     writer = Repository.open(repo.dir)
     with writer.writing(), pytest.raises(Busy, match=f"writers are running \\(pid {os.getpid()} "):
-        collect_garbage(repo, expire="now", wait=0.2)
+        collect_garbage(repo, reflog_expire="now", expire="now", wait=0.2)
     assert not (repo.dir / "locks" / "gc.lock").exists()  # the timed-out gc left no lock
-    collect_garbage(repo, expire="now", wait=0.2)  # and the writer's lock went with it
+    collect_garbage(repo, reflog_expire="now", expire="now", wait=0.2)  # and the writer's lock went with it
 
 
 def test_writers_wait_for_a_running_gc(repo: Repository, project: Path,
@@ -117,11 +118,11 @@ def test_writers_wait_for_a_running_gc(repo: Repository, project: Path,
     with pytest.raises(Busy, match=f"gc is running .*pid {gc_holder.pid}"), repo.writing(0.2):
         pass
     with pytest.raises(Busy, match=f"locked by .*pid {gc_holder.pid}"):
-        collect_garbage(repo, expire="now", wait=0.2)  # one gc at a time
+        collect_garbage(repo, reflog_expire="now", expire="now", wait=0.2)  # one gc at a time
     gc_holder.kill()
     gc_holder.wait()
     add_bytes(repo, project, "after gc died", name="t")  # a killed gc blocks nobody
-    collect_garbage(repo, expire="now", wait=0.2)
+    collect_garbage(repo, reflog_expire="now", expire="now", wait=0.2)
 
 
 def test_gc_clears_temp_files_of_dead_processes(repo: Repository) -> None:
@@ -132,12 +133,12 @@ def test_gc_clears_temp_files_of_dead_processes(repo: Repository) -> None:
     live.write_bytes(b"in progress")
     foreign = repo.tmp_dir / "obj-1.00000000-abc.tmp"  # another host's writer
     foreign.write_bytes(b"someone else's")
-    report = collect_garbage(repo, expire="now")
+    report = collect_garbage(repo, reflog_expire="now", expire="now")
     assert report.temp_files_removed == [dead]
     assert not dead.exists() and live.exists() and foreign.exists()
     day_old = time.time() - 2 * 86400
     os.utime(foreign, (day_old, day_old))
-    assert collect_garbage(repo, expire="now").temp_files_removed == [foreign]
+    assert collect_garbage(repo, reflog_expire="now", expire="now").temp_files_removed == [foreign]
 
 
 @st.composite
@@ -179,7 +180,7 @@ def test_gc_on_random_dags(tmp_path_factory: pytest.TempPathFactory,
         for oid in (ids[i], blobs[i]):
             os.utime(repo.store.path(oid), (when, when))
     cutoff = datetime.now(UTC) - timedelta(days=1)
-    collect_garbage(repo, expire=cutoff)
+    collect_garbage(repo, reflog_expire="now", expire=cutoff)
     left = set(repo.store.ids())
     for i in range(len(ids)):
         if i in reach:
@@ -192,7 +193,7 @@ def test_metadata_only_artifacts(repo: Repository) -> None:
     oid = repo.save(Artifact(name="external", meta={"url": "s3://bucket/x"}))
     repo.refs.update(RefKind.NAME, "external", oid)
     age_all(repo)
-    collect_garbage(repo, expire="now")
+    collect_garbage(repo, reflog_expire="now", expire="now")
     assert repo.load("external").meta == {"url": "s3://bucket/x"}  # type: ignore[union-attr]
 
 
@@ -203,7 +204,24 @@ def test_recent_manifest_keeps_what_it_links_to(repo: Repository, project: Path)
     repo.delete_name("raw")
     age_all(repo)
     model = add_bytes(repo, project, "model", inputs=[raw])
-    report = collect_garbage(repo, expire=datetime.now(UTC) - timedelta(hours=1))
+    report = collect_garbage(repo, reflog_expire="now", expire=datetime.now(UTC) - timedelta(hours=1))
     assert report.removed == [] and report.kept_recent == 4
     repo.tag("v1", model)
-    assert collect_garbage(repo, expire="now").removed == []
+    assert collect_garbage(repo, reflog_expire="now", expire="now").removed == []
+
+
+def test_ref_log_keeps_what_deleted_and_moved_refs_held(repo: Repository, project: Path) -> None:
+    gone = add_bytes(repo, project, "deleted by mistake", name="oops")
+    repo.delete_name("oops")
+    first = add_bytes(repo, project, "first", name="moved")
+    second = add_bytes(repo, project, "second")
+    repo.set_name("moved", second)  # force-moved: first is no longer on its history
+    blobs = {oid: repo.load(oid).content for oid in (gone, first)}  # type: ignore[union-attr]
+    age_all(repo)
+    report = collect_garbage(repo, expire="now")  # ref log entries of 30 days are roots
+    assert report.removed == [] and report.reflog_roots == 4
+    repo.set_name("oops", gone)  # so the mistake can be undone
+    repo.delete_name("oops")
+    age_all(repo)
+    removed = {i.id for i in collect_garbage(repo, expire="now", reflog_expire="now").removed}
+    assert removed == {gone, blobs[gone], first, blobs[first]}

@@ -254,7 +254,7 @@ def test_gc_drops_what_it_removes_from_the_index(repo: Repository) -> None:
     assert doomed in down(fresh(repo), "base")  # unnamed, but still made from base
     age_all(repo)
 
-    report = collect_garbage(repo, expire="now")
+    report = collect_garbage(repo, reflog_expire="now", expire="now")
     assert [info.id for info in report.removed] == [doomed]
     assert repo.index.manifests([doomed]) == {}
     assert doomed not in down(repo, "base")
@@ -272,7 +272,7 @@ def test_gc_leaves_no_false_damage_for_the_next_reader(repo: Repository) -> None
     doomed = art(repo, "doomed", ids["a"])
     repo.delete_name("doomed")
     age_all(repo)
-    assert [info.id for info in collect_garbage(repo, expire="now").removed] == [doomed]
+    assert [info.id for info in collect_garbage(repo, reflog_expire="now", expire="now").removed] == [doomed]
 
     reader = fresh(repo)
     first = lineage(reader, "base", "down")

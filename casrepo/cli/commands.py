@@ -461,35 +461,56 @@ def reindex(state: State, as_json: bool) -> None:
 # -- gc / fsck ---------------------------------------------------------------------
 
 
-@cli.command(epilog=examples("casrepo gc", "casrepo gc --dry-run",
-                             "casrepo gc --prune-expire now --json"))
+@cli.command(epilog=examples("casrepo gc", "casrepo gc --dry-run --json",
+                             "casrepo gc --prune-expire now --reflog-expire now",
+                             "casrepo gc --keep-last 5 --keep-within 30d",
+                             "casrepo gc --quiet --wait 600   # from cron"))
 @click.option("--dry-run", "-n", is_flag=True, help="List what would be removed; remove nothing.")
 @click.option("--prune-expire", metavar="WHEN",
               help="Remove unreachable objects older than WHEN ('now', '14d', '2.weeks.ago', "
                    "'never', an ISO date); default from config.yaml.")
+@click.option("--reflog-expire", metavar="WHEN",
+              help="Keep what ref log entries younger than WHEN point at ('now' keeps none, "
+                   "'never' keeps all); default from config.yaml.")
+@click.option("--keep-last", type=click.IntRange(min=1), metavar="N",
+              help="Keep the data of the N newest versions of each name; older versions keep "
+                   "their manifests only.")
+@click.option("--keep-within", metavar="DURATION",
+              help="Keep the data of versions created within DURATION (e.g. '90d').")
 @click.option("--wait", type=click.FloatRange(min=0), default=60.0, show_default=True,
-              metavar="SECONDS", help="How long to wait for running writers.")
+              metavar="SECONDS", help="How long to wait for running writers or another gc.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @json_option
 @pass_state
-def gc(state: State, dry_run: bool, prune_expire: str | None, wait: float, quiet: bool,
+def gc(state: State, dry_run: bool, prune_expire: str | None, reflog_expire: str | None,
+       keep_last: int | None, keep_within: str | None, wait: float, quiet: bool,
        as_json: bool) -> None:
     """Remove objects no name or tag needs and older than the grace period."""
-    from casrepo.gc import collect_garbage
+    from casrepo.gc import collect_garbage, report_json
 
     repo = state.repo()
     expire: Any = "config" if prune_expire is None else clock.parse_expire(prune_expire)
-    report = collect_garbage(repo, expire=expire, dry_run=dry_run, wait=wait)
+    reflog: Any = "config" if reflog_expire is None else clock.parse_expire(reflog_expire)
+    if keep_within is not None:
+        clock.parse_duration(keep_within)  # a usage error before any lock is taken
+    show_progress = is_terminal() and not (quiet or as_json)
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if show_progress:
+            of = f"/{total}" if total else ""
+            click.echo(f"\r\x1b[Kgc: {phase} {done}{of}" if done else f"\r\x1b[Kgc: {phase}",
+                       err=True, nl=False)
+
+    # Either option replaces config.yaml's retention rules as a whole.
+    given = keep_last is not None or keep_within is not None
+    report = collect_garbage(repo, expire=expire, dry_run=dry_run, wait=wait,
+                             reflog_expire=reflog, progress=progress,
+                             keep_last=keep_last if given else "config",
+                             keep_within=keep_within if given else "config")
+    if show_progress:
+        click.echo("\r\x1b[K", err=True, nl=False)
     if as_json:
-        emit_json({
-            "dry_run": report.dry_run,
-            "expire": clock.format_time(report.expire) if report.expire else None,
-            "roots": report.roots, "reachable": report.reachable,
-            "removed": [{"id": i.id, "size": i.size} for i in report.removed],
-            "objects_removed": len(report.removed), "bytes_removed": report.bytes_removed,
-            "kept_recent": report.kept_recent,
-            "temp_files_removed": len(report.temp_files_removed),
-        })
+        emit_json(report_json(report))
         return
     if quiet:
         return
@@ -497,8 +518,14 @@ def gc(state: State, dry_run: bool, prune_expire: str | None, wait: float, quiet
     if dry_run:
         for item in report.removed:
             click.echo(f"would remove {item.id}  {human_size(item.size)}")
+    if report.pruned:
+        info(f"{'would prune' if dry_run else 'pruned'} the data of {len(report.pruned)} old "
+             "version(s); their manifests stay ('casrepo log' shows them)")
+    kept = f"kept {report.reachable} reachable and {report.kept_recent} recent"
+    if report.reflog_roots:
+        kept += f" ({report.reflog_roots} only for the ref log)"
     click.echo(f"{verb} {len(report.removed)} object(s), {human_size(report.bytes_removed)}; "
-               f"kept {report.reachable} reachable and {report.kept_recent} recent")
+               f"{kept}")
 
 
 @cli.command(epilog=examples("casrepo fsck", "casrepo fsck --repair"))
@@ -517,10 +544,14 @@ def fsck(state: State, repair: bool, as_json: bool) -> None:
                    "refs": report.refs,
                    "problems": [{"level": p.level.value, "subject": p.subject,
                                  "message": p.message, "repaired": p.repaired}
-                                for p in report.problems]})
+                                for p in report.problems],
+                   "pruned": report.pruned})
     else:
         for problem in report.problems:
             click.echo(str(problem))
+        if report.pruned:
+            info(f"{len(report.pruned)} old version(s) have no data: gc's retention pruned it "
+                 "(not damage)")
         info(f"checked {report.objects} objects, {report.manifests} manifests, "
              f"{report.refs} refs: {len(report.errors)} error(s)")
     if not report.ok:

@@ -1,0 +1,69 @@
+"""The record of pruned data: which manifests lost their data to gc's retention.
+
+``logs/pruned.jsonl`` holds one line per gc run that thinned versions: when,
+under which rules, and the manifests whose blobs it removed. It is written
+and synced before the first blob goes, so a missing blob is either recorded
+here (pruned on purpose: ``get`` says so, fsck lists it apart) or damage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from casrepo.errors import IntegrityError
+
+PRUNED_FILE = "pruned.jsonl"
+
+
+@dataclass(frozen=True)
+class PrunedEntry:
+    time: str
+    rules: dict[str, Any]
+
+
+class PrunedLog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._cache: tuple[int, int, dict[str, PrunedEntry]] | None = None
+
+    def read(self) -> dict[str, PrunedEntry]:
+        """Every manifest whose data was pruned, with the run that pruned it (the first)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return {}
+        if self._cache is not None and self._cache[:2] == (st.st_size, st.st_mtime_ns):
+            return self._cache[2]
+        found: dict[str, PrunedEntry] = {}
+        with open(self.path, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    data = json.loads(line)
+                    entry = PrunedEntry(str(data["time"]), dict(data.get("rules") or {}))
+                    for oid in data["manifests"]:
+                        found.setdefault(str(oid), entry)
+                except (ValueError, KeyError, TypeError):
+                    raise IntegrityError(f"line {number} of {self.path} is corrupt") from None
+        self._cache = (st.st_size, st.st_mtime_ns, found)
+        return found
+
+    def append(self, time: str, rules: dict[str, Any], manifests: Iterable[str]) -> None:
+        """Record one gc run's pruned manifests, durably."""
+        line = json.dumps({"time": time, "rules": rules, "manifests": sorted(manifests)},
+                          sort_keys=True) + "\n"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            data = line.encode()
+            if os.write(fd, data) != len(data):
+                raise OSError(f"short write to {self.path}")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
