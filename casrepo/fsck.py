@@ -5,16 +5,21 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from casrepo.errors import CasrepoError
+from casrepo.errors import CasrepoError, NotFound
+from casrepo.ids import is_object_id, ref_name_problem
 from casrepo.lockfile import GC_LOCK, ExclusiveLock
 from casrepo.manifest import Link
 from casrepo.reach import mark
-from casrepo.refs import RefKind
+from casrepo.refs import ANY, RefKind, RefLogEntry
 from casrepo.repository import Repository
+from casrepo.store import ObjectInfo
 
 
 class Level(StrEnum):
@@ -52,25 +57,29 @@ class FsckReport:
         return not self.errors
 
 
-def check(repo: Repository, *, repair: bool = False) -> FsckReport:
+def check(repo: Repository, *, repair: bool = False, wait: float = 60.0,
+          workers: int | None = None) -> FsckReport:
     """Check the whole repository; with ``repair``, quarantine corrupt objects
     and clear files left by killed processes (never deleting data).
 
-    Holds the writers' shared lock, so gc cannot remove objects under it.
+    Holds the writers' shared lock, so gc cannot remove objects under it;
+    with ``repair``, the repository exclusively (as gc does), so no writer
+    can reuse an object while it is moved to quarantine.
     """
-    with repo.writing():
-        return _check(repo, repair)
+    with repo.collecting(timeout=wait) if repair else repo.writing(timeout=wait):
+        return _check(repo, repair, workers)
 
 
-def _check(repo: Repository, repair: bool) -> FsckReport:
+def _check(repo: Repository, repair: bool, workers: int | None) -> FsckReport:
     report = FsckReport()
     problems = report.problems
     for error in repo.registry.load_errors:
         problems.append(Problem(Level.WARNING, "kinds", error))
     quarantine = repo.dir / "quarantine"
-    for info in repo.store.scan():
+    for info, actual in _rehash(repo, workers):
         report.objects += 1
-        actual = repo.store.compute_id(info.id)
+        if actual is None:
+            continue  # removed meanwhile (by no one: we hold the lock) or unreadable
         if actual != info.id:
             moved = False
             if repair:
@@ -87,16 +96,16 @@ def _check(repo: Repository, repair: bool) -> FsckReport:
     report.manifests = len(reach.manifests)
     report.pruned = sorted(reach.pruned)
     for kind, name, message in reach.bad_refs:
-        moved = False
         if repair:  # keep the damaged file for inspection, out of the way of new refs
-            path = repo.refs.path(kind, name)
             flat = name.replace("%", "%25").replace("/", "%2F")
             if len(flat.encode()) > 200:
                 flat = hashlib.sha256(name.encode()).hexdigest()
-            _quarantine(path, quarantine / "refs" / kind.value, flat)
-            repo.refs.prune_empty_dirs(kind, path.parent)
-            moved = True
-        problems.append(Problem(Level.ERROR, f"{kind.label} {name}", message, moved))
+            _quarantine(repo.refs.path(kind, name), quarantine / "refs" / kind.value, flat,
+                        copy=True)
+            # The delete goes through the ref's lock and into the ref log.
+            repo.refs.update(kind, name, None, expected=ANY,
+                             message="fsck --repair: damaged ref moved to quarantine")
+        problems.append(Problem(Level.ERROR, f"{kind.label} {name}", message, repair))
     for subject, message in reach.problems:
         problems.append(Problem(Level.ERROR, subject, message))
     for oid in sorted(reach.manifests):
@@ -123,10 +132,7 @@ def _check(repo: Repository, repair: bool) -> FsckReport:
             lock.release_keeping_file()
         problems.append(Problem(Level.WARNING, str(path.relative_to(repo.dir)),
                                 "lock file left by a process that is gone", repair))
-    try:
-        repo.refs.log()
-    except CasrepoError as e:
-        problems.append(Problem(Level.ERROR, "ref log", str(e)))
+    _check_ref_log(repo, problems, repair)
 
     for path in repo.store.abandoned_temp_files():
         if repair:
@@ -134,6 +140,68 @@ def _check(repo: Repository, repair: bool) -> FsckReport:
         problems.append(Problem(Level.WARNING, str(path.relative_to(repo.dir)),
                                 "temp file left by a killed process", repair))
     return report
+
+
+def _check_ref_log(repo: Repository, problems: list[Problem], repair: bool) -> None:
+    """Every ref log entry parses and names a valid ref and ids; each ref holds what
+    its last entry says (else an update was interrupted between the two)."""
+    try:
+        entries = repo.refs.log()
+    except CasrepoError as e:
+        problems.append(Problem(Level.ERROR, "ref log", str(e)))
+        return
+    last: dict[str, RefLogEntry] = {}
+    for number, entry in enumerate(entries, 1):
+        kind_name, _, name = entry.ref.partition("/")
+        bad = None
+        if kind_name not in (RefKind.NAME.value, RefKind.TAG.value) or ref_name_problem(name):
+            bad = f"names no valid ref: {entry.ref!r}"
+        elif any(oid is not None and not is_object_id(oid) for oid in (entry.old, entry.new)):
+            bad = "holds a malformed id"
+        if bad:
+            problems.append(Problem(Level.ERROR, f"ref log entry {number}", bad))
+            continue
+        last[entry.ref] = entry
+    for ref, entry in sorted(last.items()):
+        kind_name, _, name = ref.partition("/")
+        try:
+            current = repo.refs.read(RefKind(kind_name), name)
+        except CasrepoError:
+            continue  # a damaged ref is reported as such
+        if current != entry.new:
+            if repair:
+                repo.refs.record_current(RefKind(kind_name), name, entry.new,
+                                         "fsck --repair: the ref log brought in line with the ref")
+            problems.append(Problem(
+                Level.WARNING, f"{RefKind(kind_name).label} {name}",
+                f"holds {current or 'nothing'} but the ref log's last entry moved it to "
+                f"{entry.new or 'nothing'} (an update was interrupted, or the ref was "
+                "changed by hand)", repair))
+
+
+def _rehash(repo: Repository, workers: int | None) -> Iterator[tuple[ObjectInfo, str | None]]:
+    """(object, sha256 of its bytes) for every object, hashed by a pool of threads:
+    hashlib and file reads release the GIL, so the cores share the work."""
+    count = workers or min(8, os.cpu_count() or 1)
+
+    def digest(info: ObjectInfo) -> tuple[ObjectInfo, str | None]:
+        try:
+            return info, repo.store.compute_id(info.id)
+        except NotFound:
+            return info, None
+
+    if count == 1:
+        yield from map(digest, repo.store.scan())
+        return
+    with ThreadPoolExecutor(count) as pool:
+        # Bounded look-ahead: results come back in order, memory stays flat.
+        pending: deque[Future[tuple[ObjectInfo, str | None]]] = deque()
+        for info in repo.store.scan():
+            pending.append(pool.submit(digest, info))
+            if len(pending) >= count * 64:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _check_index(repo: Repository, links: dict[str, list[Link]], problems: list[Problem]) -> None:
@@ -155,13 +223,16 @@ def _check_index(repo: Repository, links: dict[str, list[Link]], problems: list[
                                 f"{detail}; rebuilt with {stats.manifests} manifests", True))
 
 
-def _quarantine(path: Path, directory: Path, name: str) -> Path:
-    """Move ``path`` into ``directory`` as ``name``, never over an earlier one."""
+def _quarantine(path: Path, directory: Path, name: str, copy: bool = False) -> Path:
+    """Move (or copy) ``path`` into ``directory`` as ``name``, never over an earlier one."""
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / name
     n = 0
     while os.path.lexists(target):
         n += 1
         target = directory / f"{name}.{n}"
-    shutil.move(str(path), target)
+    if copy:
+        shutil.copy2(path, target)
+    else:
+        shutil.move(str(path), target)
     return target

@@ -101,7 +101,11 @@ class _Walk:
         self.result = result
         self.retention = retention
         self.whole: set[str] = set()
-        self.pruned = repo.pruned_manifests()
+        try:
+            self.pruned = repo.pruned_manifests()
+        except IntegrityError as e:  # then no missing blob can be told from damage
+            self.pruned = set()
+            result.problems.append(("pruned-data log", str(e)))
 
     def links_of(self, oid: str, via: str, strict: bool) -> list[Link] | None:
         """The links of manifest ``oid``, read once; None (and a problem when

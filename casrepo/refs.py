@@ -194,6 +194,17 @@ class RefStore:
             self.prune_empty_dirs(kind, path.parent)
         return current
 
+    def record_current(self, kind: RefKind, name: str, logged: str | None,
+                       message: str) -> None:
+        """Append a log entry moving the ref from ``logged`` (what the log last says)
+        to what it holds now, so the log agrees with the ref again."""
+        with ExclusiveLock(self.lock_path(kind, name), f"{kind.label} {name!r}", self.lock_timeout):
+            current = self.read(kind, name)
+            if current != logged:
+                self._append_log(RefLogEntry(f"{kind.value}/{name}", logged, current,
+                                             clock.format_time(clock.now()), current_user(),
+                                             message))
+
     def _make_parents(self, kind: RefKind, name: str, path: Path) -> None:
         """Create the directories of ``path``, each made durable in its parent."""
         base = self.dir / kind.value

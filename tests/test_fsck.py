@@ -9,7 +9,9 @@ import pytest
 
 from casrepo import Repository
 from casrepo.canonical import canonical_json
+from casrepo.errors import Busy, IntegrityError
 from casrepo.fsck import Level, check
+from casrepo.gc import collect_garbage
 from casrepo.lockfile import host_tag
 from casrepo.refs import RefKind
 
@@ -112,3 +114,58 @@ def test_live_writer_temp_file_is_not_reported(repo: Repository, filled: dict[st
     parent_pid = os.getppid()
     (repo.tmp_dir / f"obj-{parent_pid}.{host_tag()}-x.tmp").write_bytes(b"in flight")
     assert check(repo).problems == []
+
+
+def test_interrupted_ref_update_is_a_warning_that_repair_settles(repo: Repository,
+                                                                  filled: dict[str, str]) -> None:
+    # What a kill between the ref log append and the rename leaves: a logged move
+    # that did not happen.
+    entry = {"ref": "names/raw", "old": filled["raw"], "new": filled["model"],
+             "time": "2026-01-01T00:00:00Z", "user": "u", "message": None}
+    with open(repo.refs.log_path, "a") as log:
+        log.write(json.dumps(entry) + "\n")
+    report = check(repo)
+    assert report.ok
+    assert [(p.level, p.subject) for p in report.problems] == [(Level.WARNING, "name raw")]
+    assert "update was interrupted" in report.problems[0].message
+    repaired = check(repo, repair=True)
+    assert repaired.problems[0].repaired
+    assert check(repo).problems == []
+    assert repo.refs.get(RefKind.NAME, "raw") == filled["raw"]  # the ref itself is untouched
+
+
+def test_bad_ref_log_entries_are_errors(repo: Repository, filled: dict[str, str]) -> None:
+    with open(repo.refs.log_path, "a") as log:
+        for ref, new in (("names/bad..name", filled["raw"]), ("heads/x", filled["raw"]),
+                         ("names/raw", "xyz")):
+            log.write(json.dumps({"ref": ref, "old": None, "new": new, "time": "t",
+                                  "user": "u", "message": None}) + "\n")
+    errors = [(p.subject, p.message) for p in check(repo).errors]
+    assert [s for s, _ in errors] == ["ref log entry 4", "ref log entry 5", "ref log entry 6"]
+    assert "malformed id" in errors[2][1]
+
+
+def test_corrupt_pruned_log_is_an_error_and_stops_gc(repo: Repository,
+                                                     filled: dict[str, str]) -> None:
+    repo.pruned.path.write_text("{not json\n")
+    assert [p.subject for p in check(repo).errors] == ["pruned-data log"]
+    with pytest.raises(IntegrityError, match="pruned-data log"):
+        collect_garbage(repo, expire="now")
+
+
+def test_repair_waits_for_writers(repo: Repository, filled: dict[str, str]) -> None:
+    with Repository.open(repo.dir).writing(), pytest.raises(Busy, match="writers are running"):
+        check(repo, repair=True, wait=0.2)
+    assert check(repo, repair=True, wait=0.2).ok
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_rehash_finds_corruption_with_any_pool_size(repo: Repository, filled: dict[str, str],
+                                                    workers: int) -> None:
+    path = writable(repo.store.path(filled["raw_blob"]))
+    data = bytearray(path.read_bytes())
+    data[100] ^= 1
+    path.write_bytes(bytes(data))
+    report = check(repo, workers=workers)
+    assert [p.subject for p in report.errors] == [f"object {filled['raw_blob']}"]
+    assert report.objects == len(list(repo.store.ids()))

@@ -528,17 +528,20 @@ def gc(state: State, dry_run: bool, prune_expire: str | None, reflog_expire: str
                f"{kept}")
 
 
-@cli.command(epilog=examples("casrepo fsck", "casrepo fsck --repair"))
+@cli.command(epilog=examples("casrepo fsck", "casrepo fsck --repair", "casrepo fsck --json"))
 @click.option("--repair", is_flag=True,
-              help="Move corrupt objects to .casrepo/quarantine and clear files left by "
-                   "killed processes.")
+              help="Move corrupt objects and damaged refs to .casrepo/quarantine, clear files "
+                   "left by killed processes, bring the ref log in line; never deletes data.")
+@click.option("--wait", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              metavar="SECONDS", help="How long to wait for a running gc (or, with --repair, "
+                                      "for running writers).")
 @json_option
 @pass_state
-def fsck(state: State, repair: bool, as_json: bool) -> None:
+def fsck(state: State, repair: bool, wait: float, as_json: bool) -> None:
     """Verify every object, manifest, link and ref; exit 6 if anything is wrong."""
     from casrepo.fsck import check
 
-    report = check(state.repo(), repair=repair)
+    report = check(state.repo(), repair=repair, wait=wait)
     if as_json:
         emit_json({"ok": report.ok, "objects": report.objects, "manifests": report.manifests,
                    "refs": report.refs,
