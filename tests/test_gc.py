@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from casrepo import Artifact, FileArtifact, IntegrityError, Repository
 from casrepo.errors import Busy
+from casrepo.fsck import check
 from casrepo.gc import collect_garbage
 from casrepo.lockfile import host_tag
 from casrepo.refs import RefKind
@@ -225,3 +226,105 @@ def test_ref_log_keeps_what_deleted_and_moved_refs_held(repo: Repository, projec
     age_all(repo)
     removed = {i.id for i in collect_garbage(repo, expire="now", reflog_expire="now").removed}
     assert removed == {gone, blobs[gone], first, blobs[first]}
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> dict[str, Any]:
+    """Names with chains of versions over a small pool of blobs, inputs between any
+    manifests, tags, deleted names, young and old objects, and gc's rules."""
+    chains = draw(st.lists(st.integers(1, 4), min_size=1, max_size=4))
+    total = sum(chains)
+    return {
+        "chains": chains,
+        "blobs": draw(st.lists(st.integers(0, 5), min_size=total, max_size=total)),
+        "inputs": [draw(st.lists(st.integers(0, max(i - 1, 0)), max_size=2, unique=True))
+                   if i else [] for i in range(total)],
+        "tags": draw(st.lists(st.integers(0, total - 1), max_size=2, unique=True)),
+        "deleted": draw(st.lists(st.integers(0, len(chains) - 1), max_size=2, unique=True)),
+        "young": draw(st.sets(st.integers(0, total + 5))),
+        "keep_last": draw(st.one_of(st.none(), st.integers(1, 3))),
+        "reflog": draw(st.sampled_from(["now", "never"])),
+    }
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(histories())
+def test_gc_model_with_retention_and_ref_log(tmp_path_factory: pytest.TempPathFactory,
+                                            h: dict[str, Any]) -> None:
+    """gc keeps exactly what the rules say, checked against a separate model: never
+    an object a root needs, always every other object older than the grace period."""
+    repo = Repository.init(tmp_path_factory.mktemp("hist"))
+    ids: list[str] = []
+    blob_of: list[str] = []
+    heads: list[list[str]] = []
+    n = 0
+    for c, length in enumerate(h["chains"]):
+        chain = []
+        for _ in range(length):
+            data = f"blob {h['blobs'][n]}".encode()
+            blob = repo.store.put_bytes(data).id
+            manifest = FileArtifact(content=blob, size=len(data), message=f"version {n}",
+                                    inputs=tuple(dict.fromkeys(ids[d] for d in h["inputs"][n]
+                                                               if d < len(ids))))
+            ids.append(repo.save(manifest, name=f"name{c}"))
+            blob_of.append(blob)
+            chain.append(ids[-1])
+            n += 1
+        heads.append(chain)
+    for t in h["tags"]:
+        repo.tag(f"tag{t}", ids[t])
+    for c in h["deleted"]:
+        repo.delete_name(f"name{c}")
+    objects = sorted(set(ids) | set(blob_of))
+    young = {oid for i, oid in enumerate(objects) if i in h["young"]}
+    now = time.time()
+    for oid in objects:
+        when = now if oid in young else OLD
+        os.utime(repo.store.path(oid), (when, when))
+
+    # The model, as the docs state the rules.
+    links: dict[str, list[tuple[str, str]]] = {}
+    for oid in ids:
+        links[oid] = [(lk.rel.value, lk.id) for lk in repo.load(oid).links]
+    retention = h["keep_last"] is not None
+    manifests, whole = set(), set()
+
+    def spread(roots: set[str]) -> None:
+        fresh = roots - manifests
+        manifests.update(fresh)
+        whole.update(fresh)
+        changed = True
+        while changed:
+            changed = False
+            for m in list(manifests):
+                for rel, target in links[m]:
+                    if target not in links:
+                        continue  # a blob
+                    if target not in manifests:
+                        manifests.add(target)
+                        changed = True
+                    keeps = m in whole and not (retention and rel == "previous")
+                    if keeps and target not in whole:
+                        whole.add(target)
+                        changed = True
+
+    roots = {ids[t] for t in h["tags"]}
+    for c, chain in enumerate(heads):
+        if c not in h["deleted"]:
+            newest_first = chain[::-1]
+            roots.update(newest_first[:h["keep_last"]] if retention else newest_first[:1])
+    spread(roots)
+    spread({oid for oid in young if oid in links} - manifests)
+    if h["reflog"] == "never":
+        spread(set(ids) - manifests)  # every version was the target of some ref log entry
+    kept_blobs = {target for m in whole for rel, target in links[m] if target not in links}
+    expected = manifests | kept_blobs | young
+
+    report = collect_garbage(repo, expire=datetime.now(UTC) - timedelta(days=1),
+                             reflog_expire=h["reflog"], keep_last=h["keep_last"])
+    assert set(repo.store.ids()) == expected
+    thin_with_data_gone = {m for m in manifests - whole
+                           if any(t not in links and t not in expected for _, t in links[m])}
+    assert set(report.pruned) == thin_with_data_gone
+    assert check(repo).ok
