@@ -27,7 +27,7 @@ from casrepo import clock
 from casrepo.errors import Conflict, IntegrityError, NotFound
 from casrepo.ids import check_ref_name, is_object_id, ref_name_problem
 from casrepo.lockfile import ExclusiveLock, temp_prefix
-from casrepo.store import _fsync_dir
+from casrepo.store import fsync_dir
 
 LOG_FILE = "refs.jsonl"
 
@@ -189,7 +189,7 @@ class RefStore:
             finally:
                 if tmp is not None:
                     tmp.unlink(missing_ok=True)
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         if new is None:
             self.prune_empty_dirs(kind, path.parent)
         return current
@@ -225,7 +225,7 @@ class RefStore:
                             raise Conflict(f"cannot create {kind.label} {name!r}: "
                                            f"{kind.label} {prefix!r} exists") from None
                         continue
-                    _fsync_dir(directory.parent)
+                    fsync_dir(directory.parent)
             except FileNotFoundError:
                 continue  # a concurrent delete pruned a directory we had made: again
         raise Conflict(f"cannot create the directory of {kind.label} {name!r}: "

@@ -55,7 +55,7 @@ from casrepo.manifest import (
 )
 from casrepo.pruned import PRUNED_FILE, PrunedLog
 from casrepo.refs import ANY, RefChanged, RefKind, RefStore
-from casrepo.store import BUFFER_SIZE, ObjectStore
+from casrepo.store import BUFFER_SIZE, ObjectStore, fsync_dir
 
 if TYPE_CHECKING:
     from casrepo.index import ManifestIndex
@@ -170,6 +170,7 @@ class Repository:
                 if (target / CONFIG_FILE).exists():  # another init won the race
                     return cls.open(target, registry)
                 raise
+            fsync_dir(target.parent)
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
@@ -409,7 +410,7 @@ class Repository:
         reserved = sorted(set(own) & ADD_SETS)
         if reserved:
             raise UsageError(f"--meta {reserved[0]}: add sets this field itself")
-        scan = _scan_directory(source) if is_dir else None
+        scan = _scan_directory(source, self.dir) if is_dir else None
         common: dict[str, Any] = dict(name=name, message=message, meta=rest,
                                       inputs=input_ids, **own)
         _check_fields(cls, common, is_dir)
@@ -722,8 +723,11 @@ def _is_executable(path: Path) -> bool:
     return bool(path.stat().st_mode & 0o111)
 
 
-def _scan_directory(root: Path) -> list[tuple[str, Path, bool]]:
-    """Every file under ``root`` (sorted, relative POSIX paths), checked before writing."""
+def _scan_directory(root: Path, repo_dir: Path) -> list[tuple[str, Path, bool]]:
+    """Every file under ``root`` (sorted, relative POSIX paths), checked before writing.
+
+    The repository's own directory is left out: ``add .`` in the project stores
+    the project, not the store inside it."""
     scan: list[tuple[str, Path, bool]] = []
     def unreadable(error: OSError) -> None:
         raise UsageError(f"cannot add {root}: cannot read {error.filename}: {error.strerror}")
@@ -731,6 +735,7 @@ def _scan_directory(root: Path) -> list[tuple[str, Path, bool]]:
     for current, dirs, files in os.walk(root, onerror=unreadable):
         dirs.sort()
         base = Path(current)
+        dirs[:] = [d for d in dirs if not _same_dir(base / d, repo_dir)]
         for d in dirs:
             if (base / d).is_symlink():
                 raise UsageError(f"cannot add {base / d}: symlinks to directories are not supported")
@@ -750,6 +755,13 @@ def _scan_directory(root: Path) -> list[tuple[str, Path, bool]]:
             scan.append((rel, path, bool(st.st_mode & 0o111)))
     scan.sort(key=lambda item: item[0])
     return scan
+
+
+def _same_dir(path: Path, other: Path) -> bool:
+    try:
+        return os.path.samefile(path, other)
+    except OSError:
+        return False
 
 
 def _single_blob(manifest: AnyManifest) -> tuple[str, bool]:

@@ -177,7 +177,7 @@ class ObjectStore:
             os.chmod(tmp, OBJECT_MODE)
             self._make_dirs(dest.parent)
             os.replace(tmp, dest)
-            _fsync_dir(dest.parent)
+            fsync_dir(dest.parent)
         except BaseException:
             _unlink_quietly(tmp)
             raise
@@ -194,7 +194,7 @@ class ObjectStore:
         for d in reversed(missing):
             with contextlib.suppress(FileExistsError):
                 d.mkdir()
-            _fsync_dir(d.parent)
+            fsync_dir(d.parent)
 
     # -- reading -------------------------------------------------------------
 
@@ -365,7 +365,7 @@ def _unlink_quietly(path: Path) -> None:
         os.unlink(path)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Make a rename or create in ``directory`` durable (a no-op where unsupported)."""
     try:
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)

@@ -299,3 +299,12 @@ def test_write_to_stream(repo: Repository, project: Path) -> None:
     repo.add(project / "d", name="d")
     with pytest.raises(UsageError, match="directory"):
         repo.write_to("d", io.BytesIO())
+
+
+def test_add_of_the_project_leaves_the_repository_out(repo: Repository, project: Path) -> None:
+    (project / "data.csv").write_text("a,b\n")
+    (project / "sub").mkdir()
+    (project / "sub" / "x.txt").write_text("x")
+    result = repo.add(project, name="project")
+    paths = [e.path for e in result.manifest.entries]  # type: ignore[attr-defined]
+    assert paths == ["data.csv", "sub/x.txt"]
