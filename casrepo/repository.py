@@ -553,6 +553,13 @@ class Repository:
         """Manifests whose data gc's retention removed (see :mod:`casrepo.pruned`)."""
         return set(self.pruned.read())
 
+    def data_pruned(self, oid: str) -> bool:
+        """True when gc's retention removed data of manifest ``oid`` and it is still gone."""
+        if oid not in self.pruned.read():
+            return False
+        return any(link.target is Target.BLOB and not self.store.exists(link.id)
+                   for link in links_of(self.document(oid)))
+
     def check_data(self, oid: str, blobs: Sequence[str], rev: str) -> None:
         """Raise :class:`DataPruned` (exit 4) when the data of manifest ``oid`` was
         pruned, :class:`IntegrityError` when a blob is missing otherwise."""

@@ -129,6 +129,9 @@ def test_cli_retention(run: Any, repo: Repository, history: dict[str, str]) -> N
     assert got.exit_code == 4
     assert got.stderr.startswith("casrepo: error: the data of model~3") and "pruned" in got.stderr
     assert len(got.stderr.splitlines()) == 1
+    log = run("log", "model", "--json").json()["versions"]
+    assert [v["data_pruned"] for v in log] == [False, False, False, True, False]
+    assert "[data pruned]" in run("log", "model").stdout.splitlines()[3]
     fsck = run("fsck", "--json")
     assert fsck.exit_code == 0 and fsck.json()["pruned"] == [history["m2"]]
     assert run("gc", "--keep-last", "0").exit_code == 2

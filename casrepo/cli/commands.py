@@ -253,7 +253,9 @@ def log(state: State, rev: str | None, limit: int | None, as_json: bool) -> None
     versions = repo.history(rev, limit)
     marks = repo.decorations()
     if as_json:
-        emit_json({"rev": rev, "versions": [_version_json(v.id, v.manifest) for v in versions]})
+        emit_json({"rev": rev, "versions": [dict(_version_json(v.id, v.manifest),
+                                                 data_pruned=repo.data_pruned(v.id))
+                                            for v in versions]})
         return
     for v in versions:
         doc = v.manifest.document()
@@ -263,8 +265,9 @@ def log(state: State, rev: str | None, limit: int | None, as_json: bool) -> None
         size_text = f"  {human_size(size)}" if isinstance(size, int) else ""
         msg = f"  {doc['message']}" if doc.get("message") else ""
         created = str(doc.get("created", "?"))[:19].replace("T", " ")
+        pruned = "  [data pruned]" if repo.data_pruned(v.id) else ""
         click.echo(f"{short(v.id)}  {created}  {doc.get('kind')}{size_text}"
-                   f"{deco}{msg}")
+                   f"{deco}{pruned}{msg}")
 
 
 def _version_json(oid: str, manifest: Any) -> dict[str, Any]:
