@@ -11,6 +11,7 @@ It all runs holding the repository exclusively (see :mod:`casrepo.lockfile`).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from typing import Any
 from casrepo import clock
 from casrepo.errors import CasrepoError, IntegrityError, UsageError
 from casrepo.lockfile import ExclusiveLock
-from casrepo.manifest import Target
+from casrepo.manifest import Link, Target
 from casrepo.reach import Retention, mark
 from casrepo.repository import Repository
 from casrepo.store import ObjectInfo
@@ -96,10 +97,14 @@ def collect_garbage(repo: Repository, *, expire: datetime | str | None = "config
         # A manifest young enough to be kept keeps everything it links to, or a
         # ref made to it later would point into missing data (git keeps objects
         # reachable from recent objects for the same reason).
-        recent = [oid for oid, _, _ in repo.registry.recent_manifests(cutoff)]
+        # Their links are kept from this scan, so the mark need not read them again.
+        known: dict[str, list[Link]] = {}
+        for oid, document, data in repo.registry.recent_manifests(cutoff):
+            with contextlib.suppress(IntegrityError):
+                known[oid] = repo.registry.links(document, data)
         soft = _reflog_targets(repo, reflog_expire)
         report("mark", 0, 0)
-        reach = mark(repo, recent, retention=retention, soft_roots=soft)
+        reach = mark(repo, list(known), retention=retention, soft_roots=soft, known_links=known)
         problems = reach.all_problems
         if problems:
             subject, message = problems[0]

@@ -101,6 +101,7 @@ class _Walk:
         self.result = result
         self.retention = retention
         self.whole: set[str] = set()
+        self.known: dict[str, list[Link]] = {}
         try:
             self.pruned = repo.pruned_manifests()
         except IntegrityError as e:  # then no missing blob can be told from damage
@@ -113,6 +114,10 @@ class _Walk:
         cached = self.result.links.get(oid)
         if cached is not None:
             return cached
+        known = self.known.get(oid)
+        if known is not None:
+            self.result.links[oid] = known
+            return known
         try:
             document, data = self.repo.registry.read_verified(oid)
             links = self.repo.registry.links(document, data)
@@ -193,7 +198,8 @@ class _Walk:
 
 
 def mark(repo: Repository, extra_roots: Iterable[str] = (), include_refs: bool = True,
-         retention: Retention | None = None, soft_roots: Iterable[str] = ()) -> Reachability:
+         retention: Retention | None = None, soft_roots: Iterable[str] = (),
+         known_links: dict[str, list[Link]] | None = None) -> Reachability:
     """Walk every name and tag through all links; record what cannot be followed.
 
     ``extra_roots`` (recent manifests) and ``soft_roots`` (the ref log's recent
@@ -201,10 +207,12 @@ def mark(repo: Repository, extra_roots: Iterable[str] = (), include_refs: bool =
     cannot be read below them is no problem (it may be long gone). Only
     objects reached through a manifest link are parsed as manifests, so a
     user's data file that happens to look like a manifest stays a blob.
+    ``known_links`` are links of verified manifests read already.
     """
     roots, bad_refs = ref_roots(repo) if include_refs else ([], [])
     result = Reachability(roots, bad_refs=bad_refs)
     walk = _Walk(repo, result, retention or Retention())
+    walk.known = known_links or {}
     start: list[tuple[str, bool, str]] = []
     for root in roots:
         via = f"{root.kind.label} {root.name}"
