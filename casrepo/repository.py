@@ -55,7 +55,7 @@ from casrepo.manifest import (
 )
 from casrepo.pruned import PRUNED_FILE, PrunedLog
 from casrepo.refs import ANY, RefChanged, RefKind, RefStore
-from casrepo.store import BUFFER_SIZE, ObjectStore, fsync_dir
+from casrepo.store import BUFFER_SIZE, ObjectStore, PutResult, fsync_dir
 
 if TYPE_CHECKING:
     from casrepo.index import ManifestIndex
@@ -422,15 +422,17 @@ class Repository:
             nbytes = 0
             content: dict[str, Any]
             if scan is not None:
+                def stored(i: int, result: PutResult) -> None:
+                    if progress:
+                        progress(scan[i][0], result.size)
+
+                results = self.store.put_files([path for _, path, _ in scan], stored=stored)
                 entries = []
-                for rel, file_path, executable in scan:
-                    result = self.store.put_file(file_path)
+                for (rel, _, executable), result in zip(scan, results, strict=True):
                     written += not result.is_duplicate
                     nbytes += 0 if result.is_duplicate else result.size
                     entries.append(DirEntry(path=rel, content=result.id, size=result.size,
                                             executable=executable))
-                    if progress:
-                        progress(rel, result.size)
                 content = {"entries": tuple(entries)}
             else:
                 result = self.store.put_file(source)

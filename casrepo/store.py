@@ -17,18 +17,23 @@ import hashlib
 import os
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
 
 from hashfs import HashFS
 
+from casrepo.copying import copy_hashing
 from casrepo.errors import AmbiguousRev, CasrepoError, NotFound
 from casrepo.ids import ID_LENGTH, check_object_id, check_prefix, is_object_id
 from casrepo.lockfile import temp_abandoned, temp_prefix
 
 BUFFER_SIZE = 1 << 20
+LARGE_FILE = 4 << 20
+"""Files from this size are copied in the kernel while another core hashes them;
+smaller ones are read into memory once."""
 FOREIGN_TEMP_MAX_AGE = 86400.0
 OBJECT_MODE = 0o444
 
@@ -108,8 +113,108 @@ class ObjectStore:
         return self._commit(tmp, oid, size)
 
     def put_file(self, path: Path | str) -> PutResult:
-        with open(path, "rb") as source:
-            return self.put_stream(source)
+        """Store one file, durably, reading it once."""
+        staged = self._stage(path, sync=True)
+        return self._install([staged])[0]
+
+    def put_files(self, paths: Sequence[Path | str], workers: int | None = None,
+                  stored: Callable[[int, PutResult], None] | None = None) -> list[PutResult]:
+        """Store many files (a directory's), in parallel, with one sync for the batch.
+
+        Every file is read once into a temp file (or found stored already); then
+        one sync makes the batch durable, and only then are the files renamed
+        into place. ``stored(i, result)`` is called as each file is read.
+        """
+        count = workers or min(4, (os.cpu_count() or 1) * 2)
+        staged: list[_Staged] = []
+        try:
+            if count <= 1 or len(paths) < 2:
+                for i, path in enumerate(paths):
+                    staged.append(self._stage(path, sync=False))
+                    if stored:
+                        stored(i, staged[-1].result)
+            else:
+                with ThreadPoolExecutor(count, thread_name_prefix="casrepo-put") as pool:
+                    for i, item in enumerate(pool.map(lambda p: self._stage(p, False), paths)):
+                        staged.append(item)
+                        if stored:
+                            stored(i, item.result)
+            pending = [item for item in staged if item.tmp is not None]
+            if pending:
+                _sync_files([item.tmp for item in pending if item.tmp is not None])
+            return self._install(staged)
+        except BaseException:
+            for item in staged:
+                if item.tmp is not None:
+                    _unlink_quietly(Path(item.tmp))
+            raise
+
+    def _stage(self, path: Path | str, sync: bool) -> _Staged:
+        """Read a file once: found in the store already (freshened), or written to a
+        temp file (synced if ``sync``) to be installed."""
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            st = os.fstat(fd)
+            small = stat.S_ISREG(st.st_mode) and st.st_size < LARGE_FILE
+            data = _read_small(fd, st.st_size) if small else None
+            if data is not None:
+                # One read; the hashed buffer is what gets written.
+                oid = hashlib.sha256(data).hexdigest()
+                existing = self._trusted_existing(oid, len(data))
+                if existing is not None:
+                    return _Staged(None, existing)
+                tmp = self._new_temp()
+                try:
+                    with open(tmp, "wb") as out:
+                        out.write(data)
+                        if sync:
+                            out.flush()
+                            os.fsync(out.fileno())
+                except BaseException:
+                    _unlink_quietly(tmp)
+                    raise
+                return _Staged(str(tmp), PutResult(oid, len(data), False))
+            tmp = self._new_temp()
+            try:
+                out_fd = os.open(tmp, os.O_RDWR)
+                try:
+                    if stat.S_ISREG(st.st_mode):
+                        oid, size = copy_hashing(fd, out_fd)
+                    else:
+                        oid, size = _copy_stream(fd, out_fd)
+                    if sync:
+                        os.fsync(out_fd)
+                finally:
+                    os.close(out_fd)
+            except BaseException:
+                _unlink_quietly(tmp)
+                raise
+            existing = self._trusted_existing(oid, size)
+            if existing is not None:
+                _unlink_quietly(tmp)
+                return _Staged(None, existing)
+            return _Staged(str(tmp), PutResult(oid, size, False))
+        finally:
+            os.close(fd)
+
+    def _install(self, staged: Sequence[_Staged]) -> list[PutResult]:
+        """Rename synced temp files into place; each directory changed is synced once."""
+        results = []
+        touched: set[str] = set()
+        try:
+            for item in staged:
+                if item.tmp is None:
+                    results.append(item.result)
+                    continue
+                tmp, item.tmp = item.tmp, None
+                result = self._commit(Path(tmp), item.result.id, item.result.size, sync_dir=False)
+                if not result.is_duplicate:
+                    touched.add(os.path.dirname(self._path_str(result.id)))
+                results.append(result)
+        finally:
+            for directory in sorted(touched):
+                fsync_dir(Path(directory))
+        return results
 
     def put_bytes(self, data: bytes) -> PutResult:
         oid = hashlib.sha256(data).hexdigest()
@@ -167,7 +272,7 @@ class ObjectStore:
             return None  # not ours to touch: rewriting it freshens it too
         return PutResult(oid, size, True)
 
-    def _commit(self, tmp: Path, oid: str, size: int) -> PutResult:
+    def _commit(self, tmp: Path, oid: str, size: int, sync_dir: bool = True) -> PutResult:
         try:
             existing = self._trusted_existing(oid, size)
             if existing is not None:
@@ -177,7 +282,8 @@ class ObjectStore:
             os.chmod(tmp, OBJECT_MODE)
             self._make_dirs(dest.parent)
             os.replace(tmp, dest)
-            fsync_dir(dest.parent)
+            if sync_dir:
+                fsync_dir(dest.parent)
         except BaseException:
             _unlink_quietly(tmp)
             raise
@@ -346,6 +452,72 @@ class ObjectStore:
         if len(matches) > 1:
             raise AmbiguousRev(prefix, matches)
         return matches[0]
+
+
+@dataclass
+class _Staged:
+    """A file read for the store: ``tmp`` holds its bytes until installed (None: stored already)."""
+
+    tmp: str | None
+    result: PutResult
+
+
+def _read_small(fd: int, size: int) -> bytes | None:
+    """The whole file while it stays under LARGE_FILE (it may have changed since its
+    size was read); None, with the file position back at 0, when it grew past it."""
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := os.read(fd, size + 1 if not chunks else BUFFER_SIZE):
+        chunks.append(chunk)
+        total += len(chunk)
+        if total >= LARGE_FILE:
+            os.lseek(fd, 0, os.SEEK_SET)
+            return None
+    return b"".join(chunks)
+
+
+def _copy_stream(src_fd: int, dst_fd: int) -> tuple[str, int]:
+    hasher = hashlib.sha256()
+    size = 0
+    while chunk := os.read(src_fd, BUFFER_SIZE):
+        view = memoryview(chunk)
+        while view:
+            n = os.write(dst_fd, view)
+            view = view[n:]
+        hasher.update(chunk)
+        size += len(chunk)
+    return hasher.hexdigest(), size
+
+
+def _sync_files(paths: Sequence[str]) -> None:
+    """Make written files durable: syncfs(2) of their filesystem once where it
+    exists, else one fsync each."""
+    if _syncfs(os.path.dirname(paths[0])):
+        return
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _syncfs(directory: str) -> bool:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        syncfs = libc.syncfs
+    except (OSError, AttributeError):
+        return False
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if syncfs(fd) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code), directory)
+    finally:
+        os.close(fd)
+    return True
 
 
 def _scandir(directory: Path | str) -> list[os.DirEntry[str]]:

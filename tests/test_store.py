@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -11,8 +12,10 @@ from hashfs import HashFS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from casrepo import copying
+from casrepo.copying import CHUNK
 from casrepo.errors import AmbiguousRev, InvalidId, NotFound
-from casrepo.store import ObjectStore
+from casrepo.store import LARGE_FILE, ObjectStore
 
 
 @pytest.fixture
@@ -153,3 +156,92 @@ def test_other_shapes(tmp_path: Path) -> None:
     assert sorted(store.ids()) == sorted(ids)
     assert store.resolve_unique(ids[3][:6]) == ids[3]
     assert store.path(ids[0]) == tmp_path / "o" / ids[0][0] / ids[0][1] / ids[0][2] / ids[0][3] / ids[0][4:]
+
+
+@pytest.mark.parametrize("size", [0, 1, LARGE_FILE - 1, LARGE_FILE, 3 * CHUNK + 5])
+def test_both_write_paths_store_exactly_the_bytes(store: ObjectStore, tmp_path: Path,
+                                                  size: int) -> None:
+    data = os.urandom(size)
+    src = tmp_path / "src.bin"
+    src.write_bytes(data)
+    result = store.put_file(src)
+    assert result.id == hashlib.sha256(data).hexdigest() and result.size == size
+    assert store.compute_id(result.id) == result.id
+    assert store.put_file(src).is_duplicate
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_large_copy_falls_back_when_the_kernel_cannot(store: ObjectStore, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> int:
+        raise OSError(errno.EXDEV, "cross-device")
+
+    monkeypatch.setattr(os, "copy_file_range", refuse)
+    data = os.urandom(LARGE_FILE + 12345)
+    src = tmp_path / "src.bin"
+    src.write_bytes(data)
+    assert store.put_file(src).id == hashlib.sha256(data).hexdigest()
+
+
+def test_a_file_changing_during_add_is_stored_under_the_hash_of_what_was_written(
+        store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hash is of the bytes in the store, never of a second read of the source."""
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"a" * (LARGE_FILE + CHUNK))
+    real = copying._kernel_copy
+    calls = []
+
+    def copy_then_change(src_fd: int, dst_fd: int, offset: int) -> int:
+        n = real(src_fd, dst_fd, offset)
+        if not calls:
+            with open(src, "r+b") as f:  # another process rewrites the rest meanwhile
+                f.seek(CHUNK)
+                f.write(b"b" * LARGE_FILE)
+        calls.append(n)
+        return n
+
+    monkeypatch.setattr(copying, "_kernel_copy", copy_then_change)
+    result = store.put_file(src)
+    assert store.compute_id(result.id) == result.id  # the key is the stored bytes' hash
+
+
+def test_put_files_stores_a_batch_with_duplicates(store: ObjectStore, tmp_path: Path) -> None:
+    contents = [b"same", b"other", b"same", os.urandom(LARGE_FILE + 1), b""]
+    paths = []
+    for i, data in enumerate(contents):
+        paths.append(tmp_path / f"f{i}")
+        paths[-1].write_bytes(data)
+    seen: list[int] = []
+    results = store.put_files(paths, workers=3, stored=lambda i, r: seen.append(i))
+    assert [r.id for r in results] == [hashlib.sha256(d).hexdigest() for d in contents]
+    assert sorted(seen) == list(range(len(contents)))
+    assert sum(not r.is_duplicate for r in results) == 4  # "same" twice is stored once
+    assert all(r.is_duplicate for r in store.put_files(paths, workers=2))
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_failed_batch_leaves_no_temp_and_no_object(store: ObjectStore, tmp_path: Path) -> None:
+    good = tmp_path / "good"
+    good.write_bytes(b"fine")
+    with pytest.raises(FileNotFoundError):
+        store.put_files([good, tmp_path / "vanished"], workers=2)
+    assert list((tmp_path / "tmp").iterdir()) == []
+    assert not store.exists(hashlib.sha256(b"fine").hexdigest())
+
+
+def test_a_small_file_growing_during_the_read_takes_the_large_path(
+        store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "grows"
+    src.write_bytes(b"x" * 10)
+    real_fstat = os.fstat
+
+    def grown(fd: int) -> os.stat_result:
+        st = real_fstat(fd)
+        if stat.S_ISREG(st.st_mode) and st.st_size == 10:
+            src.write_bytes(b"y" * (LARGE_FILE + 7))  # grows after its size was read
+        return st
+
+    monkeypatch.setattr(os, "fstat", grown)
+    result = store.put_file(src)
+    assert result.size == LARGE_FILE + 7
+    assert store.compute_id(result.id) == result.id
