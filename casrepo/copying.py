@@ -7,7 +7,6 @@ page cache), never a second read of a source that may change.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import hashlib
@@ -130,26 +129,33 @@ def reflink(src_fd: int, dst_fd: int) -> bool:
     return True
 
 
-def copy_file(src_fd: int, dst_fd: int) -> int:
-    """Copy a whole file: a reflink where the filesystem allows, else in the kernel,
-    else through memory. Returns the bytes copied."""
-    if reflink(src_fd, dst_fd):
-        return os.fstat(dst_fd).st_size
+SMALL = 4 << 20
+"""Below this, a file is read into memory once: a thread per file would cost more."""
+
+
+def hash_fd(fd: int) -> tuple[str, int]:
+    """The sha256 and size of everything readable from ``fd``."""
+    hasher = hashlib.sha256()
     size = 0
-    copy = _kernel_copy
-    while True:
-        try:
-            n = copy(src_fd, dst_fd, size)
-        except OSError as e:
-            if copy is not _kernel_copy or size or e.errno not in _NO_KERNEL_COPY:
-                raise
-            copy = _user_copy
-            continue
-        if n == 0:
-            return size
-        size += n
+    while chunk := os.read(fd, READ_BUFFER):
+        hasher.update(chunk)
+        size += len(chunk)
+    return hasher.hexdigest(), size
 
 
-def fsync_quietly(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        os.fsync(fd)
+def copy_verifiable(src_fd: int, dst_fd: int) -> tuple[str, int]:
+    """Copy a whole file and return the sha256 and size of the bytes the copy holds.
+
+    A reflink where the filesystem has them (then the shared bytes are hashed
+    once), else a single read into memory for a small file, else
+    :func:`copy_hashing`.
+    """
+    if reflink(src_fd, dst_fd):
+        return hash_fd(dst_fd)
+    if os.fstat(src_fd).st_size < SMALL:
+        data = b"".join(iter(lambda: os.read(src_fd, READ_BUFFER), b""))
+        view = memoryview(data)
+        while view:
+            view = view[os.write(dst_fd, view):]
+        return hashlib.sha256(data).hexdigest(), len(data)
+    return copy_hashing(src_fd, dst_fd)

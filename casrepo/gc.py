@@ -14,12 +14,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from casrepo import clock
 from casrepo.errors import CasrepoError, IntegrityError, UsageError
+from casrepo.ids import is_object_id
 from casrepo.lockfile import ExclusiveLock
 from casrepo.manifest import Link, Target
 from casrepo.reach import Retention, mark
@@ -115,11 +116,13 @@ def collect_garbage(repo: Repository, *, expire: datetime | str | None = "config
         removed: list[ObjectInfo] = []
         kept_recent = 0
         scanned = 0
+        present = 0
         for info in repo.store.scan():
             scanned += 1
             if scanned % 1000 == 0:
                 report("sweep", scanned, 0)
             if info.id in keep:
+                present += 1
                 continue
             if cutoff is None or info.mtime >= cutoff:
                 kept_recent += 1
@@ -143,7 +146,7 @@ def collect_garbage(repo: Repository, *, expire: datetime | str | None = "config
         if not dry_run:
             for path in temps:
                 path.unlink(missing_ok=True)
-    return GCReport(dry_run, expire, len(reach.roots), len(keep) - reach.kept_by_recent,
+    return GCReport(dry_run, expire, len(reach.roots), present - reach.kept_by_recent,
                     removed, kept_recent + reach.kept_by_recent,
                     temps, pruned, rules, reach.kept_by_ref_log, locks)
 
@@ -151,10 +154,14 @@ def collect_garbage(repo: Repository, *, expire: datetime | str | None = "config
 def _reflog_targets(repo: Repository, since: datetime | None) -> list[str]:
     """Ids that ref log entries younger than ``since`` point at or moved away from
     (every entry, for None: 'never expire')."""
+    if since is not None and since >= datetime.now(UTC) - timedelta(seconds=5):
+        return []  # 'now': no entry is young enough; the log need not even be read
     try:
         entries = repo.refs.log()
-    except CasrepoError:
-        return []  # a damaged log is fsck's to report; it only ever adds roots
+    except CasrepoError as e:
+        # Its entries are roots: a log that cannot be read is never "no roots".
+        raise IntegrityError(f"gc refused to run: {e}; move the damaged line out of the "
+                             "file, or run with --reflog-expire now") from e
     found: dict[str, None] = {}
     for entry in entries:
         if since is not None:
@@ -165,7 +172,7 @@ def _reflog_targets(repo: Repository, since: datetime | None) -> list[str]:
             if when < since:
                 continue
         for oid in (entry.old, entry.new):
-            if oid:
+            if oid and is_object_id(oid):  # fsck reports malformed ones
                 found[oid] = None
     return list(found)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from casrepo.durable import append_line
 from casrepo.errors import IntegrityError
 
 PRUNED_FILE = "pruned.jsonl"
@@ -56,14 +57,5 @@ class PrunedLog:
 
     def append(self, time: str, rules: dict[str, Any], manifests: Iterable[str]) -> None:
         """Record one gc run's pruned manifests, durably."""
-        line = json.dumps({"time": time, "rules": rules, "manifests": sorted(manifests)},
-                          sort_keys=True) + "\n"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            data = line.encode()
-            if os.write(fd, data) != len(data):
-                raise OSError(f"short write to {self.path}")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_line(self.path, json.dumps({"time": time, "rules": rules,
+                                           "manifests": sorted(manifests)}, sort_keys=True) + "\n")

@@ -10,8 +10,6 @@ ref before releasing the lock.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import getpass
 import hashlib
 import json
@@ -24,10 +22,10 @@ from pathlib import Path
 from typing import Final
 
 from casrepo import clock
+from casrepo.durable import append_line, fsync_dir
 from casrepo.errors import Conflict, IntegrityError, NotFound
 from casrepo.ids import check_ref_name, is_object_id, ref_name_problem
 from casrepo.lockfile import ExclusiveLock, temp_prefix
-from casrepo.store import fsync_dir
 
 LOG_FILE = "refs.jsonl"
 
@@ -270,25 +268,8 @@ class RefStore:
             directory = directory.parent
 
     def _append_log(self, entry: RefLogEntry) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        data = (json.dumps(entry.__dict__, sort_keys=True, ensure_ascii=False) + "\n").encode()
-        # One write with O_APPEND: concurrent writers never interleave lines.
-        fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            before = os.fstat(fd).st_size
-            try:
-                written = os.write(fd, data)
-                if written != len(data):
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.log_path))
-                os.fsync(fd)
-            except OSError:
-                # Never leave half a line: it would make the whole log unreadable.
-                with contextlib.suppress(OSError):
-                    if os.fstat(fd).st_size <= before + len(data):
-                        os.ftruncate(fd, before)
-                raise
-        finally:
-            os.close(fd)
+        append_line(self.log_path, json.dumps(entry.__dict__, sort_keys=True, ensure_ascii=False)
+                    + "\n")
 
     def log(self, ref: str | None = None) -> list[RefLogEntry]:
         """Ref log entries, oldest first; only those of ``ref`` (e.g. 'names/x') if given."""

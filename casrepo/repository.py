@@ -10,6 +10,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +18,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pydantic import ValidationError
 
-from casrepo import clock
+from casrepo import clock, copying
 from casrepo.config import CONFIG_FILE, Config, load_config
+from casrepo.durable import fsync_dir
 from casrepo.errors import (
     AmbiguousRev,
     Busy,
@@ -55,7 +57,7 @@ from casrepo.manifest import (
 )
 from casrepo.pruned import PRUNED_FILE, PrunedLog
 from casrepo.refs import ANY, RefChanged, RefKind, RefStore
-from casrepo.store import BUFFER_SIZE, ObjectStore, PutResult, fsync_dir
+from casrepo.store import BUFFER_SIZE, ObjectStore, PutResult
 
 if TYPE_CHECKING:
     from casrepo.index import ManifestIndex
@@ -120,6 +122,8 @@ class Repository:
         self.pruned = PrunedLog(casrepo_dir / "logs" / PRUNED_FILE)
         self._lock_depth = 0
         self._lock_exclusive = False
+        self.writer_timeout = 300.0
+        """How long writers wait for a running gc before giving up (Busy, exit 75)."""
         self.created = False
         self._index: ManifestIndex | None = None
 
@@ -204,12 +208,14 @@ class Repository:
 
     # -- locking -----------------------------------------------------------------
 
-    def writing(self, timeout: float = 300.0) -> AbstractContextManager[None]:
+    def writing(self, timeout: float | None = None) -> AbstractContextManager[None]:
         """Hold the writers' shared lock: gc cannot sweep while objects wait for a ref.
 
-        A running (or waiting) gc makes new writers wait for it, up to ``timeout``.
+        A running (or waiting) gc makes new writers wait for it, up to ``timeout``
+        seconds (default: :attr:`writer_timeout`).
         """
-        return self._lock(exclusive=False, timeout=timeout)
+        return self._lock(exclusive=False,
+                          timeout=self.writer_timeout if timeout is None else timeout)
 
     def collecting(self, timeout: float) -> AbstractContextManager[None]:
         """Hold the repository exclusively, as gc does while it marks and sweeps:
@@ -337,6 +343,15 @@ class Repository:
         oid = self.resolve_manifest(rev)
         return self.registry.from_document(self.document(oid), oid)
 
+    def _load_with_data(self, rev: str) -> Manifest:
+        """The registered manifest of REV, its data checked to be there (or pruned)."""
+        oid = self.resolve_manifest(rev)
+        manifest = self.registry.from_document(self.document(oid), oid)
+        if isinstance(manifest, GenericManifest):
+            raise UsageError(f"no class is registered for kind {manifest.kind!r}")
+        self.check_data(oid, [lk.id for lk in manifest.links if lk.target is Target.BLOB], rev)
+        return manifest
+
     def save(self, manifest: AnyManifest, *, name: str | None = None,
              message: str | None = None) -> str:
         """Store a manifest and return its id.
@@ -372,17 +387,13 @@ class Repository:
             return self.save(manifest, name=name, message=message)
 
     def unpack(self, rev: str) -> Any:
-        manifest = self.load(rev)
-        if isinstance(manifest, GenericManifest):
-            raise UsageError(f"no class is registered for kind {manifest.kind!r}")
+        manifest = self._load_with_data(rev)
         return manifest.unpack(self.store)
 
     @contextmanager
     def open_artifact(self, rev: str) -> Iterator[Any]:
         """Open the live object behind a REV (a file object for file artifacts)."""
-        manifest = self.load(rev)
-        if isinstance(manifest, GenericManifest):
-            raise UsageError(f"no class is registered for kind {manifest.kind!r}")
+        manifest = self._load_with_data(rev)
         with manifest.open(self.store) as live:
             yield live
 
@@ -511,13 +522,15 @@ class Repository:
         return self._delete_ref(RefKind.NAME, name, message)
 
     def _delete_ref(self, kind: RefKind, name: str, message: str | None) -> str | None:
-        try:
-            old = self.refs.get(kind, name)
-        except IntegrityError:  # a damaged ref can still be deleted
-            self.refs.update(kind, name, None, expected=ANY, message=message)
-            return None
-        self.refs.update(kind, name, None, expected=old, message=message)
-        return old
+        # Under the writers' lock: gc reads the refs and the ref log as one picture.
+        with self.writing():
+            try:
+                old = self.refs.get(kind, name)
+            except IntegrityError:  # a damaged ref can still be deleted
+                self.refs.update(kind, name, None, expected=ANY, message=message)
+                return None
+            self.refs.update(kind, name, None, expected=old, message=message)
+            return old
 
     def tag(self, tag: str, rev: str, *, force: bool = False,
             message: str | None = None) -> tuple[str, str | None]:
@@ -611,13 +624,19 @@ class Repository:
 
     # -- get -----------------------------------------------------------------------
 
-    def get(self, rev: str, dest: Path | str, *, force: bool = False) -> GetResult:
+    def get(self, rev: str, dest: Path | str, *, force: bool = False,
+            link: str = "copy") -> GetResult:
         """Write the artifact's file or directory to ``dest``, verifying every byte.
+
+        ``link="hardlink"`` links the store's read-only objects instead of
+        copying them (see :meth:`_export_blob`).
 
         Everything is written into a fresh staging path beside ``dest`` and
         renamed into place, so nothing is written through a symlink and a
         failure leaves ``dest`` as it was.
         """
+        if link not in ("copy", "hardlink"):
+            raise UsageError(f"unknown link mode {link!r} (use 'copy' or 'hardlink')")
         oid = self.resolve_manifest(rev)
         manifest = self.registry.from_document(self.document(oid), oid)
         target = Path(dest)
@@ -636,11 +655,14 @@ class Repository:
             staging = Path(tempfile.mkdtemp(prefix=".casrepo-get-", dir=target.parent))
             os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private
             try:
-                total = 0
+                jobs = []
                 for rel, blob, executable in files:
                     out = staging.joinpath(*rel.split("/"))
                     _mkdirs_inside(staging, out.parent)
-                    total += self._export_blob(blob, out, executable)
+                    jobs.append((blob, out, executable, link))
+                with ThreadPoolExecutor(min(4, (os.cpu_count() or 1) * 2),
+                                        thread_name_prefix="casrepo-get") as pool:
+                    total = sum(pool.map(lambda job: self._export_blob(*job), jobs))
                 _replace(staging, target)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -652,7 +674,7 @@ class Repository:
         staging = Path(name)
         try:
             os.unlink(staging)
-            size = self._export_blob(blob, staging, executable)
+            size = self._export_blob(blob, staging, executable, link)
             _replace(staging, target)
         except BaseException:
             if staging.exists():
@@ -671,12 +693,41 @@ class Repository:
         size = self._copy_verified(blob, sink)
         return GetResult(oid, Path("-"), 1, size)
 
-    def _export_blob(self, blob: str, out: Path, executable: bool) -> int:
-        """Copy one blob to a new file ``out`` (never through a symlink)."""
-        mode = 0o777 if executable else 0o666  # the umask applies, as for any new file
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-        with os.fdopen(os.open(out, flags, mode), "wb") as sink:
-            return self._copy_verified(blob, sink)
+    def _export_blob(self, blob: str, out: Path, executable: bool, link: str = "copy") -> int:
+        """Write one blob to a new file ``out`` (never through a symlink), verified.
+
+        ``copy`` makes an independent file: a reflink where the filesystem has
+        them (instant, and copy-on-write keeps the store safe), else an
+        in-kernel copy hashed on a second core. ``hardlink`` links the store's
+        read-only object itself (no copy at all; see docs/cli.md for the
+        trade-off); an executable file is always copied.
+        """
+        try:
+            src = os.open(self.store.path(blob), os.O_RDONLY)
+        except FileNotFoundError:
+            raise IntegrityError(f"object {blob} is missing from the store") from None
+        try:
+            if link == "hardlink" and not executable:
+                digest, size = copying.hash_fd(src)
+                self._verify(blob, digest)
+                os.link(self.store.path(blob), out, follow_symlinks=False)
+                return size
+            mode = 0o777 if executable else 0o666  # the umask applies, as for any new file
+            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            dst = os.open(out, flags, mode)
+            try:
+                digest, size = copying.copy_verifiable(src, dst)
+            finally:
+                os.close(dst)
+            self._verify(blob, digest)
+            return size
+        finally:
+            os.close(src)
+
+    @staticmethod
+    def _verify(blob: str, digest: str) -> None:
+        if digest != blob:
+            raise IntegrityError(f"object {blob} is corrupt: its bytes do not hash to its id")
 
     def _copy_verified(self, blob: str, sink: BinaryIO) -> int:
         """Copy a blob into ``sink``, hashing as it goes; IntegrityError if it is not intact."""

@@ -12,7 +12,6 @@ before a path is built from it.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import os
 import stat
@@ -26,6 +25,7 @@ from typing import IO, BinaryIO
 from hashfs import HashFS
 
 from casrepo.copying import copy_hashing
+from casrepo.durable import fsync_dir
 from casrepo.errors import AmbiguousRev, CasrepoError, NotFound
 from casrepo.ids import ID_LENGTH, check_object_id, check_prefix, is_object_id
 from casrepo.lockfile import temp_abandoned, temp_prefix
@@ -535,18 +535,3 @@ def _scandir(directory: Path | str) -> list[os.DirEntry[str]]:
 def _unlink_quietly(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename or create in ``directory`` durable (a no-op where unsupported)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError as e:
-        if e.errno not in (errno.EINVAL, errno.EBADF):
-            raise
-    finally:
-        os.close(fd)

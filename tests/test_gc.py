@@ -328,3 +328,39 @@ def test_gc_model_with_retention_and_ref_log(tmp_path_factory: pytest.TempPathFa
                            if any(t not in links and t not in expected for _, t in links[m])}
     assert set(report.pruned) == thin_with_data_gone
     assert check(repo).ok
+
+
+def test_ref_log_damage_and_gc(repo: Repository, project: Path) -> None:
+    add_bytes(repo, project, "kept", name="t")
+    with open(repo.refs.log_path, "a") as log:  # parses, but its id is malformed
+        log.write('{"ref": "names/t", "old": null, "new": "abc", "time": "2026-01-01T00:00:00Z", '
+                  '"user": "u", "message": null}\n')
+    collect_garbage(repo, expire="now")  # ignored here (fsck reports it)
+    with open(repo.refs.log_path, "a") as log:
+        log.write("{not json\n")
+    with pytest.raises(IntegrityError, match="gc refused to run: ref log line"):
+        collect_garbage(repo, expire="now")  # its entries are roots: never "no roots"
+    collect_garbage(repo, expire="now", reflog_expire="now")  # unless none are wanted
+
+
+def test_deleting_a_ref_waits_for_gc(repo: Repository, project: Path, lock_holder: Any) -> None:
+    """gc reads the refs and the ref log as one picture: a delete may not land between."""
+    add_bytes(repo, project, "x", name="t")
+    holder = lock_holder(repo.dir / "locks" / "gc.lock")
+    repo.writer_timeout = 0.2
+    with pytest.raises(Busy, match="gc is running"):
+        repo.delete_name("t")
+    assert repo.refs.read(RefKind.NAME, "t") is not None
+    holder.kill()
+    holder.wait()
+    repo.delete_name("t")
+    assert repo.refs.read(RefKind.NAME, "t") is None
+
+
+def test_reachable_counts_what_is_there_after_pruning(repo: Repository, project: Path) -> None:
+    for i in range(3):
+        add_bytes(repo, project, f"v{i}", name="m")
+    age_all(repo)
+    collect_garbage(repo, expire="now", keep_last=1)
+    report = collect_garbage(repo, expire="now")
+    assert report.reachable == len(list(repo.store.ids()))

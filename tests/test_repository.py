@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import time
@@ -22,6 +23,7 @@ from casrepo import (
 from casrepo.canonical import canonical_json
 from casrepo.errors import InvalidName
 from casrepo.refs import RefKind
+from casrepo.store import LARGE_FILE
 
 
 def write(path: Path, data: bytes | str) -> Path:
@@ -308,3 +310,47 @@ def test_add_of_the_project_leaves_the_repository_out(repo: Repository, project:
     result = repo.add(project, name="project")
     paths = [e.path for e in result.manifest.entries]  # type: ignore[attr-defined]
     assert paths == ["data.csv", "sub/x.txt"]
+
+
+def test_get_copies_and_hardlinks_verified(repo: Repository, project: Path,
+                                           tmp_path: Path) -> None:
+    src = project / "tree"
+    (src / "sub").mkdir(parents=True)
+    files = {"big.bin": os.urandom(LARGE_FILE + 99), "sub/small.txt": b"small",
+             "run.sh": b"#!/bin/sh\n"}
+    for rel, data in files.items():
+        (src / rel).write_bytes(data)
+    (src / "run.sh").chmod(0o755)
+    oid = repo.add(src, name="tree").id
+    for link in ("copy", "hardlink"):
+        out = tmp_path / link
+        result = repo.get("tree", out, link=link)
+        assert result.files == 3 and result.bytes == sum(map(len, files.values()))
+        for rel, data in files.items():
+            assert (out / rel).read_bytes() == data
+        assert os.access(out / "run.sh", os.X_OK)
+        stored = repo.store.path(hashlib.sha256(files["big.bin"]).hexdigest())
+        assert os.path.samefile(out / "big.bin", stored) == (link == "hardlink")
+        assert not os.path.samefile(out / "run.sh", repo.store.path(
+            hashlib.sha256(files["run.sh"]).hexdigest()))  # executables are always copied
+    (tmp_path / "copy" / "big.bin").write_bytes(b"edited")  # a copy is the user's own
+    assert repo.store.compute_id(hashlib.sha256(files["big.bin"]).hexdigest()) \
+        == hashlib.sha256(files["big.bin"]).hexdigest()
+    assert oid
+
+
+def test_get_refuses_corrupt_objects_in_every_mode(repo: Repository, project: Path,
+                                                   tmp_path: Path) -> None:
+    src = project / "big.bin"
+    src.write_bytes(os.urandom(LARGE_FILE + 1))
+    blob = repo.add(src, name="big").manifest.content  # type: ignore[attr-defined]
+    path = repo.store.path(blob)
+    path.chmod(0o644)
+    with open(path, "r+b") as f:
+        f.seek(LARGE_FILE)
+        f.write(b"\0")
+    for link in ("copy", "hardlink"):
+        with pytest.raises(IntegrityError, match="corrupt"):
+            repo.get("big", tmp_path / link, link=link)
+        assert not (tmp_path / link).exists()
+    assert list(tmp_path.glob(".casrepo-get-*")) == []

@@ -136,3 +136,13 @@ def test_cli_retention(run: Any, repo: Repository, history: dict[str, str]) -> N
     assert fsck.exit_code == 0 and fsck.json()["pruned"] == [history["m2"]]
     assert run("gc", "--keep-last", "0").exit_code == 2
     assert run("gc", "--keep-within", "soon").exit_code == 2
+
+
+def test_unpack_and_open_of_pruned_data(repo: Repository, history: dict[str, str]) -> None:
+    collect_garbage(repo, expire="now", keep_last=2)
+    with pytest.raises(DataPruned):
+        repo.unpack("model~3")
+    with pytest.raises(DataPruned), repo.open_artifact("model~3"):
+        pass
+    with repo.open_artifact("model~2") as f:
+        assert f.read() == b"model final"

@@ -317,13 +317,17 @@ def show(state: State, rev: str, as_json: bool) -> None:
 
 
 @cli.command(epilog=examples("casrepo get datasets/iris iris.csv", "casrepo get models/churn - | jq .",
-                             "casrepo get datasets/images~1 old-images/ --force"))
+                             "casrepo get datasets/images~1 old-images/ --force",
+                             "casrepo get datasets/images images/ --link hardlink"))
 @click.argument("rev")
 @click.argument("dest", type=click.Path())
 @click.option("-f", "--force", is_flag=True, help="Replace DEST if it exists.")
+@click.option("--link", type=click.Choice(["copy", "hardlink"]), default="copy", show_default=True,
+              help="copy: independent files (reflinked where the filesystem can); hardlink: "
+                   "read-only links to the store's objects, no copy (do not chmod them).")
 @json_option
 @pass_state
-def get(state: State, rev: str, dest: str, force: bool, as_json: bool) -> None:
+def get(state: State, rev: str, dest: str, force: bool, link: str, as_json: bool) -> None:
     """Write the file or directory of REV to DEST (which must not exist, unless --force).
 
     DEST '-' writes a file artifact's bytes to stdout.
@@ -334,7 +338,7 @@ def get(state: State, rev: str, dest: str, force: bool, as_json: bool) -> None:
         state.repo().write_to(rev, sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return
-    result = state.repo().get(rev, dest, force=force)
+    result = state.repo().get(rev, dest, force=force, link=link)
     if as_json:
         emit_json({"id": result.id, "dest": str(result.dest), "files": result.files,
                    "bytes": result.bytes})

@@ -1,0 +1,47 @@
+"""Durable small writes: synced directory entries and whole appended lines."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from pathlib import Path
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or create in ``directory`` durable (a no-op where unsupported)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line with a single O_APPEND write and sync it.
+
+    Concurrent appenders never interleave, and a failed write (a full disk)
+    never leaves half a line behind: that would make the whole file unreadable.
+    """
+    data = line.encode("utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        before = os.fstat(fd).st_size
+        try:
+            if os.write(fd, data) != len(data):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+            os.fsync(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                if os.fstat(fd).st_size <= before + len(data):
+                    os.ftruncate(fd, before)
+            raise
+    finally:
+        os.close(fd)
