@@ -2,40 +2,30 @@
 
 Content-addressed objects (sha256, hashfs layout), typed pydantic manifests,
 names and tags, and a provenance DAG linking every artifact to its inputs.
+
+The names below are imported on first use, so that the command line starts
+without loading pydantic when a command does not need it.
 """
 
-from casrepo.errors import (
-    AmbiguousRev,
-    Busy,
-    CasrepoError,
-    Conflict,
-    DataPruned,
-    IntegrityError,
-    NotARepository,
-    NotFound,
-    RemoteError,
-    UsageError,
-)
-from casrepo.manifest import (
-    Artifact,
-    BlobRef,
-    DirectoryArtifact,
-    DirEntry,
-    FileArtifact,
-    GenericManifest,
-    InputRef,
-    Link,
-    Manifest,
-    ManifestRef,
-    Registry,
-    Rel,
-    Target,
-    links_of,
-)
-from casrepo.repository import AddResult, Repository
-from casrepo.store import ObjectStore
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_WHERE = {
+    "AmbiguousRev": "errors", "Busy": "errors", "CasrepoError": "errors", "Conflict": "errors",
+    "DataPruned": "errors", "IntegrityError": "errors", "NotARepository": "errors",
+    "NotFound": "errors", "RemoteError": "errors", "UsageError": "errors",
+    "Artifact": "manifest", "BlobRef": "manifest", "DirectoryArtifact": "manifest",
+    "DirEntry": "manifest", "FileArtifact": "manifest", "GenericManifest": "manifest",
+    "InputRef": "manifest", "Link": "manifest", "Manifest": "manifest",
+    "ManifestRef": "manifest", "Registry": "manifest", "Rel": "manifest", "Target": "manifest",
+    "links_of": "manifest",
+    "AddResult": "repository", "Repository": "repository",
+    "ObjectStore": "store",
+}
 
 __all__ = [
     "AddResult",
@@ -67,3 +57,49 @@ __all__ = [
     "__version__",
     "links_of",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'casrepo' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"casrepo.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from casrepo.errors import (
+        AmbiguousRev,
+        Busy,
+        CasrepoError,
+        Conflict,
+        DataPruned,
+        IntegrityError,
+        NotARepository,
+        NotFound,
+        RemoteError,
+        UsageError,
+    )
+    from casrepo.manifest import (
+        Artifact,
+        BlobRef,
+        DirectoryArtifact,
+        DirEntry,
+        FileArtifact,
+        GenericManifest,
+        InputRef,
+        Link,
+        Manifest,
+        ManifestRef,
+        Registry,
+        Rel,
+        Target,
+        links_of,
+    )
+    from casrepo.repository import AddResult, Repository
+    from casrepo.store import ObjectStore

@@ -9,13 +9,15 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from casrepo import __version__
 from casrepo.errors import CasrepoError, NotARepository
-from casrepo.repository import Repository
+
+if TYPE_CHECKING:
+    from casrepo.repository import Repository
 
 INTERRUPTED = 130
 
@@ -27,6 +29,9 @@ class State:
     _repo: Repository | None = field(default=None, repr=False)
 
     def repo(self) -> Repository:
+        # Imported here: `casrepo --help` and `--version` need no manifest models.
+        from casrepo.repository import Repository
+
         if self._repo is None:
             if self.repo_path:
                 self._repo = Repository.open(self.repo_path)

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from casrepo import clock
 from casrepo.cli.app import (
@@ -25,9 +24,11 @@ from casrepo.cli.app import (
 )
 from casrepo.errors import IntegrityError, UsageError
 from casrepo.ids import ref_name_problem
-from casrepo.manifest import LINK_KEY, GenericManifest
 from casrepo.refs import RefKind
-from casrepo.repository import Repository
+
+LINK_KEY = "@link"
+"""The key of a link object in a stored manifest (see casrepo.manifest); spelled here so
+that printing needs no import of the manifest models."""
 
 json_option = click.option("--json", "as_json", is_flag=True,
                            help="Print one JSON document on stdout.")
@@ -58,6 +59,8 @@ def _check_name(value: str | None, what: str, hint: str | None = None) -> None:
 @json_option
 def init(path: str, as_json: bool) -> None:
     """Create a .casrepo repository in PATH (default: here); no change if one exists."""
+    from casrepo.repository import Repository
+
     repo = Repository.init(path)
     if as_json:
         emit_json({"path": str(repo.dir), "created": repo.created})
@@ -309,6 +312,10 @@ def show(state: State, rev: str, as_json: bool) -> None:
         emit_json({"id": oid, "manifest": document})
         return
     click.echo(f"id: {oid}")
+    import yaml
+
+    from casrepo.manifest import GenericManifest
+
     if isinstance(manifest, GenericManifest):
         click.echo(f"# kind {manifest.kind!r} is not registered here; shown as stored")
     text = yaml.safe_dump(_readable(document), sort_keys=True, allow_unicode=True,
