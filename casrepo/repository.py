@@ -421,7 +421,7 @@ class Repository:
         reserved = sorted(set(own) & ADD_SETS)
         if reserved:
             raise UsageError(f"--meta {reserved[0]}: add sets this field itself")
-        scan = _scan_directory(source, self.dir) if is_dir else None
+        scan, scan_bytes = _scan_directory(source, self.dir) if is_dir else (None, 0)
         common: dict[str, Any] = dict(name=name, message=message, meta=rest,
                                       inputs=input_ids, **own)
         _check_fields(cls, common, is_dir)
@@ -437,7 +437,8 @@ class Repository:
                     if progress:
                         progress(scan[i][0], result.size)
 
-                results = self.store.put_files([path for _, path, _ in scan], stored=stored)
+                results = self.store.put_files([path for _, path, _ in scan], stored=stored,
+                                               total_size=scan_bytes)
                 entries = []
                 for (rel, _, executable), result in zip(scan, results, strict=True):
                     written += not result.is_duplicate
@@ -783,12 +784,14 @@ def _is_executable(path: Path) -> bool:
     return bool(path.stat().st_mode & 0o111)
 
 
-def _scan_directory(root: Path, repo_dir: Path) -> list[tuple[str, Path, bool]]:
-    """Every file under ``root`` (sorted, relative POSIX paths), checked before writing.
+def _scan_directory(root: Path, repo_dir: Path) -> tuple[list[tuple[str, Path, bool]], int]:
+    """Every file under ``root`` (sorted, relative POSIX paths), checked before writing,
+    and their total size.
 
     The repository's own directory is left out: ``add .`` in the project stores
     the project, not the store inside it."""
     scan: list[tuple[str, Path, bool]] = []
+    total = 0
     def unreadable(error: OSError) -> None:
         raise UsageError(f"cannot add {root}: cannot read {error.filename}: {error.strerror}")
 
@@ -813,8 +816,9 @@ def _scan_directory(root: Path, repo_dir: Path) -> list[tuple[str, Path, bool]]:
             if not stat.S_ISREG(st.st_mode):
                 raise UsageError(f"cannot add {path}: not a regular file")
             scan.append((rel, path, bool(st.st_mode & 0o111)))
+            total += st.st_size
     scan.sort(key=lambda item: item[0])
-    return scan
+    return scan, total
 
 
 def _same_dir(path: Path, other: Path) -> bool:

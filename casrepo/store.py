@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import stat
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,6 +36,9 @@ LARGE_FILE = 4 << 20
 smaller ones are read into memory once."""
 FOREIGN_TEMP_MAX_AGE = 86400.0
 OBJECT_MODE = 0o444
+_TEMP_COUNTER = itertools.count()
+PARALLEL_MIN_MEAN = 256 << 10
+"""Mean file size from which a directory's files are read in parallel."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class ObjectStore:
         self.root = Path(root)
         self._root_str = str(self.root)
         self.tmp_dir = Path(tmp_dir) if tmp_dir is not None else self.root.parent / "tmp"
+        self._tmp_str = str(self.tmp_dir)
         self.depth = depth
         self.width = width
         self._fs = HashFS(str(self.root), depth=depth, width=width, algorithm="sha256",
@@ -118,14 +122,24 @@ class ObjectStore:
         return self._install([staged])[0]
 
     def put_files(self, paths: Sequence[Path | str], workers: int | None = None,
-                  stored: Callable[[int, PutResult], None] | None = None) -> list[PutResult]:
-        """Store many files (a directory's), in parallel, with one sync for the batch.
+                  stored: Callable[[int, PutResult], None] | None = None,
+                  total_size: int | None = None) -> list[PutResult]:
+        """Store many files (a directory's) with one sync for the batch.
 
         Every file is read once into a temp file (or found stored already); then
         one sync makes the batch durable, and only then are the files renamed
         into place. ``stored(i, result)`` is called as each file is read.
+
+        Files are read by a pool of threads when they are large enough on
+        average (``total_size``) for hashing to dominate: hashlib releases the
+        GIL on large buffers. For small files the per-file system calls
+        dominate, and threads contending for the GIL were measured slower
+        than one (docs/performance.md).
         """
-        count = workers or min(4, (os.cpu_count() or 1) * 2)
+        if workers is None:
+            mean = (total_size or 0) / max(len(paths), 1)
+            workers = min(4, (os.cpu_count() or 1) * 2) if mean >= PARALLEL_MIN_MEAN else 1
+        count = workers
         staged: list[_Staged] = []
         try:
             if count <= 1 or len(paths) < 2:
@@ -139,9 +153,16 @@ class ObjectStore:
                         staged.append(item)
                         if stored:
                             stored(i, item.result)
-            pending = [item for item in staged if item.tmp is not None]
-            if pending:
-                _sync_files([item.tmp for item in pending if item.tmp is not None])
+            pending = [item.tmp for item in staged if item.tmp is not None]
+            if not pending:
+                return self._install(staged, sync_dirs=False)
+            if _syncfs(self._tmp_str):
+                # One sync before the renames (the bytes), one after (the names).
+                results = self._install(staged, sync_dirs=False)
+                _syncfs(self._root_str)
+                return results
+            for name in pending:
+                _fsync_path(name)
             return self._install(staged)
         except BaseException:
             for item in staged:
@@ -163,17 +184,19 @@ class ObjectStore:
                 existing = self._trusted_existing(oid, len(data))
                 if existing is not None:
                     return _Staged(None, existing)
-                tmp = self._new_temp()
+                out, tmp_name = self._open_temp()
                 try:
-                    with open(tmp, "wb") as out:
-                        out.write(data)
-                        if sync:
-                            out.flush()
-                            os.fsync(out.fileno())
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(out, view):]
+                    if sync:
+                        os.fsync(out)
                 except BaseException:
-                    _unlink_quietly(tmp)
+                    os.close(out)
+                    _unlink_quietly(Path(tmp_name))
                     raise
-                return _Staged(str(tmp), PutResult(oid, len(data), False))
+                os.close(out)
+                return _Staged(tmp_name, PutResult(oid, len(data), False))
             tmp = self._new_temp()
             try:
                 out_fd = os.open(tmp, os.O_RDWR)
@@ -197,8 +220,9 @@ class ObjectStore:
         finally:
             os.close(fd)
 
-    def _install(self, staged: Sequence[_Staged]) -> list[PutResult]:
-        """Rename synced temp files into place; each directory changed is synced once."""
+    def _install(self, staged: Sequence[_Staged], sync_dirs: bool = True) -> list[PutResult]:
+        """Rename synced temp files into place; with ``sync_dirs``, each directory
+        changed is synced once (without, the caller syncs the filesystem)."""
         results = []
         touched: set[str] = set()
         try:
@@ -212,8 +236,9 @@ class ObjectStore:
                     touched.add(os.path.dirname(self._path_str(result.id)))
                 results.append(result)
         finally:
-            for directory in sorted(touched):
-                fsync_dir(Path(directory))
+            if sync_dirs:
+                for directory in sorted(touched):
+                    fsync_dir(Path(directory))
         return results
 
     def put_bytes(self, data: bytes) -> PutResult:
@@ -233,10 +258,21 @@ class ObjectStore:
         return self._commit(tmp, oid, len(data))
 
     def _new_temp(self) -> Path:
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=temp_prefix("obj"), suffix=".tmp", dir=self.tmp_dir)
+        fd, name = self._open_temp()
         os.close(fd)
         return Path(name)
+
+    def _open_temp(self) -> tuple[int, str]:
+        """A new temp file in ``tmp/``, open for writing. Named by writer and a
+        counter: cheaper than mkstemp's random names, as unique (O_EXCL)."""
+        while True:
+            name = f"{self._tmp_str}/{temp_prefix('obj')}{next(_TEMP_COUNTER)}.tmp"
+            try:
+                return os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600), name
+            except FileExistsError:
+                continue  # left by an earlier process with our pid
+            except FileNotFoundError:
+                self.tmp_dir.mkdir(parents=True, exist_ok=True)
 
     def _write_temp(self, source: BinaryIO) -> tuple[Path, str, int]:
         tmp = self._new_temp()
@@ -257,9 +293,9 @@ class ObjectStore:
 
     def _trusted_existing(self, oid: str, size: int) -> PutResult | None:
         """A stored copy of the right size, freshened; None if it must be written."""
-        dest = self.path(oid)
+        dest = self._path_str(check_object_id(oid))
         try:
-            st = dest.lstat()
+            st = os.lstat(dest)
         except FileNotFoundError:
             return None
         if not stat.S_ISREG(st.st_mode) or st.st_size != size:
@@ -489,20 +525,17 @@ def _copy_stream(src_fd: int, dst_fd: int) -> tuple[str, int]:
     return hasher.hexdigest(), size
 
 
-def _sync_files(paths: Sequence[str]) -> None:
-    """Make written files durable: syncfs(2) of their filesystem once where it
-    exists, else one fsync each."""
-    if _syncfs(os.path.dirname(paths[0])):
-        return
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _syncfs(directory: str) -> bool:
+    """syncfs(2) of the filesystem holding ``directory``: every written byte and
+    name on it made durable in one call (Linux); False where unavailable."""
     try:
         import ctypes
 
