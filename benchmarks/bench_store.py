@@ -200,53 +200,37 @@ class Bench:
                             runs, lambda: self.fresh("minimal"))
             self.rows.append(Row(f"{label}: minimal sharded store", minimal, "sha256",
                                  f"{minimal / floor:.2f}x"))
-        holder: dict[str, Path] = {}
         add = timed([*self.cli, "add", str(data), "--name", "bench"], runs, self.new_repo)
         note = f"{hashfs / add:.1f}x faster than hashfs"
         if minimal is not None:
             note += f"; {add / minimal:.2f}x the minimal store"
         self.rows.append(Row(f"{label}: casrepo add", add, "sha256", f"{add / floor:.2f}x", note))
         if self.dvc:
-            def dvc_setup() -> None:
-                project = self.fresh("dvc-project")
-                run(["git", "init", "-q"], cwd=project)
-                run([self.dvc or "dvc", "init", "-q"], cwd=project)
-                target = project / data.name
-                if data.is_dir():
-                    shutil.copytree(data, target)
-                else:
-                    shutil.copyfile(data, target)
-                holder["dvc"] = target
-
-            dvc_times = []
-            for _ in range(runs):
-                dvc_setup()
-                start = time.perf_counter()
-                run([self.dvc, "add", "-q", str(holder["dvc"])], cwd=holder["dvc"].parent)
-                dvc_times.append(time.perf_counter() - start)
-            dvc = statistics.median(dvc_times)
+            dvc = self.other_tool(data, [["git", "init", "-q"], [self.dvc, "init", "-q"]],
+                                  [self.dvc, "add", "-q", data.name])
             self.rows.append(Row(f"{label}: dvc add", dvc, "sha256", f"{dvc / floor:.2f}x",
                                  f"casrepo {dvc / add:.1f}x faster"))
         if self.git:
-            def git_setup() -> None:
-                project = self.fresh("git-project")
-                run(["git", "init", "-q"], cwd=project)
-                target = project / data.name
-                if data.is_dir():
-                    shutil.copytree(data, target)
-                else:
-                    shutil.copyfile(data, target)
-                holder["git"] = project
-
-            git_times = []
-            for _ in range(runs):
-                git_setup()
-                start = time.perf_counter()
-                run(["git", "add", data.name], cwd=holder["git"])
-                git_times.append(time.perf_counter() - start)
-            git = statistics.median(git_times)
-            self.rows.append(Row(f"{label}: git add", git, "sha256", f"{git / floor:.2f}x"))
+            git = self.other_tool(data, [["git", "init", "-q"]], ["git", "add", data.name])
+            self.rows.append(Row(f"{label}: git add", git, "sha256", f"{git / floor:.2f}x",
+                                 f"casrepo {git / add:.1f}x faster"))
         return add
+
+    def other_tool(self, data: Path, init: list[list[str]], add: list[str]) -> float:
+        """Median time of another tool's ``add`` of a fresh copy of ``data`` in a new project."""
+        times = []
+        for _ in range(self.runs):
+            project = self.fresh("other-project")
+            for cmd in init:
+                run(cmd, cwd=project)
+            if data.is_dir():
+                shutil.copytree(data, project / data.name)
+            else:
+                shutil.copyfile(data, project / data.name)
+            start = time.perf_counter()
+            run(add, cwd=project)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
 
     def readd_case(self, label: str, data: Path, first: float) -> None:
         again = timed([*self.cli, "add", str(data), "--name", "bench"], self.runs)
