@@ -401,8 +401,15 @@ class Repository:
 
     def add(self, path: Path | str, *, name: str | None = None, kind: str | None = None,
             inputs: Sequence[str] = (), meta: Mapping[str, str] | None = None,
-            message: str | None = None, progress: Progress | None = None) -> AddResult:
-        """Store a file or directory as an artifact; with ``name``, move the name to it."""
+            message: str | None = None, progress: Progress | None = None,
+            link: str = "copy") -> AddResult:
+        """Store a file or directory as an artifact; with ``name``, move the name to it.
+
+        ``link`` is ``copy``, ``hardlink`` or ``move`` (see
+        :meth:`casrepo.store.ObjectStore.put_files` for the trade-offs).
+        """
+        if link not in ("copy", "hardlink", "move"):
+            raise UsageError(f"unknown link mode {link!r} (use 'copy', 'hardlink' or 'move')")
         source = Path(path)
         if not source.exists():
             raise UsageError(f"path does not exist: {source}")
@@ -438,7 +445,7 @@ class Repository:
                         progress(scan[i][0], result.size)
 
                 results = self.store.put_files([path for _, path, _ in scan], stored=stored,
-                                               total_size=scan_bytes)
+                                               total_size=scan_bytes, link=link)
                 entries = []
                 for (rel, _, executable), result in zip(scan, results, strict=True):
                     written += not result.is_duplicate
@@ -447,11 +454,12 @@ class Repository:
                                             executable=executable))
                 content = {"entries": tuple(entries)}
             else:
-                result = self.store.put_file(source)
+                executable = _is_executable(source)  # before a move takes the file away
+                result = self.store.put_file(source, link=link)
                 written += not result.is_duplicate
                 nbytes += 0 if result.is_duplicate else result.size
                 content = {"content": result.id, "size": result.size, "filename": source.name,
-                           "executable": _is_executable(source)}
+                           "executable": executable}
                 if progress:
                     progress(source.name, result.size)
             oid, manifest, previous, unchanged = self._commit(

@@ -12,6 +12,8 @@ before a path is built from it.
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import hashlib
 import itertools
 import os
@@ -24,7 +26,7 @@ from typing import IO, BinaryIO
 
 from hashfs import HashFS
 
-from casrepo.copying import copy_hashing
+from casrepo.copying import copy_hashing, hash_fd
 from casrepo.durable import fsync_dir
 from casrepo.errors import AmbiguousRev, CasrepoError, NotFound
 from casrepo.ids import ID_LENGTH, check_object_id, check_prefix, is_object_id
@@ -116,19 +118,29 @@ class ObjectStore:
         tmp, oid, size = self._write_temp(source)
         return self._commit(tmp, oid, size)
 
-    def put_file(self, path: Path | str) -> PutResult:
-        """Store one file, durably, reading it once."""
-        staged = self._stage(path, sync=True)
-        return self._install([staged])[0]
+    def put_file(self, path: Path | str, link: str = "copy") -> PutResult:
+        """Store one file, durably, reading it once (``link``: see :meth:`put_files`)."""
+        staged = self._stage(path, sync=True, link=link)
+        result = self._install([staged])[0]
+        _finish_move(path, staged, link)
+        return result
 
     def put_files(self, paths: Sequence[Path | str], workers: int | None = None,
                   stored: Callable[[int, PutResult], None] | None = None,
-                  total_size: int | None = None) -> list[PutResult]:
+                  total_size: int | None = None, link: str = "copy") -> list[PutResult]:
         """Store many files (a directory's) with one sync for the batch.
 
         Every file is read once into a temp file (or found stored already); then
         one sync makes the batch durable, and only then are the files renamed
         into place. ``stored(i, result)`` is called as each file is read.
+
+        ``link`` is ``copy`` (the default: the store holds its own copy, the
+        hash is of the bytes written), ``hardlink`` (the stored object is the
+        source file itself, made read-only: no copy, but a process that still
+        has the file open for writing could change the store's bytes, which
+        fsck would then report) or ``move`` (the file is moved into the store:
+        its path is gone afterwards). Either falls back to a copy where the
+        filesystem cannot link (another filesystem, or links not allowed).
 
         Files are read by a pool of threads when they are large enough on
         average (``total_size``) for hashing to dominate: hashlib releases the
@@ -144,35 +156,43 @@ class ObjectStore:
         try:
             if count <= 1 or len(paths) < 2:
                 for i, path in enumerate(paths):
-                    staged.append(self._stage(path, sync=False))
+                    staged.append(self._stage(path, sync=False, link=link))
                     if stored:
                         stored(i, staged[-1].result)
             else:
                 with ThreadPoolExecutor(count, thread_name_prefix="casrepo-put") as pool:
-                    for i, item in enumerate(pool.map(lambda p: self._stage(p, False), paths)):
+                    stage = functools.partial(self._stage, sync=False, link=link)
+                    for i, item in enumerate(pool.map(stage, paths)):
                         staged.append(item)
                         if stored:
                             stored(i, item.result)
             pending = [item.tmp for item in staged if item.tmp is not None]
             if not pending:
-                return self._install(staged, sync_dirs=False)
-            if _syncfs(self._tmp_str):
+                results = self._install(staged, sync_dirs=False)
+            elif _syncfs(self._tmp_str):
                 # One sync before the renames (the bytes), one after (the names).
                 results = self._install(staged, sync_dirs=False)
                 _syncfs(self._root_str)
-                return results
-            for name in pending:
-                _fsync_path(name)
-            return self._install(staged)
+            else:
+                for name in pending:
+                    _fsync_path(name)
+                results = self._install(staged)
+            for path, item in zip(paths, staged, strict=True):
+                _finish_move(path, item, link)
+            return results
         except BaseException:
             for item in staged:
                 if item.tmp is not None:
                     _unlink_quietly(Path(item.tmp))
             raise
 
-    def _stage(self, path: Path | str, sync: bool) -> _Staged:
+    def _stage(self, path: Path | str, sync: bool, link: str = "copy") -> _Staged:
         """Read a file once: found in the store already (freshened), or written to a
         temp file (synced if ``sync``) to be installed."""
+        if link != "copy":
+            linked = self._stage_linked(path, sync, move=link == "move")
+            if linked is not None:
+                return linked
         fd = os.open(path, os.O_RDONLY)
         try:
             st = os.fstat(fd)
@@ -219,6 +239,44 @@ class ObjectStore:
             return _Staged(str(tmp), PutResult(oid, size, False))
         finally:
             os.close(fd)
+
+    def _stage_linked(self, path: Path | str, sync: bool, move: bool) -> _Staged | None:
+        """Take the source file itself as the object (hard link or move) and hash it;
+        None when this filesystem cannot (the caller copies instead)."""
+        fd, tmp = self._open_temp()
+        os.close(fd)
+        os.unlink(tmp)
+        try:
+            if move:
+                os.rename(path, tmp)
+            else:
+                os.link(path, tmp, follow_symlinks=False)
+        except OSError as e:
+            if e.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                return None
+            raise
+        try:
+            fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise OSError(errno.EINVAL, "not a regular file", str(path))
+                oid, size = hash_fd(fd)
+                if sync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            existing = self._trusted_existing(oid, size)
+            if existing is not None:
+                os.unlink(tmp)  # the store has these bytes; a moved source goes with it
+                return _Staged(None, existing, linked=True)
+            os.chmod(tmp, OBJECT_MODE)  # the source's inode too: edits by path now fail
+            return _Staged(tmp, PutResult(oid, size, False), linked=True)
+        except BaseException:
+            if move:  # give the user's file back
+                with contextlib.suppress(OSError):
+                    os.rename(tmp, path)
+            _unlink_quietly(Path(tmp))
+            raise
 
     def _install(self, staged: Sequence[_Staged], sync_dirs: bool = True) -> list[PutResult]:
         """Rename synced temp files into place; with ``sync_dirs``, each directory
@@ -490,12 +548,20 @@ class ObjectStore:
         return matches[0]
 
 
+def _finish_move(path: Path | str, staged: _Staged, link: str) -> None:
+    """After a ``move`` that had to copy (another filesystem), remove the source."""
+    if link == "move" and not staged.linked:
+        _unlink_quietly(Path(path))
+
+
 @dataclass
 class _Staged:
     """A file read for the store: ``tmp`` holds its bytes until installed (None: stored already)."""
 
     tmp: str | None
     result: PutResult
+    linked: bool = False
+    """The source file itself was taken (hard link or move), not copied."""
 
 
 def _read_small(fd: int, size: int) -> bytes | None:

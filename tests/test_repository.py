@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -22,6 +23,7 @@ from casrepo import (
 )
 from casrepo.canonical import canonical_json
 from casrepo.errors import InvalidName
+from casrepo.fsck import check
 from casrepo.refs import RefKind
 from casrepo.store import LARGE_FILE
 
@@ -354,3 +356,43 @@ def test_get_refuses_corrupt_objects_in_every_mode(repo: Repository, project: Pa
             repo.get("big", tmp_path / link, link=link)
         assert not (tmp_path / link).exists()
     assert list(tmp_path.glob(".casrepo-get-*")) == []
+
+
+def test_add_by_hardlink_and_by_move(repo: Repository, project: Path, tmp_path: Path) -> None:
+    linked = project / "linked.bin"
+    linked.write_bytes(os.urandom(LARGE_FILE + 3))
+    result = repo.add(linked, name="linked", link="hardlink")
+    blob = result.manifest.content  # type: ignore[attr-defined]
+    assert os.path.samefile(linked, repo.store.path(blob))  # no copy was made
+    assert stat.S_IMODE(linked.stat().st_mode) == 0o444  # edits by path are refused
+    tree = project / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "a.txt").write_text("a")
+    (tree / "sub" / "b.txt").write_text("b")
+    moved = repo.add(tree, name="tree", link="move")
+    assert not (tree / "a.txt").exists() and not (tree / "sub" / "b.txt").exists()
+    repo.get("tree", tmp_path / "back")
+    assert (tmp_path / "back" / "sub" / "b.txt").read_text() == "b"
+    again = project / "again.txt"
+    again.write_text("a")  # bytes the store has: a move is a dedup hit
+    assert repo.add(again, link="move").manifest.content == moved.manifest.entries[0].content  # type: ignore[attr-defined]
+    assert not again.exists()
+    assert check(repo).ok
+
+
+def test_links_fall_back_to_a_copy_across_filesystems(repo: Repository, project: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    def cross_device(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EXDEV, "cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    src = project / "f.txt"
+    src.write_text("hello")
+    blob = repo.add(src, link="hardlink").manifest.content  # type: ignore[attr-defined]
+    assert src.exists() and not os.path.samefile(src, repo.store.path(blob))
+    monkeypatch.setattr(os, "rename", cross_device)
+    other = project / "g.txt"
+    other.write_text("moved across")
+    repo.add(other, name="g", link="move")
+    assert not other.exists()  # copied, then the source removed
+    assert repo.store.compute_id(repo.load("g").content) == repo.load("g").content  # type: ignore[union-attr]

@@ -85,11 +85,16 @@ def init(path: str, as_json: bool) -> None:
               help="An artifact this one was derived from (repeatable).")
 @click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE",
               help="Metadata to record (repeatable); keys naming fields of --kind set them.")
+@click.option("--link", type=click.Choice(["copy", "hardlink", "move"]), default="copy",
+              show_default=True,
+              help="copy: the store keeps its own copy; hardlink: the store takes the file itself, "
+                   "made read-only (no copy); move: the file moves into the store (its path is "
+                   "gone). Both fall back to a copy across filesystems.")
 @click.option("-m", "--message", metavar="MSG", help="A message stored in the manifest and the ref log.")
 @json_option
 @pass_state
 def add(state: State, path: str, name: str | None, kind: str | None, inputs: tuple[str, ...],
-        meta: tuple[str, ...], message: str | None, as_json: bool) -> None:
+        meta: tuple[str, ...], link: str, message: str | None, as_json: bool) -> None:
     """Store a file or directory as an artifact and print its manifest id."""
     _check_name(name, "name", "--name")
     parsed_meta = _parse_meta(meta)
@@ -105,7 +110,7 @@ def add(state: State, path: str, name: str | None, kind: str | None, inputs: tup
                        err=True, nl=False)
 
     result = repo.add(path, name=name, kind=kind, inputs=inputs, meta=parsed_meta,
-                      message=message, progress=progress)
+                      message=message, progress=progress, link=link)
     if show_progress:
         click.echo("", err=True)
     kind_name = type(result.manifest).kind
