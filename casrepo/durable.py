@@ -35,8 +35,7 @@ def append_line(path: Path, line: str) -> None:
     try:
         before = os.fstat(fd).st_size
         try:
-            if os.write(fd, data) != len(data):
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+            write_all(fd, data)  # a short write is retried: the retry raises the real error
             os.fsync(fd)
         except OSError:
             with contextlib.suppress(OSError):
@@ -45,3 +44,11 @@ def append_line(path: Path, line: str) -> None:
             raise
     finally:
         os.close(fd)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data``: a short write (a file size limit, a full disk) is retried,
+    so that it ends in the error that stopped it rather than in a silent cut."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

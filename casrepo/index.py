@@ -122,6 +122,8 @@ class ManifestIndex:
         """The start of gc's grace period: manifests modified since are indexed on a
         rebuild even when no name or tag reaches them (gc keeps them too)."""
         self._conn: sqlite3.Connection | None = None
+        self._memory = False
+        """The index lives in memory for this process (its file cannot be written)."""
         self.warnings: list[str] = []
         """Damage met while catching up or rebuilding (the answer may be incomplete)."""
 
@@ -129,6 +131,7 @@ class ManifestIndex:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        self._memory = False
 
     # -- connections -------------------------------------------------------------
 
@@ -205,7 +208,7 @@ class ManifestIndex:
 
     def _query(self, query: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``query`` on the current index; an unusable index is rebuilt once."""
-        for attempt in range(2):
+        for attempt in range(3):  # at most: discard a corrupt file, then fall back to memory
             try:
                 conn = self._existing()
                 if conn is None or _state(conn, "complete") != 1:
@@ -217,22 +220,23 @@ class ManifestIndex:
             except sqlite3.OperationalError as e:
                 if _busy(e):
                     raise Busy(f"the manifest index is locked by another process: {self.path}") from e
-                if attempt:
+                if _read_only(e) and not self._memory:
+                    self._in_memory()  # answer from memory; the file may well be fine
+                    continue
+                if attempt or self._memory:
                     raise CasrepoError(f"cannot use the manifest index {self.path}: {e}") from e
-                if _read_only(e):
-                    self._in_memory()
-                else:
-                    self.discard()
+                self.discard()
             except sqlite3.DatabaseError as e:
-                if attempt:
+                if attempt or self._memory:
                     raise CasrepoError(f"cannot use the manifest index {self.path}: {e}") from e
                 self.discard()  # corrupt: it is only a cache
         raise AssertionError("unreachable")
 
     def _in_memory(self) -> sqlite3.Connection:
-        """A read-only repository: build a private index in memory."""
+        """A repository whose index cannot be written: build a private one in memory."""
         self.close()
         self._conn = self._connect(":memory:", create=True)
+        self._memory = True
         offset, refs = self._log_size(), self._ref_entries()
         self._fill(self._conn, offset, self._everything(refs), refs)
         return self._conn
@@ -641,5 +645,9 @@ def _busy(error: sqlite3.OperationalError) -> bool:
 
 
 def _read_only(error: sqlite3.OperationalError) -> bool:
-    return getattr(error, "sqlite_errorname", "").startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN",
-                                                              "SQLITE_PERM"))
+    """The index cannot be written here: a read-only repository, or a full disk (for
+    which SQLite may also say it cannot grow its shared-memory file). Queries then
+    still answer, from an index built in memory."""
+    return getattr(error, "sqlite_errorname", "").startswith((
+        "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_FULL", "SQLITE_IOERR_SHMSIZE",
+        "SQLITE_IOERR_WRITE"))

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Final
 
 from casrepo import clock
-from casrepo.durable import append_line, fsync_dir
+from casrepo.durable import append_line, fsync_dir, write_all
 from casrepo.errors import Conflict, IntegrityError, NotFound
 from casrepo.ids import check_ref_name, is_object_id, ref_name_problem
 from casrepo.lockfile import ExclusiveLock, temp_prefix
@@ -234,7 +234,7 @@ class RefStore:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=temp_prefix("ref"), suffix=".tmp", dir=self.tmp_dir)
         try:
-            os.write(fd, (value + "\n").encode("ascii"))
+            write_all(fd, (value + "\n").encode("ascii"))
             os.fsync(fd)
         except BaseException:
             os.close(fd)
