@@ -195,13 +195,26 @@ def _rehash(repo: Repository, workers: int | None) -> Iterator[tuple[ObjectInfo,
         return
     with ThreadPoolExecutor(count) as pool:
         # Bounded look-ahead: results come back in order, memory stays flat.
-        pending: deque[Future[tuple[ObjectInfo, str | None]]] = deque()
+        pending: deque[Future[tuple[ObjectInfo, str | None]] | tuple[ObjectInfo, str | None]]
+        pending = deque()
         for info in repo.store.scan():
-            pending.append(pool.submit(digest, info))
+            # Small objects are hashed here: for them the system calls, not the
+            # hash, are the work, and threads would only contend for the GIL.
+            pending.append(pool.submit(digest, info) if info.size >= PARALLEL_HASH_MIN
+                           else digest(info))
             if len(pending) >= count * 64:
-                yield pending.popleft().result()
+                yield _result(pending.popleft())
         while pending:
-            yield pending.popleft().result()
+            yield _result(pending.popleft())
+
+
+PARALLEL_HASH_MIN = 256 << 10
+"""Objects from this size are re-hashed on the thread pool."""
+
+
+def _result(item: Future[tuple[ObjectInfo, str | None]] | tuple[ObjectInfo, str | None]
+            ) -> tuple[ObjectInfo, str | None]:
+    return item.result() if isinstance(item, Future) else item
 
 
 def _check_index(repo: Repository, links: dict[str, list[Link]], problems: list[Problem]) -> None:
@@ -217,6 +230,8 @@ def _check_index(repo: Repository, links: dict[str, list[Link]], problems: list[
             detail = f"{wrong} reachable manifest(s) missing or wrong"
     except CasrepoError as e:
         detail = str(e)
+    if detail is None and repo.index.path.exists():
+        return  # it agrees with the walk: rebuilding it would only cost a second read
     stats = repo.index.rebuild()
     if detail:
         problems.append(Problem(Level.WARNING, "manifest index",

@@ -76,6 +76,8 @@ class ObjectStore:
         self._root_str = str(self.root)
         self.tmp_dir = Path(tmp_dir) if tmp_dir is not None else self.root.parent / "tmp"
         self._tmp_str = str(self.tmp_dir)
+        self._known_dirs: set[str] = set()
+        """Shard directories seen to exist (gc never removes them)."""
         self.depth = depth
         self.width = width
         self._fs = HashFS(str(self.root), depth=depth, width=width, algorithm="sha256",
@@ -217,9 +219,9 @@ class ObjectStore:
                     raise
                 os.close(out)
                 return _Staged(tmp_name, PutResult(oid, len(data), False))
-            tmp = self._new_temp()
+            out_fd, tmp_name = self._open_temp()
+            tmp = Path(tmp_name)
             try:
-                out_fd = os.open(tmp, os.O_RDWR)
                 try:
                     if stat.S_ISREG(st.st_mode):
                         oid, size = copy_hashing(fd, out_fd)
@@ -283,13 +285,20 @@ class ObjectStore:
         changed is synced once (without, the caller syncs the filesystem)."""
         results = []
         touched: set[str] = set()
+        installed: set[str] = set()
         try:
             for item in staged:
                 if item.tmp is None:
                     results.append(item.result)
                     continue
                 tmp, item.tmp = item.tmp, None
-                result = self._commit(Path(tmp), item.result.id, item.result.size, sync_dir=False)
+                if item.result.id in installed:  # the same bytes twice in one batch
+                    _unlink_quietly(Path(tmp))
+                    results.append(PutResult(item.result.id, item.result.size, True))
+                    continue
+                result = self._commit(Path(tmp), item.result.id, item.result.size, sync_dir=False,
+                                      recheck=len(staged) == 1)
+                installed.add(result.id)
                 if not result.is_duplicate:
                     touched.add(os.path.dirname(self._path_str(result.id)))
                 results.append(result)
@@ -304,9 +313,10 @@ class ObjectStore:
         existing = self._trusted_existing(oid, len(data))
         if existing is not None:
             return existing
-        tmp = self._new_temp()
+        fd, name = self._open_temp()
+        tmp = Path(name)
         try:
-            with open(tmp, "wb") as out:
+            with os.fdopen(fd, "wb") as out:
                 out.write(data)
                 out.flush()
                 os.fsync(out.fileno())
@@ -315,29 +325,27 @@ class ObjectStore:
             raise
         return self._commit(tmp, oid, len(data))
 
-    def _new_temp(self) -> Path:
-        fd, name = self._open_temp()
-        os.close(fd)
-        return Path(name)
-
     def _open_temp(self) -> tuple[int, str]:
         """A new temp file in ``tmp/``, open for writing. Named by writer and a
         counter: cheaper than mkstemp's random names, as unique (O_EXCL)."""
         while True:
             name = f"{self._tmp_str}/{temp_prefix('obj')}{next(_TEMP_COUNTER)}.tmp"
             try:
-                return os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600), name
+                # Born with the objects' read-only mode (the descriptor is writable
+                # anyway): no chmod per object before the rename.
+                return os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL, OBJECT_MODE), name
             except FileExistsError:
                 continue  # left by an earlier process with our pid
             except FileNotFoundError:
                 self.tmp_dir.mkdir(parents=True, exist_ok=True)
 
     def _write_temp(self, source: BinaryIO) -> tuple[Path, str, int]:
-        tmp = self._new_temp()
+        fd, name = self._open_temp()
+        tmp = Path(name)
         try:
             hasher = hashlib.sha256()
             size = 0
-            with open(tmp, "wb") as out:
+            with os.fdopen(fd, "wb") as out:
                 while chunk := source.read(BUFFER_SIZE):
                     out.write(chunk)
                     hasher.update(chunk)
@@ -366,25 +374,41 @@ class ObjectStore:
             return None  # not ours to touch: rewriting it freshens it too
         return PutResult(oid, size, True)
 
-    def _commit(self, tmp: Path, oid: str, size: int, sync_dir: bool = True) -> PutResult:
+    def _commit(self, tmp: Path, oid: str, size: int, sync_dir: bool = True,
+                recheck: bool = True) -> PutResult:
+        """Rename a synced temp file into place. ``recheck`` looks once more for a
+        copy another writer stored meanwhile (a batch skips it: renaming the same
+        bytes over an object is harmless)."""
         try:
-            existing = self._trusted_existing(oid, size)
-            if existing is not None:
-                _unlink_quietly(tmp)
-                return existing
-            dest = self.path(oid)
-            os.chmod(tmp, OBJECT_MODE)
-            self._make_dirs(dest.parent)
-            os.replace(tmp, dest)
+            if recheck:
+                existing = self._trusted_existing(oid, size)
+                if existing is not None:
+                    _unlink_quietly(tmp)
+                    return existing
+            dest = self._path_str(oid)
+            shard = os.path.dirname(dest)
+            self._make_dirs(shard)
+            try:
+                os.replace(tmp, dest)
+            except FileNotFoundError:
+                if not tmp.exists():
+                    raise
+                self._known_dirs.discard(shard)  # removed by hand meanwhile: make it again
+                self._make_dirs(shard)
+                os.replace(tmp, dest)
             if sync_dir:
-                fsync_dir(dest.parent)
+                fsync_dir(Path(dest).parent)
         except BaseException:
             _unlink_quietly(tmp)
             raise
         return PutResult(oid, size, False)
 
-    def _make_dirs(self, directory: Path) -> None:
+    def _make_dirs(self, shard: str) -> None:
+        if shard in self._known_dirs:
+            return
+        directory = Path(shard)
         if directory.is_dir():
+            self._known_dirs.add(shard)
             return
         missing = []
         d = directory
@@ -395,6 +419,7 @@ class ObjectStore:
             with contextlib.suppress(FileExistsError):
                 d.mkdir()
             fsync_dir(d.parent)
+        self._known_dirs.add(shard)
 
     # -- reading -------------------------------------------------------------
 
@@ -432,11 +457,14 @@ class ObjectStore:
 
     def compute_id(self, oid: str) -> str:
         """The sha256 of the object's stored bytes (equal to ``oid`` when intact)."""
-        hasher = hashlib.sha256()
-        with self.open(oid) as f:
-            while chunk := f.read(BUFFER_SIZE):
-                hasher.update(chunk)
-        return hasher.hexdigest()
+        try:
+            fd = os.open(self._path_str(check_object_id(oid)), os.O_RDONLY)
+        except FileNotFoundError:
+            raise NotFound(f"object {oid} not found") from None
+        try:
+            return hash_fd(fd)[0]
+        finally:
+            os.close(fd)
 
     # -- deleting --------------------------------------------------------------
 
