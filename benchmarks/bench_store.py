@@ -115,6 +115,9 @@ def timed(cmd: list[str], runs: int, setup: Callable[[], object] | None = None,
     for _ in range(runs):
         if setup:
             setup()
+        # Nobody's dirty pages pending: an fsync on ext4 may have to write them
+        # out, and the case would pay for what the setup wrote.
+        os.sync()
         start = time.perf_counter()
         run(cmd, cwd)
         times.append(time.perf_counter() - start)
@@ -227,6 +230,7 @@ class Bench:
                 shutil.copytree(data, project / data.name)
             else:
                 shutil.copyfile(data, project / data.name)
+            os.sync()
             start = time.perf_counter()
             run(add, cwd=project)
             times.append(time.perf_counter() - start)
