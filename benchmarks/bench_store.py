@@ -108,6 +108,21 @@ def run(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = No
         raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr}")
 
 
+WARM: list[Path] = []
+"""The data of the case being timed: read before each run, so that every tool
+meets it in the page cache (which this kind of VM reclaims eagerly)."""
+
+
+def warm() -> None:
+    for root in WARM:
+        paths = [root] if root.is_file() else [Path(d) / f for d, _, fs in os.walk(root)
+                                                 for f in fs]
+        for path in paths:
+            with open(path, "rb") as f:
+                while f.read(1 << 20):
+                    pass
+
+
 def timed(cmd: list[str], runs: int, setup: Callable[[], object] | None = None,
           cwd: Path | None = None) -> float:
     """Median wall time of ``cmd`` as a whole process over ``runs`` runs."""
@@ -115,6 +130,7 @@ def timed(cmd: list[str], runs: int, setup: Callable[[], object] | None = None,
     for _ in range(runs):
         if setup:
             setup()
+        warm()
         # Nobody's dirty pages pending: an fsync on ext4 may have to write them
         # out, and the case would pay for what the setup wrote.
         os.sync()
@@ -156,14 +172,14 @@ def make_dir(path: Path, count: int, size: int) -> None:
 
 
 class Bench:
-    def __init__(self, work: Path, runs: int) -> None:
+    def __init__(self, work: Path, runs: int, others: bool = True) -> None:
         self.work = work
         self.runs = runs
         self.rows: list[Row] = []
         self.repo = str(work / "project" / ".casrepo")
         self.cli = [*CASREPO, "--repo", self.repo]
-        self.dvc = shutil.which("dvc")
-        self.git = shutil.which("git")
+        self.dvc = shutil.which("dvc") if others else None
+        self.git = shutil.which("git") if others else None
 
     def fresh(self, name: str) -> Path:
         path = self.work / name
@@ -181,6 +197,7 @@ class Bench:
     def add_case(self, label: str, data: Path) -> float:
         """Floors and casrepo for adding ``data`` (a file or a directory)."""
         runs = self.runs
+        WARM[:] = [data]
         floor = timed([PY, "-c", SHA256, str(data)], runs)
         self.rows.append(Row(f"{label}: sha256 floor", floor, "sha256", "1.00x"))
         cp_dest = self.work / "cp-copy"
@@ -230,6 +247,7 @@ class Bench:
                 shutil.copytree(data, project / data.name)
             else:
                 shutil.copyfile(data, project / data.name)
+            warm()
             os.sync()
             start = time.perf_counter()
             run(add, cwd=project)
@@ -316,6 +334,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (a quick look)")
     parser.add_argument("--only", default="startup,big,mib,small,gc,fsck,memory",
                         help="comma-separated cases (default: all)")
+    parser.add_argument("--no-others", action="store_true", help="skip dvc and git")
     parser.add_argument("--dir", type=Path, default=None,
                         help="work directory (default: a temp dir; use a real disk, not tmpfs)")
     args = parser.parse_args()
@@ -330,7 +349,7 @@ def main() -> None:
     }
     only = set(args.only.split(","))
     work = Path(tempfile.mkdtemp(prefix="casrepo-bench-store-", dir=args.dir))
-    bench = Bench(work, args.runs)
+    bench = Bench(work, args.runs, others=not args.no_others)
     print(f"work directory {work}; dvc: {bench.dvc or 'not installed'}; "
           f"git: {bench.git or 'not installed'}", file=sys.stderr)
     try:
