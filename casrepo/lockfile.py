@@ -175,7 +175,7 @@ class ExclusiveLock:
         ``record=False`` leaves the file's content as it was."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
             if not _try_flock(fd, fcntl.LOCK_EX):
                 os.close(fd)
                 return False
@@ -285,7 +285,7 @@ class SharedExclusiveLock:
     def try_acquire(self, exclusive: bool) -> bool:
         if self._fd < 0:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         return _try_flock(self._fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
 
     def release(self) -> None:

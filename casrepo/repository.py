@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
 import re
 import shutil
 import stat
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -120,8 +123,9 @@ class Repository:
         config.register_kinds(self.registry)
         self._locks_dir = casrepo_dir / "locks"
         self.pruned = PrunedLog(casrepo_dir / "logs" / PRUNED_FILE)
-        self._lock_depth = 0
-        self._lock_exclusive = False
+        self._lock_state = threading.local()
+        """Per thread: how deep this thread is in the repository lock (nested writers
+        reuse it), and whether it holds it exclusively."""
         self.writer_timeout = 300.0
         """How long writers wait for a running gc before giving up (Busy, exit 75)."""
         self.created = False
@@ -226,14 +230,15 @@ class Repository:
 
     @contextmanager
     def _lock(self, exclusive: bool, timeout: float) -> Iterator[None]:
-        if self._lock_depth:  # nested in a lock this process holds already
-            if exclusive and not self._lock_exclusive:
+        state = self._lock_state
+        if getattr(state, "depth", 0):  # nested in a lock this thread holds already
+            if exclusive and not state.exclusive:
                 raise RuntimeError("cannot take the repository exclusively inside a writer")
-            self._lock_depth += 1
+            state.depth += 1
             try:
                 yield
             finally:
-                self._lock_depth -= 1
+                state.depth -= 1
             return
         deadline = time.monotonic() + timeout
         gc_lock = ExclusiveLock(self._locks_dir / GC_LOCK, "the repository", timeout)
@@ -248,11 +253,11 @@ class Repository:
                 if time.monotonic() >= deadline:
                     raise self._busy(exclusive, gc_lock.path, writers)
                 time.sleep(POLL_INTERVAL * 5)
-            self._lock_depth, self._lock_exclusive = 1, exclusive
+            state.depth, state.exclusive = 1, exclusive
             try:
                 yield
             finally:
-                self._lock_depth = 0
+                state.depth = 0
         finally:
             writers.release()
             gc_lock.release()
@@ -410,6 +415,9 @@ class Repository:
         """
         if link not in ("copy", "hardlink", "move"):
             raise UsageError(f"unknown link mode {link!r} (use 'copy', 'hardlink' or 'move')")
+        if link == "move" and name is None:
+            raise UsageError("--link move needs --name: an artifact no name points at could be "
+                             "collected, and its files would be gone from PATH too")
         source = Path(path)
         if not source.exists():
             raise UsageError(f"path does not exist: {source}")
@@ -433,6 +441,9 @@ class Repository:
                                       inputs=input_ids, **own)
         _check_fields(cls, common, is_dir)
 
+        # A move is a hard link (or a copy) whose source goes only once the name
+        # has moved: a failure anywhere before leaves the user's files in place.
+        store_link = "hardlink" if link == "move" else link
         with self.writing():
             for input_id in input_ids:  # gc may have run since we resolved them
                 self._pin(input_id)
@@ -445,7 +456,7 @@ class Repository:
                         progress(scan[i][0], result.size)
 
                 results = self.store.put_files([path for _, path, _ in scan], stored=stored,
-                                               total_size=scan_bytes, link=link)
+                                               total_size=scan_bytes, link=store_link)
                 entries = []
                 for (rel, _, executable), result in zip(scan, results, strict=True):
                     written += not result.is_duplicate
@@ -455,7 +466,7 @@ class Repository:
                 content = {"entries": tuple(entries)}
             else:
                 executable = _is_executable(source)  # before a move takes the file away
-                result = self.store.put_file(source, link=link)
+                result = self.store.put_file(source, link=store_link)
                 written += not result.is_duplicate
                 nbytes += 0 if result.is_duplicate else result.size
                 content = {"content": result.id, "size": result.size, "filename": source.name,
@@ -465,6 +476,10 @@ class Repository:
             oid, manifest, previous, unchanged = self._commit(
                 lambda previous: cls.model_validate({**common, **content, "previous": previous}),
                 name, message)
+        if link == "move":
+            for path in [p for _, p, _ in scan] if scan is not None else [source]:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
         if unchanged:
             return AddResult(oid, manifest, name, previous, written, nbytes, True)
         return AddResult(oid, manifest, name, previous, written + 1, nbytes, False)
@@ -719,8 +734,13 @@ class Repository:
             if link == "hardlink" and not executable:
                 digest, size = copying.hash_fd(src)
                 self._verify(blob, digest)
-                os.link(self.store.path(blob), out, follow_symlinks=False)
-                return size
+                try:
+                    os.link(self.store.path(blob), out, follow_symlinks=False)
+                    return size
+                except OSError as e:  # another filesystem, or links not allowed: copy
+                    if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                        raise
+                os.lseek(src, 0, os.SEEK_SET)
             mode = 0o777 if executable else 0o666  # the umask applies, as for any new file
             flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
             dst = os.open(out, flags, mode)

@@ -39,6 +39,7 @@ smaller ones are read into memory once."""
 FOREIGN_TEMP_MAX_AGE = 86400.0
 OBJECT_MODE = 0o444
 _TEMP_COUNTER = itertools.count()
+_CANNOT_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES})
 PARALLEL_MIN_MEAN = 256 << 10
 """Mean file size from which a directory's files are read in parallel."""
 
@@ -123,9 +124,7 @@ class ObjectStore:
     def put_file(self, path: Path | str, link: str = "copy") -> PutResult:
         """Store one file, durably, reading it once (``link``: see :meth:`put_files`)."""
         staged = self._stage(path, sync=True, link=link)
-        result = self._install([staged])[0]
-        _finish_move(path, staged, link)
-        return result
+        return self._install([staged])[0]
 
     def put_files(self, paths: Sequence[Path | str], workers: int | None = None,
                   stored: Callable[[int, PutResult], None] | None = None,
@@ -137,12 +136,12 @@ class ObjectStore:
         into place. ``stored(i, result)`` is called as each file is read.
 
         ``link`` is ``copy`` (the default: the store holds its own copy, the
-        hash is of the bytes written), ``hardlink`` (the stored object is the
+        hash is of the bytes written) or ``hardlink`` (the stored object is the
         source file itself, made read-only: no copy, but a process that still
         has the file open for writing could change the store's bytes, which
-        fsck would then report) or ``move`` (the file is moved into the store:
-        its path is gone afterwards). Either falls back to a copy where the
-        filesystem cannot link (another filesystem, or links not allowed).
+        fsck would then report). A hard link falls back to a copy where the
+        filesystem cannot link (a symlink, another filesystem, links or the
+        chmod not allowed). The source file is never moved or removed here.
 
         Files are read by a pool of threads when they are large enough on
         average (``total_size``) for hashing to dominate: hashlib releases the
@@ -179,8 +178,6 @@ class ObjectStore:
                 for name in pending:
                     _fsync_path(name)
                 results = self._install(staged)
-            for path, item in zip(paths, staged, strict=True):
-                _finish_move(path, item, link)
             return results
         except BaseException:
             for item in staged:
@@ -191,8 +188,8 @@ class ObjectStore:
     def _stage(self, path: Path | str, sync: bool, link: str = "copy") -> _Staged:
         """Read a file once: found in the store already (freshened), or written to a
         temp file (synced if ``sync``) to be installed."""
-        if link != "copy":
-            linked = self._stage_linked(path, sync, move=link == "move")
+        if link == "hardlink":
+            linked = self._stage_linked(path, sync)
             if linked is not None:
                 return linked
         fd = os.open(path, os.O_RDONLY)
@@ -242,26 +239,28 @@ class ObjectStore:
         finally:
             os.close(fd)
 
-    def _stage_linked(self, path: Path | str, sync: bool, move: bool) -> _Staged | None:
-        """Take the source file itself as the object (hard link or move) and hash it;
-        None when this filesystem cannot (the caller copies instead)."""
+    def _stage_linked(self, path: Path | str, sync: bool) -> _Staged | None:
+        """Take the source file itself as the object (a hard link) and hash it; None
+        when it cannot be (a symlink, another filesystem, links or the chmod not
+        allowed): the caller copies instead. The source is never touched but for
+        its mode, made read-only."""
+        if os.path.islink(path):
+            return None
         fd, tmp = self._open_temp()
         os.close(fd)
         os.unlink(tmp)
         try:
-            if move:
-                os.rename(path, tmp)
-            else:
-                os.link(path, tmp, follow_symlinks=False)
+            os.link(path, tmp, follow_symlinks=False)
         except OSError as e:
-            if e.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            if e.errno in _CANNOT_LINK:
                 return None
             raise
         try:
             fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
             try:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    raise OSError(errno.EINVAL, "not a regular file", str(path))
+                    os.unlink(tmp)
+                    return None
                 oid, size = hash_fd(fd)
                 if sync:
                     os.fsync(fd)
@@ -269,15 +268,16 @@ class ObjectStore:
                 os.close(fd)
             existing = self._trusted_existing(oid, size)
             if existing is not None:
-                os.unlink(tmp)  # the store has these bytes; a moved source goes with it
-                return _Staged(None, existing, linked=True)
-            os.chmod(tmp, OBJECT_MODE)  # the source's inode too: edits by path now fail
-            return _Staged(tmp, PutResult(oid, size, False), linked=True)
+                os.unlink(tmp)  # the store has these bytes already
+                return _Staged(None, existing)
+            try:
+                os.chmod(tmp, OBJECT_MODE)  # the source's inode too: edits by path now fail
+            except PermissionError:
+                os.unlink(tmp)  # another user's file: copy it instead
+                return None
+            return _Staged(tmp, PutResult(oid, size, False))
         except BaseException:
-            if move:  # give the user's file back
-                with contextlib.suppress(OSError):
-                    os.rename(tmp, path)
-            _unlink_quietly(Path(tmp))
+            _unlink_quietly(Path(tmp))  # only our extra link: the source stays
             raise
 
     def _install(self, staged: Sequence[_Staged], sync_dirs: bool = True) -> list[PutResult]:
@@ -576,20 +576,12 @@ class ObjectStore:
         return matches[0]
 
 
-def _finish_move(path: Path | str, staged: _Staged, link: str) -> None:
-    """After a ``move`` that had to copy (another filesystem), remove the source."""
-    if link == "move" and not staged.linked:
-        _unlink_quietly(Path(path))
-
-
 @dataclass
 class _Staged:
     """A file read for the store: ``tmp`` holds its bytes until installed (None: stored already)."""
 
     tmp: str | None
     result: PutResult
-    linked: bool = False
-    """The source file itself was taken (hard link or move), not copied."""
 
 
 def _read_small(fd: int, size: int) -> bytes | None:

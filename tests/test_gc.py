@@ -364,3 +364,28 @@ def test_reachable_counts_what_is_there_after_pruning(repo: Repository, project:
     collect_garbage(repo, expire="now", keep_last=1)
     report = collect_garbage(repo, expire="now")
     assert report.reachable == len(list(repo.store.ids()))
+
+
+def test_writer_lock_is_per_thread(repo: Repository) -> None:
+    """Two threads writing through one Repository each hold the writers' lock: one
+    leaving must not release the other's."""
+    import threading
+
+    inside, leave = threading.Event(), threading.Event()
+
+    def long_writer() -> None:
+        with repo.writing():
+            inside.set()
+            assert leave.wait(30)
+
+    thread = threading.Thread(target=long_writer)
+    try:
+        with repo.writing():  # this thread first; the other comes in while it writes
+            thread.start()
+            assert inside.wait(30)
+        with pytest.raises(Busy):  # this thread left: the other still holds the lock
+            collect_garbage(Repository.open(repo.dir), expire="now", wait=0.2)
+    finally:
+        leave.set()
+        thread.join(30)
+    collect_garbage(Repository.open(repo.dir), expire="now", wait=5)

@@ -375,9 +375,28 @@ def test_add_by_hardlink_and_by_move(repo: Repository, project: Path, tmp_path: 
     assert (tmp_path / "back" / "sub" / "b.txt").read_text() == "b"
     again = project / "again.txt"
     again.write_text("a")  # bytes the store has: a move is a dedup hit
-    assert repo.add(again, link="move").manifest.content == moved.manifest.entries[0].content  # type: ignore[attr-defined]
+    first = moved.manifest.entries[0].content  # type: ignore[attr-defined]
+    assert repo.add(again, name="again", link="move").manifest.content == first  # type: ignore[attr-defined]
     assert not again.exists()
+    with pytest.raises(UsageError, match="needs --name"):
+        repo.add(linked, link="move")
     assert check(repo).ok
+
+
+def test_a_failed_move_leaves_every_file_in_place(repo: Repository, project: Path) -> None:
+    (project / "f0").write_text("zero")
+    repo.add(project / "f0", name="a")
+    tree = project / "e"
+    tree.mkdir()
+    for n in range(3):
+        (tree / f"{n}.txt").write_text(f"file {n}")
+    (tree / "link.txt").symlink_to(tree / "0.txt")  # stored by content, never moved as a link
+    with pytest.raises(Conflict):
+        repo.add(tree, name="a/b", link="move")  # name 'a' exists: the add fails at the end
+    assert sorted(p.name for p in tree.iterdir()) == ["0.txt", "1.txt", "2.txt", "link.txt"]
+    assert (tree / "1.txt").read_text() == "file 1"
+    repo.add(tree, name="e", link="move")
+    assert list(tree.iterdir()) == []
 
 
 def test_links_fall_back_to_a_copy_across_filesystems(repo: Repository, project: Path,
@@ -390,7 +409,6 @@ def test_links_fall_back_to_a_copy_across_filesystems(repo: Repository, project:
     src.write_text("hello")
     blob = repo.add(src, link="hardlink").manifest.content  # type: ignore[attr-defined]
     assert src.exists() and not os.path.samefile(src, repo.store.path(blob))
-    monkeypatch.setattr(os, "rename", cross_device)
     other = project / "g.txt"
     other.write_text("moved across")
     repo.add(other, name="g", link="move")
