@@ -144,3 +144,13 @@ def add(run: Any, project: Path, rel: str, data: bytes, *options: str) -> str:
     """Write ``data`` to project/rel, `casrepo add` it and return the manifest id."""
     write(project / rel, data)
     return last_id(run("add", rel, *options))
+
+
+def digest(path: Path) -> str:
+    """sha256 of a file's bytes, or of a directory's paths, contents and executable bits."""
+    if path.is_file():
+        return sha256(path.read_bytes())
+    h = hashlib.sha256()
+    for rel, (data, executable) in sorted(tree(path).items()):
+        h.update(f"{rel}\0{sha256(data)}\0{int(executable)}\n".encode())
+    return h.hexdigest()

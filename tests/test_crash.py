@@ -15,7 +15,6 @@ exact moment a process dies does not.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import assert_ok, describe, last_id, sha256, tree, write
+from cli_support import assert_ok, describe, digest, last_id, write
 
 SEED = int(os.environ.get("CASREPO_CRASH_SEED", "20240611"))
 
@@ -73,16 +72,6 @@ def holds_exclusive_flock(pid: int) -> bool:
             if parts[1:2] == ["FLOCK"] and parts[3:5] == ["WRITE", str(pid)]:
                 return True
     return False
-
-
-def digest(path: Path) -> str:
-    """sha256 of a file's bytes, or of a directory's paths, contents and executable bits."""
-    if path.is_file():
-        return sha256(path.read_bytes())
-    h = hashlib.sha256()
-    for rel, (data, executable) in sorted(tree(path).items()):
-        h.update(f"{rel}\0{sha256(data)}\0{int(executable)}\n".encode())
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import gc
-import hashlib
 import os
 import random
 import resource
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import assert_error, assert_ok, last_id, sha256, tree, write
+from cli_support import assert_error, assert_ok, digest, last_id, write
 
 MiB = 1 << 20
 FS_SIZE = 8 * MiB
@@ -54,16 +53,6 @@ def casrepo(cwd: Path, *args: str, fsize: int | None = None) -> Ran:
     proc = subprocess.run([sys.executable, "-m", "casrepo", *args], cwd=cwd, env=env,
                           preexec_fn=limit, capture_output=True, text=True, timeout=120)
     return Ran(proc.returncode, proc.stdout, proc.stderr)
-
-
-def digest(path: Path) -> str:
-    """sha256 of a file, or of a directory's paths, contents and executable bits."""
-    if path.is_file():
-        return sha256(path.read_bytes())
-    h = hashlib.sha256()
-    for rel, (data, executable) in sorted(tree(path).items()):
-        h.update(f"{rel}\0{sha256(data)}\0{int(executable)}\n".encode())
-    return h.hexdigest()
 
 
 def big_file(path: Path, size: int, seed: int = 1) -> Path:
