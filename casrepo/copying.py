@@ -132,8 +132,14 @@ def reflink(src_fd: int, dst_fd: int) -> bool:
     return True
 
 
-SMALL = 4 << 20
-"""Below this, a file is read into memory once: a thread per file would cost more."""
+LARGE_FILE = 4 << 20
+"""From this size a file is copied in the kernel while another core hashes it; below
+it, a file is read into memory once (a thread per file would cost more)."""
+PARALLEL_MIN = 256 << 10
+"""From this (mean) size, files are read or hashed on a pool of threads; below it the
+system calls, not the hash, are the work, and threads only contend for the GIL."""
+CANNOT_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES})
+"""Errors of link(2) that mean "copy instead": another filesystem, links not allowed."""
 
 
 def hash_fd(fd: int) -> tuple[str, int]:
@@ -155,7 +161,7 @@ def copy_verifiable(src_fd: int, dst_fd: int) -> tuple[str, int]:
     """
     if reflink(src_fd, dst_fd):
         return hash_fd(dst_fd)
-    if os.fstat(src_fd).st_size < SMALL:
+    if os.fstat(src_fd).st_size < LARGE_FILE:
         data = b"".join(iter(lambda: os.read(src_fd, READ_BUFFER), b""))
         view = memoryview(data)
         while view:

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from casrepo.copying import PARALLEL_MIN
 from casrepo.errors import CasrepoError, NotFound
 from casrepo.ids import is_object_id, ref_name_problem
-from casrepo.lockfile import GC_LOCK, ExclusiveLock
+from casrepo.lockfile import GC_LOCK, abandoned_locks
 from casrepo.manifest import Link
 from casrepo.reach import mark
 from casrepo.refs import ANY, RefKind, RefLogEntry
@@ -120,16 +121,7 @@ def _check(repo: Repository, repair: bool, workers: int | None) -> FsckReport:
         for path in repo.refs.strays(kind):
             problems.append(Problem(Level.WARNING, str(path.relative_to(repo.dir)),
                                     "not a valid name or tag file"))
-    for path in [*repo.refs.locks(), repo.dir / "locks" / GC_LOCK]:
-        if not path.exists():
-            continue
-        lock = ExclusiveLock(path, "lock")
-        if not lock.try_acquire(record=False):
-            continue  # a live update or gc holds it
-        if repair:
-            lock.release()  # releasing removes the file
-        else:
-            lock.release_keeping_file()
+    for path in abandoned_locks([*repo.refs.locks(), repo.dir / "locks" / GC_LOCK], repair):
         problems.append(Problem(Level.WARNING, str(path.relative_to(repo.dir)),
                                 "lock file left by a process that is gone", repair))
     _check_ref_log(repo, problems, repair)
@@ -200,16 +192,12 @@ def _rehash(repo: Repository, workers: int | None) -> Iterator[tuple[ObjectInfo,
         for info in repo.store.scan():
             # Small objects are hashed here: for them the system calls, not the
             # hash, are the work, and threads would only contend for the GIL.
-            pending.append(pool.submit(digest, info) if info.size >= PARALLEL_HASH_MIN
+            pending.append(pool.submit(digest, info) if info.size >= PARALLEL_MIN
                            else digest(info))
             if len(pending) >= count * 64:
                 yield _result(pending.popleft())
         while pending:
             yield _result(pending.popleft())
-
-
-PARALLEL_HASH_MIN = 256 << 10
-"""Objects from this size are re-hashed on the thread pool."""
 
 
 def _result(item: Future[tuple[ObjectInfo, str | None]] | tuple[ObjectInfo, str | None]

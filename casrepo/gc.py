@@ -21,7 +21,7 @@ from typing import Any
 from casrepo import clock
 from casrepo.errors import CasrepoError, IntegrityError, UsageError
 from casrepo.ids import is_object_id
-from casrepo.lockfile import ExclusiveLock
+from casrepo.lockfile import abandoned_locks
 from casrepo.manifest import Link, Target
 from casrepo.reach import Retention, mark
 from casrepo.repository import Repository
@@ -142,7 +142,7 @@ def collect_garbage(repo: Repository, *, expire: datetime | str | None = "config
                 if n % 1000 == 0:
                     report("remove", n, len(removed))
         temps = repo.store.abandoned_temp_files()
-        locks = _abandoned_locks(repo, remove=not dry_run)
+        locks = abandoned_locks(repo.refs.locks(), remove=not dry_run)
         if not dry_run:
             for path in temps:
                 path.unlink(missing_ok=True)
@@ -175,20 +175,6 @@ def _reflog_targets(repo: Repository, since: datetime | None) -> list[str]:
             if oid and is_object_id(oid):  # fsck reports malformed ones
                 found[oid] = None
     return list(found)
-
-
-def _abandoned_locks(repo: Repository, remove: bool) -> list[Path]:
-    """Ref lock files that no live process holds (left by killed updates)."""
-    found = []
-    for path in repo.refs.locks():
-        lock = ExclusiveLock(path, "lock")
-        if lock.try_acquire(record=False):
-            found.append(path)
-            if remove:
-                lock.release()
-            else:
-                lock.release_keeping_file()
-    return found
 
 
 def report_json(report: GCReport) -> dict[str, Any]:

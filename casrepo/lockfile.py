@@ -28,6 +28,7 @@ import re
 import socket
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -216,6 +217,22 @@ class ExclusiveLock:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.release()
+
+
+def abandoned_locks(paths: Iterable[Path], remove: bool) -> list[Path]:
+    """The lock files among ``paths`` that no live process holds (left by killed
+    holders); with ``remove``, they are deleted (under their lock, so never a live one)."""
+    found = []
+    for path in paths:
+        lock = ExclusiveLock(path, "lock")
+        if not path.exists() or not lock.try_acquire(record=False):
+            continue  # gone, or a live update or gc holds it
+        found.append(path)
+        if remove:
+            lock.release()  # releasing removes the file
+        else:
+            lock.release_keeping_file()
+    return found
 
 
 def is_locked(path: Path) -> bool:

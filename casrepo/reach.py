@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from casrepo.errors import CasrepoError, IntegrityError, NotFound
 from casrepo.manifest import Link, Rel, Target
@@ -102,6 +103,8 @@ class _Walk:
         self.retention = retention
         self.whole: set[str] = set()
         self.known: dict[str, list[Link]] = {}
+        self.created: dict[str, Any] = {}
+        """The ``created`` field of manifests read here (retention judges by it)."""
         try:
             self.pruned = repo.pruned_manifests()
         except IntegrityError as e:  # then no missing blob can be told from damage
@@ -131,6 +134,7 @@ class _Walk:
                 self.result.problems.append((via, str(e)))
             return None
         self.result.links[oid] = links
+        self.created[oid] = document.get("created")
         return links
 
     def visit(self, roots: Iterable[tuple[str, bool, str]], strict: bool = True) -> None:
@@ -180,18 +184,18 @@ class _Walk:
         position = 0
         while oid is not None and oid not in seen:
             seen.add(oid)
-            created = self._created(oid)
-            if not self.retention.keeps(position, created):
+            links = self.links_of(oid, via, strict=False)  # read once: links and created
+            if not self.retention.keeps(position, self._created(oid)):
                 break  # versions are judged newest first; the first one let go ends the run
             kept.append(oid)
-            links = self.links_of(oid, via, strict=False)
             oid = next((lk.id for lk in links or () if lk.rel is Rel.PREVIOUS), None)
             position += 1
         return kept
 
     def _created(self, oid: str) -> datetime | None:
         try:
-            value = self.repo.document(oid).get("created")
+            value = (self.created[oid] if oid in self.created
+                     else self.repo.document(oid).get("created"))
             return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
         except (CasrepoError, AttributeError, ValueError):
             return None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import os
 import re
@@ -738,7 +737,7 @@ class Repository:
                     os.link(self.store.path(blob), out, follow_symlinks=False)
                     return size
                 except OSError as e:  # another filesystem, or links not allowed: copy
-                    if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    if e.errno not in copying.CANNOT_LINK:
                         raise
                 os.lseek(src, 0, os.SEEK_SET)
             mode = 0o777 if executable else 0o666  # the umask applies, as for any new file

@@ -12,7 +12,6 @@ before a path is built from it.
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import hashlib
 import itertools
@@ -26,22 +25,16 @@ from typing import IO, BinaryIO
 
 from hashfs import HashFS
 
-from casrepo.copying import copy_hashing, hash_fd
-from casrepo.durable import fsync_dir
+from casrepo.copying import CANNOT_LINK, LARGE_FILE, PARALLEL_MIN, copy_hashing, hash_fd
+from casrepo.durable import fsync_dir, fsync_path, syncfs
 from casrepo.errors import AmbiguousRev, CasrepoError, NotFound
 from casrepo.ids import ID_LENGTH, check_object_id, check_prefix, is_object_id
 from casrepo.lockfile import temp_abandoned, temp_prefix
 
 BUFFER_SIZE = 1 << 20
-LARGE_FILE = 4 << 20
-"""Files from this size are copied in the kernel while another core hashes them;
-smaller ones are read into memory once."""
 FOREIGN_TEMP_MAX_AGE = 86400.0
 OBJECT_MODE = 0o444
 _TEMP_COUNTER = itertools.count()
-_CANNOT_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES})
-PARALLEL_MIN_MEAN = 256 << 10
-"""Mean file size from which a directory's files are read in parallel."""
 
 
 @dataclass(frozen=True)
@@ -151,7 +144,7 @@ class ObjectStore:
         """
         if workers is None:
             mean = (total_size or 0) / max(len(paths), 1)
-            workers = min(4, (os.cpu_count() or 1) * 2) if mean >= PARALLEL_MIN_MEAN else 1
+            workers = min(4, (os.cpu_count() or 1) * 2) if mean >= PARALLEL_MIN else 1
         count = workers
         staged: list[_Staged] = []
         try:
@@ -170,13 +163,13 @@ class ObjectStore:
             pending = [item.tmp for item in staged if item.tmp is not None]
             if not pending:
                 results = self._install(staged, sync_dirs=False)
-            elif _syncfs(self._tmp_str):
+            elif syncfs(self._tmp_str):
                 # One sync before the renames (the bytes), one after (the names).
                 results = self._install(staged, sync_dirs=False)
-                _syncfs(self._root_str)
+                syncfs(self._root_str)
             else:
                 for name in pending:
-                    _fsync_path(name)
+                    fsync_path(name)
                 results = self._install(staged)
             return results
         except BaseException:
@@ -252,7 +245,7 @@ class ObjectStore:
         try:
             os.link(path, tmp, follow_symlinks=False)
         except OSError as e:
-            if e.errno in _CANNOT_LINK:
+            if e.errno in CANNOT_LINK:
                 return None
             raise
         try:
@@ -611,32 +604,6 @@ def _copy_stream(src_fd: int, dst_fd: int) -> tuple[str, int]:
     return hasher.hexdigest(), size
 
 
-def _fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _syncfs(directory: str) -> bool:
-    """syncfs(2) of the filesystem holding ``directory``: every written byte and
-    name on it made durable in one call (Linux); False where unavailable."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        syncfs = libc.syncfs
-    except (OSError, AttributeError):
-        return False
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        if syncfs(fd) != 0:
-            code = ctypes.get_errno()
-            raise OSError(code, os.strerror(code), directory)
-    finally:
-        os.close(fd)
-    return True
 
 
 def _scandir(directory: Path | str) -> list[os.DirEntry[str]]:
