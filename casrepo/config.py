@@ -1,14 +1,18 @@
-"""``.casrepo/config.yaml``: the format version, store shape, gc and kind settings."""
+"""``.casrepo/config.yaml``: the format version, store shape, gc, kind and remote settings."""
 
 from __future__ import annotations
 
 import importlib
+import os
+import re
+import tempfile
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from casrepo.durable import fsync_dir, write_all
 from casrepo.errors import NotARepository, UsageError
 from casrepo.manifest import Registry
 
@@ -39,6 +43,33 @@ class GCConfig(BaseModel):
     """Retention: keep the data of versions created within this duration (e.g. '90d')."""
 
 
+REMOTE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+class RemoteConfig(BaseModel):
+    """Where one remote lives. Credentials are never stored here: they come from
+    the usual AWS environment variables, profiles and instance roles."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    """``s3://BUCKET/PREFIX`` or an absolute filesystem path."""
+    endpoint_url: str | None = None
+    """An S3-compatible server (MinIO, Ceph, R2...); None: AWS (or AWS_ENDPOINT_URL)."""
+    profile: str | None = None
+    """An AWS profile name from ~/.aws/config (None: the default chain)."""
+    region: str | None = None
+
+
+class RemoteSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    default: str | None = None
+    """The remote push, pull and fetch use when none is named."""
+    fetch_on_miss: bool = False
+    """Fetch objects missing here from the default remote, transparently."""
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -47,6 +78,8 @@ class Config(BaseModel):
     gc: GCConfig = Field(default_factory=GCConfig)
     kinds: list[str] = Field(default_factory=list)
     """Manifest classes to register, as ``package.module:ClassName``."""
+    remote: RemoteSettings = Field(default_factory=RemoteSettings)
+    remotes: dict[str, RemoteConfig] = Field(default_factory=dict)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -87,3 +120,22 @@ def load_config(casrepo_dir: Path) -> Config:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise UsageError(f"{path}: {where}: {first['msg']}") from e
+
+
+def save_config(casrepo_dir: Path, config: Config) -> None:
+    """Replace config.yaml atomically: a synced temp file renamed over it."""
+    path = casrepo_dir / CONFIG_FILE
+    fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".tmp", dir=casrepo_dir)
+    try:
+        try:
+            write_all(fd, config.to_yaml().encode("utf-8"))
+            mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+            os.fchmod(fd, mode)  # mkstemp makes it private
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(casrepo_dir)

@@ -159,30 +159,9 @@ class Repository:
     def init(cls, project_dir: Path | str = ".", registry: Registry | None = None) -> Repository:
         """Create ``project_dir/.casrepo``; on an existing repository, change nothing."""
         target = Path(project_dir) / CASREPO_DIR
-        if (target / CONFIG_FILE).exists():
-            return cls.open(target, registry)
-        if target.exists() and not target.is_dir():
-            raise Conflict(f"{target} exists and is not a directory")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # Build in a sibling temp dir and rename: a killed init leaves no half repo.
-        staging = Path(tempfile.mkdtemp(prefix=".casrepo-init-", dir=target.parent))
-        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; a team may share it
-        try:
-            for sub in ("objects", "refs/names", "refs/tags", "logs", "tmp"):
-                (staging / sub).mkdir(parents=True)
-            (staging / CONFIG_FILE).write_text(Config().to_yaml(), encoding="utf-8")
-            try:
-                os.rename(staging, target)
-            except OSError:
-                if (target / CONFIG_FILE).exists():  # another init won the race
-                    return cls.open(target, registry)
-                raise
-            fsync_dir(target.parent)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
+        created = create_layout(target)
         repo = cls.open(target, registry)
-        repo.created = True
+        repo.created = created
         return repo
 
     @classmethod
@@ -289,7 +268,7 @@ class Repository:
 
     def _resolve_base(self, base: str) -> str:
         if is_object_id(base):
-            if not self.store.exists(base):
+            if not self.store.exists(base) and not self.fetch_missing([base]):
                 raise NotFound(f"object {base} not found")
             return base
         is_name = ref_name_problem(base) is None
@@ -301,7 +280,7 @@ class Repository:
                                           f"tag {base} ({by_tag[:12]})"])
             target = by_name or by_tag
             if target is not None:
-                if not self.store.exists(target):
+                if not self.store.exists(target) and not self.fetch_missing([target]):
                     what = "name" if by_name else "tag"
                     raise IntegrityError(f"{what} {base!r} points at missing object {target} "
                                          "(run 'casrepo fsck')")
@@ -326,8 +305,38 @@ class Repository:
     # -- manifests -----------------------------------------------------------------
 
     def document(self, oid: str) -> dict[str, Any]:
-        """The verified JSON document of manifest ``oid``."""
+        """The verified JSON document of manifest ``oid`` (fetched from the default
+        remote first when it is missing here and config.yaml asks for that)."""
+        try:
+            return self.registry.read_document(oid)
+        except NotFound:
+            if self.store.exists(oid) or not self.fetch_missing([oid]):
+                raise
         return self.registry.read_document(oid)
+
+    def fetch_missing(self, ids: Sequence[str]) -> bool:
+        """Fetch objects (and what they link to) missing here from the default
+        remote, if config.yaml's ``remote.fetch_on_miss`` is on. False when it is
+        off or the remote lacks them too; RemoteError when it cannot be reached."""
+        if not self.config.remote.fetch_on_miss or not self.config.remotes:
+            return False
+        if getattr(self._lock_state, "fetching", False):
+            return False  # the fetch itself is asking: no recursion
+        # Imported here: remotes build on the repository, not the other way round.
+        from casrepo.remote.sync import fetch_objects, open_named
+
+        self._lock_state.fetching = True
+        try:
+            remote = open_named(self, None)
+            try:
+                fetch_objects(self, remote, ids)
+            finally:
+                remote.close()
+        except NotFound:
+            return False
+        finally:
+            self._lock_state.fetching = False
+        return all(self.store.exists(oid) for oid in ids)
 
     def linked_document(self, oid: str, referrer: str) -> dict[str, Any]:
         """The document of a manifest that ``referrer`` links to.
@@ -604,6 +613,8 @@ class Repository:
         missing = next((b for b in blobs if not self.store.exists(b)), None)
         if missing is None:
             return
+        if self.fetch_missing([b for b in blobs if not self.store.exists(b)]):
+            return
         entry = self.pruned.read().get(oid)
         if entry is not None:
             rules = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in sorted(entry.rules.items()))
@@ -776,6 +787,36 @@ class Repository:
 
 
 # -- helpers -------------------------------------------------------------------------
+
+
+def create_layout(target: Path) -> bool:
+    """Make a repository directory at ``target`` itself (a ``.casrepo``, or the bare
+    repository of a filesystem remote); False when one is there already."""
+    if (target / CONFIG_FILE).exists():
+        return False
+    if target.exists() and not target.is_dir():
+        raise Conflict(f"{target} exists and is not a directory")
+    if target.is_dir() and any(target.iterdir()):
+        raise Conflict(f"{target} exists, is not empty and holds no casrepo repository")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Build in a sibling temp dir and rename: a killed init leaves no half repo.
+    staging = Path(tempfile.mkdtemp(prefix=".casrepo-init-", dir=target.parent))
+    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; a team may share it
+    try:
+        for sub in ("objects", "refs/names", "refs/tags", "logs", "tmp"):
+            (staging / sub).mkdir(parents=True)
+        (staging / CONFIG_FILE).write_text(Config().to_yaml(), encoding="utf-8")
+        try:
+            os.rename(staging, target)  # over an empty directory too
+        except OSError:
+            if (target / CONFIG_FILE).exists():  # another init won the race
+                return False
+            raise
+        fsync_dir(target.parent)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return True
 
 
 def _check_fields(cls: type[Manifest], common: dict[str, Any], is_dir: bool) -> None:

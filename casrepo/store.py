@@ -27,7 +27,7 @@ from hashfs import HashFS
 
 from casrepo.copying import CANNOT_LINK, LARGE_FILE, PARALLEL_MIN, copy_hashing, hash_fd
 from casrepo.durable import fsync_dir, fsync_path, syncfs
-from casrepo.errors import AmbiguousRev, CasrepoError, NotFound
+from casrepo.errors import AmbiguousRev, CasrepoError, IntegrityError, NotFound
 from casrepo.ids import ID_LENGTH, check_object_id, check_prefix, is_object_id
 from casrepo.lockfile import temp_abandoned, temp_prefix
 
@@ -160,22 +160,41 @@ class ObjectStore:
                         staged.append(item)
                         if stored:
                             stored(i, item.result)
-            pending = [item.tmp for item in staged if item.tmp is not None]
-            if not pending:
-                results = self._install(staged, sync_dirs=False)
-            elif syncfs(self._tmp_str):
-                # One sync before the renames (the bytes), one after (the names).
-                results = self._install(staged, sync_dirs=False)
-                syncfs(self._root_str)
-            else:
-                for name in pending:
-                    fsync_path(name)
-                results = self._install(staged)
-            return results
+            return self._install_batch(staged)
         except BaseException:
-            for item in staged:
-                if item.tmp is not None:
-                    _unlink_quietly(Path(item.tmp))
+            _discard(staged)
+            raise
+
+    def _install_batch(self, staged: Sequence[_Staged]) -> list[PutResult]:
+        """Make unsynced temp files durable, then rename them into place."""
+        pending = [item.tmp for item in staged if item.tmp is not None]
+        if not pending:
+            return self._install(staged, sync_dirs=False)
+        if syncfs(self._tmp_str):
+            # One sync before the renames (the bytes), one after (the names).
+            results = self._install(staged, sync_dirs=False)
+            syncfs(self._root_str)
+            return results
+        for name in pending:
+            fsync_path(name)
+        return self._install(staged)
+
+    # -- receiving (objects fetched from a remote) ------------------------------
+
+    def receive(self, oid: str) -> Incoming:
+        """A temp file for bytes that must hash to ``oid``; see :class:`Incoming`."""
+        check_object_id(oid)
+        fd, name = self._open_temp()
+        return Incoming(oid, fd, name)
+
+    def install_received(self, received: Sequence[Incoming]) -> list[PutResult]:
+        """Install verified incoming objects as one batch, in the order given (put
+        what links to others last), with one sync before the renames."""
+        staged = [item.staged() for item in received]
+        try:
+            return self._install_batch(staged)
+        except BaseException:
+            _discard(staged)
             raise
 
     def _stage(self, path: Path | str, sync: bool, link: str = "copy") -> _Staged:
@@ -567,6 +586,74 @@ class ObjectStore:
         if len(matches) > 1:
             raise AmbiguousRev(prefix, matches)
         return matches[0]
+
+
+class Incoming:
+    """Bytes arriving for a known id (an object fetched from a remote).
+
+    A file-like sink: ``write`` puts the bytes in a temp file in ``tmp/`` and
+    hashes them as they are written; :meth:`verify` then checks they hash to
+    the id, so what enters the store is what was hashed. It is not seekable,
+    so transfer libraries write it in order. Nothing is in the store until
+    :meth:`ObjectStore.install_received`; :meth:`discard` drops it.
+    """
+
+    def __init__(self, oid: str, fd: int, tmp: str) -> None:
+        self.id = oid
+        self.tmp = tmp
+        self.size = 0
+        self._fd: int | None = fd
+        self._hasher = hashlib.sha256()
+        self._verified = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if self._fd is None:
+            raise ValueError("write to a closed incoming object")
+        view = memoryview(data)
+        length = len(view)
+        self._hasher.update(view)
+        while view:
+            view = view[os.write(self._fd, view):]
+        self.size += length
+        return length
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def flush(self) -> None:
+        pass
+
+    def verify(self) -> None:
+        """Close the temp file; IntegrityError (and the file gone) unless its bytes
+        hash to the id."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        actual = self._hasher.hexdigest()
+        if actual != self.id:
+            self.discard()
+            raise IntegrityError(f"object {self.id} arrived corrupt: its bytes hash to {actual}")
+        self._verified = True
+
+    def staged(self) -> _Staged:
+        if not self._verified:
+            raise ValueError(f"object {self.id} was not verified")
+        return _Staged(self.tmp, PutResult(self.id, self.size, False))
+
+    def discard(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        _unlink_quietly(Path(self.tmp))
+
+
+def _discard(staged: Sequence[_Staged]) -> None:
+    for item in staged:
+        if item.tmp is not None:
+            _unlink_quietly(Path(item.tmp))
 
 
 @dataclass

@@ -3,6 +3,7 @@
 import signal
 
 from casrepo.cli import commands as _commands  # noqa: F401  (registers the commands)
+from casrepo.cli import remotes as _remotes  # noqa: F401
 from casrepo.cli.app import cli
 
 

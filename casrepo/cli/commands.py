@@ -483,8 +483,11 @@ def reindex(state: State, as_json: bool) -> None:
 @cli.command(epilog=examples("casrepo gc", "casrepo gc --dry-run --json",
                              "casrepo gc --prune-expire now --reflog-expire now",
                              "casrepo gc --keep-last 5 --keep-within 30d",
-                             "casrepo gc --quiet --wait 600   # from cron"))
+                             "casrepo gc --quiet --wait 600   # from cron",
+                             "casrepo gc --remote origin --dry-run"))
 @click.option("--dry-run", "-n", is_flag=True, help="List what would be removed; remove nothing.")
+@click.option("--remote", "remote_name", metavar="NAME",
+              help="Collect the remote NAME instead: mark from its names and tags, sweep it.")
 @click.option("--prune-expire", metavar="WHEN",
               help="Remove unreachable objects older than WHEN ('now', '14d', '2.weeks.ago', "
                    "'never', an ISO date); default from config.yaml.")
@@ -501,13 +504,21 @@ def reindex(state: State, as_json: bool) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @json_option
 @pass_state
-def gc(state: State, dry_run: bool, prune_expire: str | None, reflog_expire: str | None,
-       keep_last: int | None, keep_within: str | None, wait: float, quiet: bool,
-       as_json: bool) -> None:
+def gc(state: State, dry_run: bool, remote_name: str | None, prune_expire: str | None,
+       reflog_expire: str | None, keep_last: int | None, keep_within: str | None, wait: float,
+       quiet: bool, as_json: bool) -> None:
     """Remove objects no name or tag needs and older than the grace period."""
     from casrepo.gc import collect_garbage, report_json
 
     repo = state.repo()
+    if remote_name is not None:
+        if reflog_expire is not None or keep_last is not None or keep_within is not None:
+            raise UsageError("--reflog-expire, --keep-last and --keep-within are for the local "
+                             "repository, not --remote")
+        if prune_expire is not None:
+            clock.parse_expire(prune_expire)
+        _gc_remote(repo, remote_name, prune_expire, dry_run, wait, quiet, as_json)
+        return
     expire: Any = "config" if prune_expire is None else clock.parse_expire(prune_expire)
     reflog: Any = "config" if reflog_expire is None else clock.parse_expire(reflog_expire)
     if keep_within is not None:
@@ -545,6 +556,35 @@ def gc(state: State, dry_run: bool, prune_expire: str | None, reflog_expire: str
         kept += f" ({report.reflog_roots} only for the ref log)"
     click.echo(f"{verb} {len(report.removed)} object(s), {human_size(report.bytes_removed)}; "
                f"{kept}")
+
+
+def _gc_remote(repo: Any, name: str, expire: str | None, dry_run: bool, wait: float, quiet: bool,
+               as_json: bool) -> None:
+    from casrepo.remote.gc import collect_remote
+    from casrepo.remote.sync import open_named
+
+    remote = open_named(repo, name)
+    try:
+        report = collect_remote(repo, remote, expire=expire, dry_run=dry_run, wait=wait)
+    finally:
+        remote.close()
+    if as_json:
+        emit_json({"remote": report.remote, "dry_run": report.dry_run,
+                   "expire": None if report.expire is None else clock.format_time(report.expire),
+                   "refs": report.refs, "objects": report.objects, "reachable": report.reachable,
+                   "kept_recent": report.kept_recent,
+                   "removed": [{"id": o.id, "size": o.size} for o in report.removed],
+                   "bytes_removed": report.bytes_removed})
+        return
+    if quiet:
+        return
+    if dry_run:
+        for item in report.removed:
+            click.echo(f"would remove {item.id}  {human_size(item.size)}")
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{verb} {len(report.removed)} object(s), {human_size(report.bytes_removed)} from "
+               f"remote {report.remote}; kept {report.reachable} reachable and "
+               f"{report.kept_recent} recent")
 
 
 @cli.command(epilog=examples("casrepo fsck", "casrepo fsck --repair", "casrepo fsck --json"))

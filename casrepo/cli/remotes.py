@@ -1,0 +1,259 @@
+"""The remote commands: remote add/list/remove, push, fetch, pull, clone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from casrepo.cli.app import State, cli, emit_json, examples, human_size, info, is_terminal, pass_state, short
+from casrepo.errors import UsageError
+
+if TYPE_CHECKING:
+    from casrepo.remote import Remote
+    from casrepo.remote.sync import TransferReport
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+_S3_OPTIONS = (
+    click.option("--endpoint-url", metavar="URL",
+                 help="An S3-compatible server (MinIO, Ceph, R2, ...); default: AWS."),
+    click.option("--profile", metavar="NAME", help="The AWS profile for its credentials."),
+    click.option("--region", metavar="REGION", help="The bucket's region."),
+)
+
+
+def _s3_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_S3_OPTIONS):
+        f = option(f)
+    return f
+
+
+# -- remote add/list/remove ----------------------------------------------------------
+
+
+@cli.group(epilog=examples("casrepo remote add origin s3://team-artifacts/casrepo",
+                           "casrepo remote add shared /mnt/team/artifacts",
+                           "casrepo remote list"))
+def remote() -> None:
+    """Manage remotes: S3 prefixes or shared directories to push to and pull from."""
+
+
+@remote.command("add", epilog=examples(
+    "casrepo remote add origin s3://team-artifacts/casrepo",
+    "casrepo remote add minio s3://artifacts --endpoint-url http://127.0.0.1:9000",
+    "casrepo remote add shared /mnt/team/artifacts --fetch-on-miss"))
+@click.argument("name")
+@click.argument("url")
+@_s3_options
+@click.option("--default", "make_default", is_flag=True,
+              help="Make it the default remote (the first one added is).")
+@click.option("--fetch-on-miss/--no-fetch-on-miss", default=None,
+              help="Fetch objects missing here from the default remote, transparently.")
+@json_option
+@pass_state
+def remote_add(state: State, name: str, url: str, endpoint_url: str | None, profile: str | None,
+               region: str | None, make_default: bool, fetch_on_miss: bool | None,
+               as_json: bool) -> None:
+    """Add a remote (s3://BUCKET/PREFIX or a directory path). Credentials are
+    never stored: they come from the AWS environment variables or a profile."""
+    from casrepo.remote.sync import add_remote
+
+    repo = state.repo()
+    settings = add_remote(repo, name, url, endpoint_url=endpoint_url, profile=profile, region=region,
+                          default=make_default, fetch_on_miss=fetch_on_miss)
+    if as_json:
+        emit_json({"name": name, **settings.model_dump(), "default": repo.config.remote.default == name})
+    else:
+        click.echo(f"added remote {name}: {settings.url}")
+
+
+@remote.command("list", epilog=examples("casrepo remote list", "casrepo remote list --json"))
+@json_option
+@pass_state
+def remote_list(state: State, as_json: bool) -> None:
+    """List the remotes (the default one marked with *)."""
+    config = state.repo().config
+    if as_json:
+        emit_json({"default": config.remote.default, "fetch_on_miss": config.remote.fetch_on_miss,
+                   "remotes": [{"name": n, **s.model_dump()} for n, s in sorted(config.remotes.items())]})
+        return
+    if not config.remotes:
+        info("no remotes (casrepo remote add NAME URL adds one)")
+    for n, s in sorted(config.remotes.items()):
+        mark = "*" if n == config.remote.default else " "
+        extra = f"  (endpoint {s.endpoint_url})" if s.endpoint_url else ""
+        click.echo(f"{mark} {n}  {s.url}{extra}")
+
+
+@remote.command("remove", epilog=examples("casrepo remote remove origin"))
+@click.argument("name")
+@pass_state
+def remote_remove(state: State, name: str) -> None:
+    """Forget a remote (nothing on the remote is touched)."""
+    from casrepo.remote.sync import remove_remote
+
+    settings = remove_remote(state.repo(), name)
+    click.echo(f"removed remote {name} ({settings.url})")
+
+
+# -- push / fetch / pull -------------------------------------------------------------
+
+
+def _split_remote(state: State, remote_and_revs: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]:
+    """``[REMOTE] [REV...]``: the first word is a remote when one of that name exists."""
+    config = state.repo().config
+    if remote_and_revs and remote_and_revs[0] in config.remotes:
+        return remote_and_revs[0], remote_and_revs[1:]
+    return None, remote_and_revs
+
+
+@contextmanager
+def _opened(state: State, name: str | None) -> Iterator[Remote]:
+    from casrepo.remote.sync import open_named
+
+    handle = open_named(state.repo(), name)
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
+class _Progress:
+    """'pushing: N objects, SIZE' on stderr while a terminal watches."""
+
+    def __init__(self, verb: str, enabled: bool) -> None:
+        self.verb = verb
+        self.enabled = enabled
+        self.shown = False
+
+    def __call__(self, objects: int, size: int) -> None:
+        if self.enabled:
+            self.shown = True
+            click.echo(f"\r\x1b[K{self.verb}: {objects} objects, {human_size(size)}", err=True, nl=False)
+
+    def done(self) -> None:
+        if self.shown:
+            click.echo("\r\x1b[K", err=True, nl=False)
+
+
+def _report_json(report: TransferReport, direction: str) -> dict[str, Any]:
+    return {"remote": report.remote, direction: {"objects": report.objects, "bytes": report.bytes},
+            "skipped": report.skipped,
+            "refs": [{"kind": r.kind.label, "name": r.name, "old": r.old, "new": r.new,
+                      "status": r.status, "reason": r.reason} for r in report.refs]}
+
+
+def _print_report(report: TransferReport, verb: str, as_json: bool, direction: str) -> None:
+    if as_json:
+        emit_json(_report_json(report, direction))
+        return
+    for r in report.refs:
+        if r.status == "up-to-date":
+            continue
+        arrow = f"{short(r.old)}..{short(r.new)}" if r.old else short(r.new)
+        why = f": {r.reason}" if r.reason else ""
+        click.echo(f"{r.status:<12}  {r.kind.label:<4}  {r.name}  {arrow}{why}")
+    click.echo(f"{verb} {report.objects} object(s), {human_size(report.bytes)}; "
+               f"{report.skipped} already there")
+
+
+@contextmanager
+def _reporting(verb: str, as_json: bool, direction: str) -> Iterator[_Progress]:
+    """Progress while it runs; the report even when some refs were rejected (exit 5)."""
+    from casrepo.remote.sync import RefsRejected
+
+    progress = _Progress(verb, is_terminal() and not as_json)
+    try:
+        yield progress
+    except RefsRejected as e:
+        progress.done()
+        _print_report(e.report, verb, as_json, direction)
+        raise
+    progress.done()
+
+
+@cli.command(epilog=examples("casrepo push", "casrepo push origin models/churn v1",
+                             "casrepo push origin datasets/iris --force"))
+@click.argument("remote_and_revs", nargs=-1, metavar="[REMOTE] [REV]...")
+@click.option("-f", "--force", is_flag=True,
+              help="Move remote names and tags even where that drops the remote's versions.")
+@json_option
+@pass_state
+def push(state: State, remote_and_revs: tuple[str, ...], force: bool, as_json: bool) -> None:
+    """Upload what the remote lacks of REVs (default: every name and tag), then move
+    its refs. A name that moved on the remote is refused (exit 5): pull --rebase first."""
+    from casrepo.remote.sync import push as push_revs
+
+    name, revs = _split_remote(state, remote_and_revs)
+    with _opened(state, name) as handle, _reporting("pushed", as_json, "uploaded") as progress:
+        report = push_revs(state.repo(), handle, revs, force=force, progress=progress)
+    _print_report(report, "pushed", as_json, "uploaded")
+
+
+@cli.command(epilog=examples("casrepo fetch", "casrepo fetch origin models/churn"))
+@click.argument("remote_and_revs", nargs=-1, metavar="[REMOTE] [REV]...")
+@json_option
+@pass_state
+def fetch(state: State, remote_and_revs: tuple[str, ...], as_json: bool) -> None:
+    """Download what is missing here of the remote's names and tags (or of REVs), verified;
+    local names and tags do not move."""
+    from casrepo.remote.sync import fetch as fetch_revs
+
+    name, revs = _split_remote(state, remote_and_revs)
+    with _opened(state, name) as handle, _reporting("fetched", as_json, "downloaded") as progress:
+        report, refs = fetch_revs(state.repo(), handle, revs, progress=progress)
+    if as_json:
+        data = _report_json(report, "downloaded")
+        data["refs"] = [{"kind": r.kind.label, "name": r.name, "id": r.id} for r in refs]
+        emit_json(data)
+        return
+    for r in refs:
+        click.echo(f"{r.kind.label:<4}  {short(r.id)}  {r.name}")
+    _print_report(report, "fetched", False, "downloaded")
+
+
+@cli.command(epilog=examples("casrepo pull", "casrepo pull origin datasets/iris --rebase"))
+@click.argument("remote_and_revs", nargs=-1, metavar="[REMOTE] [REV]...")
+@click.option("--rebase", is_flag=True,
+              help="Put a name's local versions that the remote lacks on top of the remote's.")
+@click.option("-f", "--force", is_flag=True, help="Replace local names and tags with the remote's.")
+@json_option
+@pass_state
+def pull(state: State, remote_and_revs: tuple[str, ...], rebase: bool, force: bool,
+         as_json: bool) -> None:
+    """Fetch, then create or fast-forward local names and tags to the remote's."""
+    from casrepo.remote.sync import pull as pull_revs
+
+    if rebase and force:
+        raise UsageError("--rebase and --force exclude each other")
+    name, revs = _split_remote(state, remote_and_revs)
+    with _opened(state, name) as handle, _reporting("pulled", as_json, "downloaded") as progress:
+        report = pull_revs(state.repo(), handle, revs, rebase=rebase, force=force, progress=progress)
+    _print_report(report, "pulled", as_json, "downloaded")
+
+
+@cli.command(epilog=examples("casrepo clone s3://team-artifacts/casrepo project",
+                             "casrepo clone /mnt/team/artifacts"))
+@click.argument("url")
+@click.argument("directory", required=False, default=".", type=click.Path(file_okay=False))
+@click.option("--origin", "remote_name", default="origin", show_default=True, metavar="NAME",
+              help="The name the remote gets.")
+@_s3_options
+@json_option
+def clone(url: str, directory: str, remote_name: str, endpoint_url: str | None, profile: str | None,
+          region: str | None, as_json: bool) -> None:
+    """Make a repository in DIRECTORY (default: here) and pull every name and tag of URL."""
+    from casrepo.remote.sync import clone as clone_url
+
+    with _reporting("pulled", as_json, "downloaded") as progress:
+        repo, report = clone_url(url, directory, name=remote_name, endpoint_url=endpoint_url,
+                                 profile=profile, region=region, progress=progress)
+    if as_json:
+        data = _report_json(report, "downloaded")
+        data["path"] = str(repo.dir)
+        emit_json(data)
+        return
+    info(f"cloned {url} into {repo.dir}")
+    _print_report(report, "pulled", False, "downloaded")

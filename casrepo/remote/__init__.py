@@ -1,0 +1,209 @@
+"""Remotes: where a team's artifacts live beside every machine's own ``.casrepo``.
+
+A remote holds the same layout as a repository (``config.yaml``, ``objects/``
+in the store's shape, ``refs/names/...``, ``refs/tags/...``), in a directory
+(:mod:`casrepo.remote.fs`: a shared drive) or under an S3 prefix
+(:mod:`casrepo.remote.s3`). :class:`Remote` is what push, fetch and remote gc
+need of either; :mod:`casrepo.remote.sync` and :mod:`casrepo.remote.gc` build
+on it. boto3 is imported only when an S3 remote is opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Collection, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from casrepo.config import REMOTE_NAME_RE, Config, RemoteConfig
+from casrepo.errors import IntegrityError, NotFound, UsageError
+from casrepo.refs import RefKind
+
+FRESHEN_AFTER = 3600.0
+"""A push that finds an object on the remote older than this (seconds) refreshes
+its modification time, so a remote gc's grace period protects an object that a
+push is about to make reachable again (git's "freshen", for remotes)."""
+
+S3_URL_RE = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?")
+
+
+class Sink(Protocol):
+    """Where downloaded bytes go, in order (:class:`casrepo.store.Incoming`, a buffer)."""
+
+    def write(self, data: bytes | bytearray | memoryview, /) -> int: ...
+
+
+@dataclass(frozen=True)
+class RemoteRef:
+    """A name or tag on a remote. ``token`` is what a compare-and-swap compares:
+    the ref object's ETag on S3, the id itself on a filesystem remote."""
+
+    kind: RefKind
+    name: str
+    id: str
+    token: str
+
+
+@dataclass(frozen=True)
+class RemoteObject:
+    id: str
+    size: int
+    mtime: float
+    """Seconds since the epoch: the object's last write (or freshen) on the remote."""
+
+
+class Remote(ABC):
+    """One remote, opened. Every method raises :class:`~casrepo.errors.RemoteError`
+    (exit 7) when the remote cannot be reached or refuses a request."""
+
+    def __init__(self, name: str, url: str) -> None:
+        self.name = name
+        self.url = url
+
+    @abstractmethod
+    def exists(self) -> bool:
+        """True when the remote holds a casrepo layout (False: nothing pushed yet)."""
+
+    @abstractmethod
+    def create(self) -> None:
+        """Make the layout on an empty remote (the first push does this)."""
+
+    @abstractmethod
+    def present(self, ids: Collection[str]) -> dict[str, float]:
+        """Which of ``ids`` the remote holds, each with its modification time."""
+
+    @abstractmethod
+    def objects(self) -> Iterator[RemoteObject]:
+        """Every object on the remote (one listing)."""
+
+    @abstractmethod
+    def upload(self, oid: str, path: Path, size: int) -> None:
+        """Store the local object file ``path`` as ``oid`` (IntegrityError and
+        nothing left behind when its bytes do not hash to ``oid``)."""
+
+    @abstractmethod
+    def download(self, oid: str, sink: Sink) -> None:
+        """Write the bytes of ``oid`` into ``sink`` (NotFound when absent)."""
+
+    @abstractmethod
+    def freshen(self, oid: str) -> None:
+        """Refresh an object's modification time (see :data:`FRESHEN_AFTER`)."""
+
+    @abstractmethod
+    def delete(self, ids: Collection[str]) -> None:
+        """Remove objects (remote gc); one already gone is not an error."""
+
+    @abstractmethod
+    def refs(self) -> list[RemoteRef]:
+        """Every name and tag on the remote, sorted by kind and name."""
+
+    @abstractmethod
+    def ref(self, kind: RefKind, name: str) -> RemoteRef | None:
+        """One ref, or None when the remote has no such name or tag."""
+
+    @abstractmethod
+    def set_ref(self, kind: RefKind, name: str, new: str, expected: RemoteRef | None,
+                message: str | None = None) -> None:
+        """Point a ref at ``new`` if it still is as ``expected`` (None: absent);
+        :class:`~casrepo.refs.RefChanged` (exit 5) when it changed meanwhile."""
+
+    def upload_many(self, items: list[tuple[str, Path, int]],
+                    done: Callable[[str, int], None] | None = None) -> None:
+        """Upload ``(id, local path, size)`` items, calling ``done(id, size)`` as each
+        lands; a backend may batch or parallelise."""
+        for oid, path, size in items:
+            self.upload(oid, path, size)
+            if done is not None:
+                done(oid, size)
+
+    def writing(self) -> AbstractContextManager[None]:
+        """Held while a push writes (a filesystem remote's writers' lock)."""
+        return contextlib.nullcontext()
+
+    def collecting(self, timeout: float) -> AbstractContextManager[None]:
+        """Held while a remote gc marks and sweeps (a filesystem remote's gc lock)."""
+        return contextlib.nullcontext()
+
+    def close(self) -> None:  # noqa: B027 (most remotes hold nothing to release)
+        """Release connections."""
+
+
+def corrupt_local(oid: str, actual: str) -> IntegrityError:
+    """The error for a local object whose bytes do not hash to its id (never pushed)."""
+    return IntegrityError(f"local object {oid} is corrupt (its bytes hash to {actual}); "
+                          "it was not pushed (run 'casrepo fsck')")
+
+
+def check_remote_name(name: str) -> str:
+    if not REMOTE_NAME_RE.fullmatch(name):
+        raise UsageError(f"invalid remote name {name!r}: use letters, digits, '.', '_' and '-' "
+                         "(up to 64, starting with a letter or digit)")
+    return name
+
+
+def normalize_url(url: str) -> str:
+    """The URL as stored in config.yaml: ``s3://bucket/prefix`` (no trailing slash)
+    or an absolute path. Credentials in a URL are refused: they belong in the
+    environment or a profile, never in the repository."""
+    if url.startswith("s3://"):
+        match = S3_URL_RE.fullmatch(url)
+        if "@" in url.split("/")[2] or match is None:
+            raise UsageError(f"invalid S3 URL {url!r}: expected s3://BUCKET/PREFIX "
+                             "(credentials come from the environment or a profile, never the URL)")
+        prefix = (match.group("prefix") or "").strip("/")
+        return f"s3://{match.group('bucket')}" + (f"/{prefix}" if prefix else "")
+    if url.startswith("file://"):
+        url = urlsplit(url).path
+    elif "://" in url:
+        scheme = url.split("://", 1)[0]
+        raise UsageError(f"unsupported remote URL scheme {scheme!r}: use s3://BUCKET/PREFIX "
+                         "or a directory path")
+    if not url:
+        raise UsageError("empty remote URL")
+    return os.path.abspath(os.path.expanduser(url))
+
+
+def check_endpoint(endpoint_url: str | None) -> str | None:
+    if endpoint_url is None:
+        return None
+    parts = urlsplit(endpoint_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"invalid endpoint URL {endpoint_url!r}: expected http(s)://HOST[:PORT]")
+    if parts.username or parts.password:
+        raise UsageError("an endpoint URL must not hold credentials: use the AWS environment "
+                         "variables or a profile")
+    return endpoint_url.rstrip("/")
+
+
+def remote_config(config: Config, name: str | None) -> tuple[str, RemoteConfig]:
+    """The named remote's settings (None: the default remote)."""
+    if name is None:
+        name = config.remote.default
+        if name is None:
+            if len(config.remotes) == 1:
+                name = next(iter(config.remotes))
+            else:
+                hint = "name one" if config.remotes else "add one with 'casrepo remote add NAME URL'"
+                raise NotFound(f"no default remote: {hint}")
+    found = config.remotes.get(name)
+    if found is None:
+        known = ", ".join(sorted(config.remotes)) or "none"
+        raise NotFound(f"no remote {name!r} (remotes: {known})")
+    return name, found
+
+
+def open_remote(name: str, settings: RemoteConfig) -> Remote:
+    """Open a remote from its settings (imports boto3 only for S3)."""
+    if settings.url.startswith("s3://"):
+        from casrepo.remote.s3 import S3Remote
+
+        return S3Remote(name, settings)
+    from casrepo.remote.fs import FilesystemRemote
+
+    return FilesystemRemote(name, settings.url)

@@ -1,0 +1,148 @@
+"""A remote in a directory (a shared drive): a bare casrepo repository.
+
+The directory holds a repository's layout itself (or a project whose
+``.casrepo`` is used), so every local guarantee carries over: objects are
+hashed as they are written, ref updates are compare-and-swap under the
+ref's flock, pushes hold the remote's writers' lock and a remote gc its
+exclusive lock, and ``casrepo --repo DIR ...`` works on it directly.
+flock works across machines on NFSv4 and SMB3 mounts; on filesystems
+where it does not, two machines' pushes are not serialised (docs/remotes.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Collection, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+from casrepo.config import CONFIG_FILE
+from casrepo.errors import CasrepoError, NotARepository, NotFound, RemoteError
+from casrepo.refs import RefKind
+from casrepo.remote import Remote, RemoteObject, RemoteRef, Sink, corrupt_local
+from casrepo.repository import CASREPO_DIR, Repository, create_layout
+from casrepo.store import BUFFER_SIZE
+
+
+class FilesystemRemote(Remote):
+    def __init__(self, name: str, path: str) -> None:
+        super().__init__(name, path)
+        self.path = Path(path)
+        self._repo: Repository | None = None
+
+    def _dir(self) -> Path:
+        nested = self.path / CASREPO_DIR
+        return nested if (nested / CONFIG_FILE).is_file() else self.path
+
+    @property
+    def repo(self) -> Repository:
+        if self._repo is None:
+            with self._io():
+                try:
+                    self._repo = Repository.open(self._dir())
+                except NotARepository as e:
+                    raise RemoteError(f"remote {self.name!r} ({self.url}) holds no casrepo "
+                                      f"repository: {e}") from None
+        return self._repo
+
+    @contextlib.contextmanager
+    def _io(self) -> Iterator[None]:
+        """OS errors of the remote's filesystem are remote errors (exit 7)."""
+        try:
+            yield
+        except CasrepoError:
+            raise
+        except OSError as e:
+            where = f": {e.filename}" if e.filename else ""
+            raise RemoteError(f"remote {self.name!r}: {e.strerror or e}{where}") from e
+
+    def exists(self) -> bool:
+        with self._io():
+            if not self.path.parent.is_dir():
+                raise RemoteError(f"remote {self.name!r}: {self.path.parent} is not a "
+                                  "directory (is the shared drive mounted?)")
+            return (self._dir() / CONFIG_FILE).is_file()
+
+    def create(self) -> None:
+        with self._io():
+            create_layout(self.path)
+
+    def writing(self) -> AbstractContextManager[None]:
+        return self.repo.writing()
+
+    def collecting(self, timeout: float) -> AbstractContextManager[None]:
+        return self.repo.collecting(timeout)
+
+    def present(self, ids: Collection[str]) -> dict[str, float]:
+        found = {}
+        with self._io():
+            for oid in ids:
+                try:
+                    found[oid] = os.stat(self.repo.store.path(oid)).st_mtime
+                except FileNotFoundError:
+                    continue
+        return found
+
+    def objects(self) -> Iterator[RemoteObject]:
+        with self._io():
+            for info in self.repo.store.scan():
+                yield RemoteObject(info.id, info.size, info.mtime)
+
+    def upload(self, oid: str, path: Path, size: int) -> None:
+        self.upload_many([(oid, path, size)])
+
+    def upload_many(self, items: list[tuple[str, Path, int]],
+                    done: Callable[[str, int], None] | None = None) -> None:
+        """One batch into the remote's store: hashed as written, one sync."""
+        with self._io():
+            results = self.repo.store.put_files([path for _, path, _ in items],
+                                                total_size=sum(size for _, _, size in items))
+            wanted = {oid for oid, _, _ in items}
+            for (oid, _, size), result in zip(items, results, strict=True):
+                if result.id != oid:
+                    if not result.is_duplicate and result.id not in wanted:
+                        self.repo.store.delete(result.id)
+                    raise corrupt_local(oid, result.id)
+                if done is not None:
+                    done(oid, size)
+
+    def download(self, oid: str, sink: Sink) -> None:
+        with self._io():
+            try:
+                source = open(self.repo.store.path(oid), "rb")  # noqa: SIM115
+            except FileNotFoundError:
+                raise NotFound(f"object {oid} is not on remote {self.name!r}") from None
+            with source:
+                while chunk := source.read(BUFFER_SIZE):
+                    sink.write(chunk)
+
+    def freshen(self, oid: str) -> None:
+        with self._io(), contextlib.suppress(NotFound):
+            self.repo.store.freshen(oid)
+
+    def delete(self, ids: Collection[str]) -> None:
+        with self._io():
+            for oid in ids:
+                self.repo.store.delete(oid)
+
+    def refs(self) -> list[RemoteRef]:
+        with self._io():
+            return [RemoteRef(entry.kind, entry.name, entry.id, entry.id)
+                    for entry in self.repo.list_refs()]
+
+    def ref(self, kind: RefKind, name: str) -> RemoteRef | None:
+        with self._io():
+            value = self.repo.refs.read(kind, name)
+        return None if value is None else RemoteRef(kind, name, value, value)
+
+    def set_ref(self, kind: RefKind, name: str, new: str, expected: RemoteRef | None,
+                message: str | None = None) -> None:
+        with self._io():
+            self.repo.refs.update(kind, name, new, expected=None if expected is None else expected.id,
+                                  message=message)
+
+    def close(self) -> None:
+        if self._repo is not None:
+            self._repo.close()
+

@@ -1,0 +1,359 @@
+"""A remote under an S3 prefix (AWS S3, MinIO, Ceph, R2, or any S3-compatible server).
+
+Keys mirror a repository's layout: ``PREFIX/config.yaml``,
+``PREFIX/objects/ab/cdef...`` (the store's shape, read from that
+config.yaml), ``PREFIX/refs/names/NAME`` and ``PREFIX/refs/tags/TAG``, each
+ref object holding one manifest id.
+
+Refs change by compare-and-swap with S3's conditional writes: a new ref is
+written with ``If-None-Match: *``, a moved one with ``If-Match: <ETag read>``;
+the server refuses (412) when another machine got there first. The first push
+checks that the server enforces them and refuses to use one that does not
+(docs/remotes.md).
+
+Objects are hashed on the way up (a corrupt local object is never left on
+the remote) and on the way down (see :class:`~casrepo.store.Incoming`).
+Credentials come from boto3's usual chain (environment, profile, instance
+role); this module never reads, stores or prints them.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO, Any
+
+import boto3
+import botocore.exceptions
+import yaml
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config as BotoConfig
+
+from casrepo.config import CONFIG_FILE, Config, RemoteConfig
+from casrepo.errors import CasrepoError, IntegrityError, NotFound, RemoteError, UsageError
+from casrepo.ids import is_object_id, ref_name_problem
+from casrepo.refs import RefChanged, RefKind
+from casrepo.remote import S3_URL_RE, Remote, RemoteObject, RemoteRef, Sink, corrupt_local
+from casrepo.store import BUFFER_SIZE
+
+LARGE_OBJECT = 16 << 20
+"""Objects from this size go through boto3's managed (multipart, parallel) transfer."""
+WORKERS = 16
+"""Concurrent requests for many small objects: S3 latency, not bandwidth, limits them."""
+HEAD_LIMIT = 200
+"""Up to this many ids are checked with one HEAD each; more with one listing."""
+_TRANSFER = TransferConfig(multipart_threshold=LARGE_OBJECT, multipart_chunksize=LARGE_OBJECT,
+                           max_concurrency=8, io_chunksize=BUFFER_SIZE)
+_UNREACHABLE = (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError,
+                botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectionClosedError,
+                botocore.exceptions.ProxyConnectionError)
+_NO_CREDENTIALS = (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError,
+                   botocore.exceptions.CredentialRetrievalError)
+_CHANGED = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
+_ABSENT = {"NoSuchKey", "404", "NotFound"}
+
+
+class S3Remote(Remote):
+    def __init__(self, name: str, settings: RemoteConfig) -> None:
+        super().__init__(name, settings.url)
+        match = S3_URL_RE.fullmatch(settings.url)
+        if match is None:
+            raise UsageError(f"remote {name!r}: invalid S3 URL {settings.url!r}")
+        self.bucket = match.group("bucket")
+        prefix = (match.group("prefix") or "").strip("/")
+        self._prefix = f"{prefix}/" if prefix else ""
+        self.endpoint = settings.endpoint_url
+        try:
+            session = boto3.session.Session(profile_name=settings.profile,
+                                            region_name=settings.region)
+        except botocore.exceptions.ProfileNotFound:
+            raise UsageError(f"remote {name!r}: AWS profile {settings.profile!r} not found") from None
+        self._client: Any = session.client(
+            "s3", endpoint_url=settings.endpoint_url,
+            config=BotoConfig(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5,
+                              read_timeout=60, max_pool_connections=WORKERS * 2))
+        self._shape: tuple[int, int] | None = None
+
+    # -- keys and errors ---------------------------------------------------------
+
+    def _where(self) -> str:
+        return f"remote {self.name!r} ({self.url}{f' at {self.endpoint}' if self.endpoint else ''})"
+
+    @contextlib.contextmanager
+    def _call(self, what: str) -> Iterator[None]:
+        """One place where botocore's errors become casrepo's (exit 7)."""
+        try:
+            yield
+        except CasrepoError:
+            raise
+        except botocore.exceptions.ClientError as e:
+            error = e.response.get("Error", {})
+            code = error.get("Code", "?")
+            if code == "NoSuchBucket":
+                raise RemoteError(f"{self._where()}: bucket {self.bucket!r} does not exist") from None
+            if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
+                raise RemoteError(f"{self._where()}: access denied ({code}) while trying to {what}; "
+                                  "check the credentials in the environment or profile") from None
+            message = error.get("Message") or ""
+            raise RemoteError(f"{self._where()}: cannot {what}: {code}"
+                              f"{f': {message}' if message else ''}") from None
+        except _NO_CREDENTIALS:
+            raise RemoteError(f"{self._where()}: no AWS credentials found; set AWS_ACCESS_KEY_ID and "
+                              "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE") from None
+        except _UNREACHABLE as e:
+            raise RemoteError(f"{self._where()}: cannot reach the server: {type(e).__name__}") from None
+        except botocore.exceptions.BotoCoreError as e:
+            raise RemoteError(f"{self._where()}: cannot {what}: {e}") from None
+
+    @staticmethod
+    def _code(error: botocore.exceptions.ClientError) -> str:
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return code if code else str(status)
+
+    def _key(self, rel: str) -> str:
+        return self._prefix + rel
+
+    def _object_key(self, oid: str) -> str:
+        depth, width = self._store_shape()
+        cut = depth * width
+        parts = [oid[i:i + width] for i in range(0, cut, width)]
+        return self._key("/".join(["objects", *parts, oid[cut:]]))
+
+    def _ref_key(self, kind: RefKind, name: str) -> str:
+        return self._key(f"refs/{kind.value}/{name}")
+
+    def _store_shape(self) -> tuple[int, int]:
+        """The object layout of the remote, from its config.yaml (read once)."""
+        if self._shape is None:
+            config = self._read_config()
+            store = (config or Config()).store
+            self._shape = (store.depth, store.width)
+        return self._shape
+
+    def _read_config(self) -> Config | None:
+        with self._call("read its config.yaml"):
+            try:
+                body = self._client.get_object(Bucket=self.bucket, Key=self._key(CONFIG_FILE))["Body"]
+            except botocore.exceptions.ClientError as e:
+                if self._code(e) in _ABSENT:
+                    return None
+                raise
+            text = body.read().decode("utf-8", "replace")
+        try:
+            data = yaml.safe_load(text)
+            return Config.model_validate(data)
+        except (yaml.YAMLError, ValueError) as e:
+            raise RemoteError(f"{self._where()}: its {CONFIG_FILE} is not a casrepo "
+                              f"configuration ({str(e).splitlines()[0]})") from None
+
+    # -- layout ------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return self._read_config() is not None
+
+    def create(self) -> None:
+        key = self._key(CONFIG_FILE)
+        body = Config().to_yaml().encode("utf-8")
+        with self._call("create the remote layout"):
+            try:
+                self._client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")
+            except botocore.exceptions.ClientError as e:
+                if self._code(e) not in _CHANGED:
+                    raise
+                return  # another machine created it first
+            # Compare-and-swap of refs depends on the server refusing this second
+            # write; one that ignores the condition would let pushes lose versions.
+            try:
+                self._client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")
+            except botocore.exceptions.ClientError as e:
+                if self._code(e) in _CHANGED:
+                    return
+                raise
+            self._client.delete_object(Bucket=self.bucket, Key=key)
+        raise RemoteError(f"{self._where()}: the server ignores conditional writes (If-None-Match), "
+                          "so concurrent pushes could lose versions; casrepo needs a server that "
+                          "supports them (AWS S3, MinIO, Ceph RGW 18+, R2)")
+
+    # -- objects -----------------------------------------------------------------
+
+    def present(self, ids: Collection[str]) -> dict[str, float]:
+        if len(ids) > HEAD_LIMIT:
+            wanted = set(ids)
+            return {o.id: o.mtime for o in self.objects() if o.id in wanted}
+
+        def head(oid: str) -> tuple[str, float | None]:
+            with self._call(f"look up object {oid}"):
+                try:
+                    response = self._client.head_object(Bucket=self.bucket, Key=self._object_key(oid))
+                except botocore.exceptions.ClientError as e:
+                    if self._code(e) in _ABSENT:
+                        return oid, None
+                    raise
+            return oid, response["LastModified"].timestamp()
+
+        self._store_shape()  # once, before the threads
+        with ThreadPoolExecutor(WORKERS, thread_name_prefix="casrepo-s3") as pool:
+            return {oid: mtime for oid, mtime in pool.map(head, list(ids)) if mtime is not None}
+
+    def objects(self) -> Iterator[RemoteObject]:
+        depth, width = self._store_shape()
+        start = self._key("objects/")
+        with self._call("list objects"):
+            for page in self._client.get_paginator("list_objects_v2").paginate(
+                    Bucket=self.bucket, Prefix=start):
+                for item in page.get("Contents", ()):
+                    parts = item["Key"][len(start):].split("/")
+                    if len(parts) != depth + 1 or any(len(p) != width for p in parts[:-1]):
+                        continue
+                    oid = "".join(parts)
+                    if is_object_id(oid):
+                        yield RemoteObject(oid, item["Size"], item["LastModified"].timestamp())
+
+    def upload(self, oid: str, path: Path, size: int) -> None:
+        key = self._object_key(oid)
+        with self._call(f"upload object {oid}"), open(path, "rb") as source:
+            if size < LARGE_OBJECT:
+                data = source.read()
+                actual = hashlib.sha256(data).hexdigest()
+                if actual != oid:
+                    raise corrupt_local(oid, actual)
+                # The server checks the bytes it got against the digest as well.
+                self._client.put_object(Bucket=self.bucket, Key=key, Body=data,
+                                        ChecksumSHA256=base64.b64encode(bytes.fromhex(oid)).decode())
+                return
+            reader = _HashingReader(source)
+            self._client.upload_fileobj(reader, self.bucket, key, Config=_TRANSFER)
+            actual = reader.hasher.hexdigest()
+            if actual != oid:
+                self._client.delete_object(Bucket=self.bucket, Key=key)
+                raise corrupt_local(oid, actual)
+
+    def upload_many(self, items: list[tuple[str, Path, int]],
+                    done: Callable[[str, int], None] | None = None) -> None:
+        self._store_shape()
+
+        def one(item: tuple[str, Path, int]) -> tuple[str, int]:
+            self.upload(*item)
+            return item[0], item[2]
+
+        small = [item for item in items if item[2] < LARGE_OBJECT]
+        with ThreadPoolExecutor(WORKERS, thread_name_prefix="casrepo-s3") as pool:
+            for oid, size in pool.map(one, small):
+                if done is not None:
+                    done(oid, size)
+        for item in items:  # large ones one at a time: each is a parallel transfer already
+            if item[2] >= LARGE_OBJECT:
+                one(item)
+                if done is not None:
+                    done(item[0], item[2])
+
+    def download(self, oid: str, sink: Sink) -> None:
+        key = self._object_key(oid)
+        with self._call(f"download object {oid}"):
+            try:
+                response = self._client.get_object(Bucket=self.bucket, Key=key)
+            except botocore.exceptions.ClientError as e:
+                if self._code(e) in _ABSENT:
+                    raise NotFound(f"object {oid} is not on remote {self.name!r}") from None
+                raise
+            body = response["Body"]
+            if response["ContentLength"] >= LARGE_OBJECT:
+                body.close()  # ranged, parallel GETs; written to the sink in order
+                self._client.download_fileobj(self.bucket, key, sink, Config=_TRANSFER)
+                return
+            for chunk in body.iter_chunks(BUFFER_SIZE):
+                sink.write(chunk)
+
+    def freshen(self, oid: str) -> None:
+        key = self._object_key(oid)
+        with self._call(f"refresh object {oid}"):
+            # Copying an object onto itself with new metadata renews its LastModified.
+            self._client.copy({"Bucket": self.bucket, "Key": key}, self.bucket, key,
+                              ExtraArgs={"MetadataDirective": "REPLACE"}, Config=_TRANSFER)
+
+    def delete(self, ids: Collection[str]) -> None:
+        keys = [{"Key": self._object_key(oid)} for oid in sorted(ids)]
+        with self._call("delete objects"):
+            for start in range(0, len(keys), 1000):
+                response = self._client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": keys[start:start + 1000], "Quiet": True})
+                errors = response.get("Errors") or []
+                if errors:
+                    first = errors[0]
+                    raise RemoteError(f"{self._where()}: cannot delete {first.get('Key')}: "
+                                      f"{first.get('Code')} ({len(errors)} failed)")
+
+    # -- refs --------------------------------------------------------------------
+
+    def refs(self) -> list[RemoteRef]:
+        start = self._key("refs/")
+        keys: list[tuple[RefKind, str]] = []
+        with self._call("list refs"):
+            for page in self._client.get_paginator("list_objects_v2").paginate(
+                    Bucket=self.bucket, Prefix=start):
+                for item in page.get("Contents", ()):
+                    kind_dir, _, name = item["Key"][len(start):].partition("/")
+                    kind = {"names": RefKind.NAME, "tags": RefKind.TAG}.get(kind_dir)
+                    if kind is not None and ref_name_problem(name) is None:
+                        keys.append((kind, name))
+        with ThreadPoolExecutor(WORKERS, thread_name_prefix="casrepo-s3") as pool:
+            found = pool.map(lambda k: self.ref(*k), keys)
+            return sorted((r for r in found if r is not None), key=lambda r: (r.kind.value, r.name))
+
+    def ref(self, kind: RefKind, name: str) -> RemoteRef | None:
+        with self._call(f"read {kind.label} {name!r}"):
+            try:
+                response = self._client.get_object(Bucket=self.bucket, Key=self._ref_key(kind, name))
+            except botocore.exceptions.ClientError as e:
+                if self._code(e) in _ABSENT:
+                    return None
+                raise
+            text = response["Body"].read(4096).decode("ascii", "replace").strip()
+        if not is_object_id(text):
+            raise IntegrityError(f"{kind.label} {name!r} on remote {self.name!r} is corrupt: "
+                                 "it does not hold an id")
+        return RemoteRef(kind, name, text, response["ETag"])
+
+    def set_ref(self, kind: RefKind, name: str, new: str, expected: RemoteRef | None,
+                message: str | None = None) -> None:
+        condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected.token}
+        with self._call(f"update {kind.label} {name!r}"):
+            try:
+                self._client.put_object(Bucket=self.bucket, Key=self._ref_key(kind, name),
+                                        Body=(new + "\n").encode("ascii"), **condition)
+            except botocore.exceptions.ClientError as e:
+                if self._code(e) in _CHANGED:
+                    raise RefChanged(f"{kind.label} {name!r} changed on remote {self.name!r} "
+                                     "meanwhile") from None
+                if expected is not None and self._code(e) in _ABSENT:
+                    raise RefChanged(f"{kind.label} {name!r} was deleted on remote {self.name!r} "
+                                     "meanwhile") from None
+                raise
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class _HashingReader:
+    """A source that hashes what it hands out; not seekable, so boto3 reads it in order."""
+
+    def __init__(self, source: IO[bytes]) -> None:
+        self._source = source
+        self.hasher = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._source.read(size)
+        self.hasher.update(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+

@@ -1,0 +1,516 @@
+"""Push, fetch, pull and clone: moving link closures between a repository and a remote.
+
+Order is what keeps both sides consistent:
+
+- push uploads what the remote lacks of the revs' link closure, blobs
+  first, then manifests, and only then moves the remote's refs, each by
+  compare-and-swap: a reader of the remote never sees a ref whose objects are
+  missing, and of two machines pushing one name, the second is refused;
+- fetch downloads the closure into ``tmp/``, verifying every object's hash
+  as it arrives, and installs the batch (blobs before the manifests that link
+  to them) only when all of it arrived intact: a corrupt object stores
+  nothing. pull then moves local refs: fast-forward only, unless asked to
+  rebase a name's local versions onto the remote's or to force.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from casrepo.canonical import canonical_json
+from casrepo.config import RemoteConfig, save_config
+from casrepo.errors import Conflict, IntegrityError, NotFound, RemoteError, UsageError
+from casrepo.ids import is_object_id, ref_name_problem
+from casrepo.lockfile import ExclusiveLock
+from casrepo.manifest import LINK_KEY, MAX_MANIFEST_SIZE, Link, Rel, Target, links_of, parse_document
+from casrepo.refs import ANY, RefChanged, RefKind
+from casrepo.remote import (
+    FRESHEN_AFTER,
+    Remote,
+    RemoteRef,
+    check_endpoint,
+    check_remote_name,
+    normalize_url,
+    open_remote,
+    remote_config,
+)
+from casrepo.repository import Repository
+from casrepo.store import Incoming
+
+Progress = Callable[[int, int], None]
+"""Transfer progress: (objects done, bytes done), called as each object lands."""
+
+WORKERS = 8
+"""Parallel downloads: enough to hide S3's per-request latency on 2 cores."""
+
+
+@dataclass(frozen=True)
+class RefUpdate:
+    """What happened to one ref: ``created``, ``fast-forward``, ``forced``,
+    ``rebased``, ``up-to-date``, ``ahead`` (pull: the local name has versions the
+    remote lacks; push them) or ``rejected`` (with the reason)."""
+
+    kind: RefKind
+    name: str
+    old: str | None
+    new: str
+    status: str
+    reason: str | None = None
+
+
+@dataclass
+class TransferReport:
+    remote: str
+    objects: int = 0
+    """Objects transferred."""
+    bytes: int = 0
+    skipped: int = 0
+    """Objects the other side had already."""
+    refs: list[RefUpdate] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> list[RefUpdate]:
+        return [r for r in self.refs if r.status == "rejected"]
+
+
+class RefsRejected(Conflict):
+    """Some refs were not updated (exit 5); everything else was. ``report`` says what."""
+
+    def __init__(self, report: TransferReport) -> None:
+        self.report = report
+        first = report.rejected[0]
+        more = f" (and {len(report.rejected) - 1} more)" if len(report.rejected) > 1 else ""
+        super().__init__(f"{first.kind.label} {first.name!r} was not updated: {first.reason}{more}")
+
+
+# -- remote settings -------------------------------------------------------------
+
+
+def add_remote(repo: Repository, name: str, url: str, *, endpoint_url: str | None = None,
+               profile: str | None = None, region: str | None = None,
+               default: bool = False, fetch_on_miss: bool | None = None) -> RemoteConfig:
+    """Record a remote in config.yaml (the first one becomes the default)."""
+    check_remote_name(name)
+    settings = RemoteConfig(url=normalize_url(url), endpoint_url=check_endpoint(endpoint_url),
+                            profile=profile, region=region)
+    if not settings.url.startswith("s3://") and (endpoint_url or profile or region):
+        raise UsageError("--endpoint-url, --profile and --region are for s3:// remotes")
+    with _config_lock(repo):
+        config = repo.config.model_copy(deep=True)
+        if name in config.remotes:
+            raise Conflict(f"remote {name!r} exists (remove it first to change it)")
+        config.remotes[name] = settings
+        if default or config.remote.default is None:
+            config.remote.default = name
+        if fetch_on_miss is not None:
+            config.remote.fetch_on_miss = fetch_on_miss
+        save_config(repo.dir, config)
+        repo.config = config
+    return settings
+
+
+def remove_remote(repo: Repository, name: str) -> RemoteConfig:
+    with _config_lock(repo):
+        config = repo.config.model_copy(deep=True)
+        settings = config.remotes.pop(name, None)
+        if settings is None:
+            raise NotFound(f"no remote {name!r}")
+        if config.remote.default == name:
+            config.remote.default = next(iter(sorted(config.remotes)), None)
+        save_config(repo.dir, config)
+        repo.config = config
+    return settings
+
+
+def _config_lock(repo: Repository) -> ExclusiveLock:
+    return ExclusiveLock(repo.dir / "locks" / "config.lock", "config.yaml", 10.0)
+
+
+def open_named(repo: Repository, name: str | None) -> Remote:
+    """Open the named remote of ``repo`` (None: its default)."""
+    remote_name, settings = remote_config(repo.config, name)
+    return open_remote(remote_name, settings)
+
+
+# -- push ------------------------------------------------------------------------
+
+
+def push(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, force: bool = False,
+         progress: Progress | None = None) -> TransferReport:
+    """Upload the link closure of ``revs`` (default: every name and tag) that the
+    remote lacks, then move its refs. Raises :class:`RefsRejected` (exit 5)
+    after the rest is done when a remote ref moved on or a tag differs."""
+    refs, loose = _local_targets(repo, revs)
+    closure = _local_closure(repo, [oid for _, _, oid in refs] + loose)
+    report = TransferReport(remote.name)
+    if not remote.exists():
+        remote.create()
+    with remote.writing():
+        wanted = {**closure.blobs, **closure.manifests}
+        present = remote.present(wanted)
+        report.skipped = len(present)
+        stale = time.time() - FRESHEN_AFTER
+        for oid, mtime in present.items():
+            if mtime < stale:
+                remote.freshen(oid)  # keep it from a remote gc until the ref below lands
+
+        def done(oid: str, size: int) -> None:
+            report.objects += 1
+            report.bytes += size
+            if progress is not None:
+                progress(report.objects, report.bytes)
+
+        for group in (closure.blobs, closure.manifests):  # manifests after their blobs
+            items = [(oid, repo.store.path(oid), size) for oid, size in sorted(group.items())
+                     if oid not in present]
+            remote.upload_many(items, done)
+        for kind, name, oid in refs:
+            report.refs.append(_push_ref(repo, remote, kind, name, oid, force))
+    if report.rejected:
+        raise RefsRejected(report)
+    return report
+
+
+def _push_ref(repo: Repository, remote: Remote, kind: RefKind, name: str, oid: str,
+              force: bool) -> RefUpdate:
+    current = remote.ref(kind, name)
+    old = current.id if current else None
+    if old == oid:
+        return RefUpdate(kind, name, old, oid, "up-to-date")
+    if current is None:
+        status = "created"
+    elif kind is RefKind.NAME and old in _history(repo, oid, stop=old):
+        status = "fast-forward"
+    elif force:
+        status = "forced"
+    else:
+        assert old is not None
+        if kind is RefKind.TAG:
+            reason = f"the tag is at {old[:12]} on remote {remote.name!r}; push with --force to move it"
+        else:
+            reason = (f"the remote's version {old[:12]} is not in the local history; run "
+                      f"'casrepo pull --rebase {remote.name} {name}' and push again, or push "
+                      "with --force to replace it")
+        return RefUpdate(kind, name, old, oid, "rejected", reason)
+    try:
+        remote.set_ref(kind, name, oid, current, message=f"push from {os.uname().nodename}")
+    except RefChanged:
+        return RefUpdate(kind, name, old, oid, "rejected",
+                         f"it changed on remote {remote.name!r} meanwhile; pull and push again")
+    return RefUpdate(kind, name, old, oid, status)
+
+
+def _local_targets(repo: Repository, revs: Sequence[str]
+                   ) -> tuple[list[tuple[RefKind, str, str]], list[str]]:
+    """The refs to push (kind, name, id) and the loose manifest ids (revs that are
+    not a name or tag: their objects go, no ref moves)."""
+    if not revs:
+        return [(r.kind, r.name, r.id) for r in repo.list_refs()], []
+    refs: list[tuple[RefKind, str, str]] = []
+    loose: list[str] = []
+    for rev in revs:
+        found = False
+        if ref_name_problem(rev) is None:
+            for kind in (RefKind.NAME, RefKind.TAG):
+                target = repo.refs.read(kind, rev)
+                if target is not None:
+                    refs.append((kind, rev, target))
+                    found = True
+        if not found:
+            loose.append(repo.resolve_manifest(rev))
+    return refs, loose
+
+
+@dataclass
+class _Closure:
+    manifests: dict[str, int] = field(default_factory=dict)
+    """Manifest id -> size."""
+    blobs: dict[str, int] = field(default_factory=dict)
+
+
+def _local_closure(repo: Repository, roots: Iterable[str]) -> _Closure:
+    """Every object the roots link to, transitively, with sizes. Blobs that gc's
+    retention pruned on purpose are left out (the remote gets the lineage)."""
+    closure = _Closure()
+    pruned = repo.pruned_manifests()
+    stack = list(roots)
+    while stack:
+        oid = stack.pop()
+        if oid in closure.manifests:
+            continue
+        document = repo.document(oid)
+        closure.manifests[oid] = repo.store.size(oid)
+        for link in links_of(document):
+            if link.target is Target.MANIFEST:
+                if link.id not in closure.manifests:
+                    stack.append(link.id)
+            elif link.id not in closure.blobs:
+                try:
+                    closure.blobs[link.id] = repo.store.size(link.id)
+                except NotFound:
+                    if oid in pruned:
+                        continue
+                    raise IntegrityError(f"manifest {oid} links to missing object {link.id} "
+                                         "(run 'casrepo fsck')") from None
+    return closure
+
+
+def _history(repo: Repository, head: str, stop: str | None = None) -> list[str]:
+    """The ids along ``previous`` links from ``head`` (up to ``stop``, included)."""
+    seen: list[str] = []
+    oid: str | None = head
+    visited: set[str] = set()
+    while oid is not None and oid not in visited:
+        visited.add(oid)
+        seen.append(oid)
+        if oid == stop:
+            break
+        oid = repo.previous_of(oid)
+    return seen
+
+
+# -- fetch and pull --------------------------------------------------------------
+
+
+def fetch(repo: Repository, remote: Remote, revs: Sequence[str] = (),
+          progress: Progress | None = None) -> tuple[TransferReport, list[RemoteRef]]:
+    """Download the link closure of the remote's refs (or of ``revs``: names, tags
+    or full ids on the remote) that is missing here. Local refs do not move."""
+    if not remote.exists():
+        raise RemoteError(f"remote {remote.name!r} ({remote.url}) is empty: nothing was pushed to it")
+    selected, loose = _remote_targets(remote, revs)
+    report = TransferReport(remote.name)
+    fetch_objects(repo, remote, [r.id for r in selected] + loose, report, progress)
+    return report, selected
+
+
+def pull(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, rebase: bool = False,
+         force: bool = False, progress: Progress | None = None) -> TransferReport:
+    """Fetch, then bring local names and tags to the remote's: new refs are
+    created, names fast-forwarded. A name with local versions the remote lacks
+    is rebased onto the remote's with ``rebase``; with ``force``, local refs
+    are replaced. Raises :class:`RefsRejected` (exit 5) for the refs left."""
+    report, selected = fetch(repo, remote, revs, progress)
+    with repo.writing():
+        for ref in selected:
+            report.refs.append(_pull_ref(repo, ref, rebase, force, f"pull from {remote.name}"))
+    if report.rejected:
+        raise RefsRejected(report)
+    return report
+
+
+def _pull_ref(repo: Repository, ref: RemoteRef, rebase: bool, force: bool, message: str) -> RefUpdate:
+    kind, name, theirs = ref.kind, ref.name, ref.id
+    try:
+        ours = repo.refs.read(kind, name)
+    except IntegrityError:
+        if not force:
+            raise
+        repo.refs.update(kind, name, theirs, expected=ANY, message=message)
+        return RefUpdate(kind, name, None, theirs, "forced")
+    if ours == theirs:
+        return RefUpdate(kind, name, ours, theirs, "up-to-date")
+    new, status = theirs, "forced" if ours is not None else "created"
+    if ours is not None and kind is RefKind.NAME and ours in _history(repo, theirs, stop=ours):
+        status = "fast-forward"
+    elif ours is not None and kind is RefKind.NAME and theirs in _history(repo, ours, stop=theirs):
+        return RefUpdate(kind, name, ours, ours, "ahead")
+    elif ours is not None and not force:
+        if kind is RefKind.NAME and rebase:
+            new, status = rebase_onto(repo, ours, theirs), "rebased"
+        else:
+            hint = ("run 'casrepo pull --rebase' to put the local versions on top of the remote's, "
+                    "or --force to take the remote's" if kind is RefKind.NAME
+                    else "use --force to take the remote's")
+            return RefUpdate(kind, name, ours, theirs, "rejected",
+                             f"local {ours[:12]} and remote {theirs[:12]} differ; {hint}")
+    try:
+        repo.refs.update(kind, name, new, expected=ours, message=message)
+    except RefChanged:
+        return RefUpdate(kind, name, ours, new, "rejected", "it changed here meanwhile; pull again")
+    return RefUpdate(kind, name, ours, new, status)
+
+
+def rebase_onto(repo: Repository, head: str, onto: str) -> str:
+    """Rewrite the versions of ``head`` that ``onto``'s history lacks on top of
+    ``onto`` (same content, inputs and metadata, ``previous`` changed), oldest
+    first; returns the new head. The old versions stay until gc."""
+    theirs = set(_history(repo, onto))
+    own: list[str] = []
+    oid: str | None = head
+    while oid is not None and oid not in theirs:
+        own.append(oid)
+        oid = repo.previous_of(oid)
+    parent = onto
+    for version in reversed(own):
+        document: dict[str, Any] = dict(repo.document(version))
+        if "previous" not in document:
+            raise UsageError(f"cannot rebase {version[:12]}: its manifest has no 'previous' field")
+        document["previous"] = {LINK_KEY: parent, "rel": Rel.PREVIOUS.value,
+                                "type": Target.MANIFEST.value}
+        repo.registry.from_document(document)  # still a valid manifest of its kind
+        data = canonical_json(document)
+        parent = repo.store.put_bytes(data).id
+        repo.index.record(parent, document, links_of(document))
+    return parent
+
+
+def _remote_targets(remote: Remote, revs: Sequence[str]) -> tuple[list[RemoteRef], list[str]]:
+    if not revs:
+        return remote.refs(), []
+    selected: list[RemoteRef] = []
+    loose: list[str] = []
+    for rev in revs:
+        if is_object_id(rev):
+            loose.append(rev)
+            continue
+        if ref_name_problem(rev) is not None:
+            raise UsageError(f"malformed rev {rev!r}: name a remote name, tag or full id")
+        found = [r for r in (remote.ref(kind, rev) for kind in (RefKind.NAME, RefKind.TAG))
+                 if r is not None]
+        if not found:
+            raise NotFound(f"no name or tag {rev!r} on remote {remote.name!r}")
+        selected.extend(found)
+    return selected, loose
+
+
+def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
+                  report: TransferReport | None = None, progress: Progress | None = None) -> None:
+    """Download every object the roots link to, transitively, that is missing
+    here; verified as each arrives, installed as one batch only if all are
+    intact (IntegrityError, exit 6, and nothing stored otherwise)."""
+    report = report if report is not None else TransferReport(remote.name)
+    received: list[Incoming] = []
+    fetched: list[tuple[str, dict[str, Any], list[Link]]] = []
+
+    def download(oid: str) -> Incoming:
+        sink = repo.store.receive(oid)
+        try:
+            remote.download(oid, sink)
+            sink.verify()
+        except BaseException:
+            sink.discard()
+            raise
+        report.objects += 1
+        report.bytes += sink.size
+        if progress is not None:
+            progress(report.objects, report.bytes)
+        return sink
+
+    with repo.writing():  # gc waits: what arrives is unreachable until a ref moves
+        try:
+            with ThreadPoolExecutor(WORKERS, thread_name_prefix="casrepo-fetch") as pool:
+                seen: set[str] = set()
+                blobs: set[str] = set()
+                wave = list(dict.fromkeys(roots))
+                root_set = set(wave)
+                while wave:
+                    seen.update(wave)
+                    local = [oid for oid in wave if repo.store.exists(oid)]
+                    report.skipped += len(local)
+                    missing = [oid for oid in wave if oid not in set(local)]
+                    arrived = _all(pool, download, missing, received)
+                    nxt: list[str] = []
+                    for oid in local:
+                        document = repo.registry.read_document(oid)
+                        nxt.extend(_follow(document, repo.registry.links(document), seen, blobs))
+                    for sink in arrived:
+                        parsed, data = _parse_received(sink)
+                        if parsed is None:
+                            if sink.id in root_set:
+                                continue  # a blob asked for by id: stored as it is
+                            raise IntegrityError(f"object {sink.id} on remote {remote.name!r} is "
+                                                 "linked as a manifest but is not one")
+                        links = repo.registry.links(parsed, data)
+                        fetched.append((sink.id, parsed, links))
+                        nxt.extend(_follow(parsed, links, seen, blobs))
+                    wave = list(dict.fromkeys(nxt))
+                need = sorted(b for b in blobs if not repo.store.exists(b))
+                report.skipped += len(blobs) - len(need)
+                manifests = list(reversed(received))
+                blob_sinks = _all(pool, download, need, received)
+            # Blobs first, then manifests deepest first: a reader never meets a
+            # manifest whose links are not there yet.
+            repo.store.install_received(blob_sinks + manifests)
+        except BaseException:
+            for sink in received:
+                sink.discard()
+            raise
+        for oid, document, links in fetched:
+            repo.index.record(oid, document, links)
+
+
+def _parse_received(sink: Incoming) -> tuple[dict[str, Any] | None, bytes]:
+    """The manifest document of a verified incoming object (None: a blob; a large
+    one is never read whole)."""
+    with open(sink.tmp, "rb") as f:
+        first = f.read(1)
+        if first != b"{" or sink.size > MAX_MANIFEST_SIZE:
+            return None, b""
+        data = first + f.read()
+    return parse_document(data), data
+
+
+def _all(pool: ThreadPoolExecutor, download: Callable[[str], Incoming], ids: Sequence[str],
+         received: list[Incoming]) -> list[Incoming]:
+    """Download ``ids`` in parallel; every one that arrived is added to ``received``
+    (so a failure elsewhere can discard it) before the first error is raised."""
+    futures = [pool.submit(download, oid) for oid in ids]
+    arrived, error = [], None
+    for future in futures:
+        try:
+            arrived.append(future.result())
+        except BaseException as e:
+            error = error or e
+    received.extend(arrived)
+    if error is not None:
+        raise error
+    return arrived
+
+
+def _follow(document: dict[str, Any], links: list[Link], seen: set[str], blobs: set[str]) -> list[str]:
+    found = []
+    for link in links:
+        if link.target is Target.BLOB:
+            blobs.add(link.id)
+        elif link.id not in seen:
+            seen.add(link.id)
+            found.append(link.id)
+    return found
+
+
+# -- clone -----------------------------------------------------------------------
+
+
+def clone(url: str, dest: Path | str, *, name: str = "origin", endpoint_url: str | None = None,
+          profile: str | None = None, region: str | None = None,
+          progress: Progress | None = None) -> tuple[Repository, TransferReport]:
+    """``init`` in ``dest`` plus a pull of every ref of the remote at ``url``; a
+    clone that fails leaves nothing behind."""
+    target = Path(dest)
+    made_dir = not target.exists()
+    if (target / ".casrepo").exists():
+        raise Conflict(f"{target} already holds a casrepo repository")
+    repo = Repository.init(target)
+    try:
+        add_remote(repo, name, url, endpoint_url=endpoint_url, profile=profile, region=region,
+                   default=True)
+        remote = open_named(repo, name)
+        try:
+            report = pull(repo, remote)
+        finally:
+            remote.close()
+    except BaseException:
+        repo.close()
+        shutil.rmtree(repo.dir, ignore_errors=True)
+        if made_dir:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    return repo, report
