@@ -108,3 +108,75 @@ def lock_holder() -> Any:
     for proc in procs:
         proc.kill()
         proc.wait()
+
+
+# -- a real S3 API: moto's standalone server on loopback ------------------------------
+
+
+@dataclass
+class S3Server:
+    """moto's server in a subprocess; every request it serves is a line in ``log``."""
+
+    endpoint: str
+    log: Path
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id=S3_KEY_ID, aws_secret_access_key=S3_SECRET)
+
+    def requests(self) -> list[str]:
+        """The request lines served so far ('PUT /bucket/key HTTP/1.1' ...)."""
+        return [line for line in self.log.read_text(errors="replace").splitlines()
+                if '"' in line and "HTTP/1.1" in line]
+
+
+S3_KEY_ID = "AKIACASREPOTESTKEY01"
+S3_SECRET = "casrepo-test-secret-d0-not-print"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One moto server for the session, on 127.0.0.1 and a free port."""
+    import socket
+    import time
+
+    log = tmp_path_factory.mktemp("moto") / "server.log"
+    port = _free_port()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                                 "-p", str(port)], stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"moto server did not start: {log.read_text()}") from None
+            time.sleep(0.1)
+    yield S3Server(f"http://127.0.0.1:{port}", log)
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Test credentials in the environment (inherited by subprocesses); no real AWS config."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))

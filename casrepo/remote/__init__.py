@@ -151,11 +151,15 @@ def normalize_url(url: str) -> str:
     """The URL as stored in config.yaml: ``s3://bucket/prefix`` (no trailing slash)
     or an absolute path. Credentials in a URL are refused: they belong in the
     environment or a profile, never in the repository."""
+    if "@" in urlsplit(url).netloc:
+        # Not echoed: the part before '@' may be a secret.
+        raise UsageError("a remote URL must not hold credentials: they come from the AWS "
+                         "environment variables or a profile, never the repository")
     if url.startswith("s3://"):
         match = S3_URL_RE.fullmatch(url)
-        if "@" in url.split("/")[2] or match is None:
+        if match is None:
             raise UsageError(f"invalid S3 URL {url!r}: expected s3://BUCKET/PREFIX "
-                             "(credentials come from the environment or a profile, never the URL)")
+                             "(a bucket name of 3-63 lowercase letters, digits, '.' and '-')")
         prefix = (match.group("prefix") or "").strip("/")
         return f"s3://{match.group('bucket')}" + (f"/{prefix}" if prefix else "")
     if url.startswith("file://"):
@@ -173,11 +177,11 @@ def check_endpoint(endpoint_url: str | None) -> str | None:
     if endpoint_url is None:
         return None
     parts = urlsplit(endpoint_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"invalid endpoint URL {endpoint_url!r}: expected http(s)://HOST[:PORT]")
-    if parts.username or parts.password:
+    if "@" in parts.netloc:  # checked first, and not echoed
         raise UsageError("an endpoint URL must not hold credentials: use the AWS environment "
                          "variables or a profile")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"invalid endpoint URL {endpoint_url!r}: expected http(s)://HOST[:PORT]")
     return endpoint_url.rstrip("/")
 
 

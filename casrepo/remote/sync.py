@@ -202,8 +202,10 @@ def _push_ref(repo: Repository, remote: Remote, kind: RefKind, name: str, oid: s
     try:
         remote.set_ref(kind, name, oid, current, message=f"push from {os.uname().nodename}")
     except RefChanged:
+        again = (f"run 'casrepo pull --rebase {remote.name} {name}' and push again"
+                 if kind is RefKind.NAME else "pull and look")
         return RefUpdate(kind, name, old, oid, "rejected",
-                         f"it changed on remote {remote.name!r} meanwhile; pull and push again")
+                         f"it changed on remote {remote.name!r} meanwhile; {again}")
     return RefUpdate(kind, name, old, oid, status)
 
 

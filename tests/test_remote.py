@@ -1,0 +1,423 @@
+"""Remotes: the same contract against a shared directory and a real S3 API (moto's server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_support import assert_error, assert_ok, corrupt, last_id, make_tree, sha256, tree, write
+from conftest import S3_KEY_ID, S3_SECRET, CliRun, S3Server
+
+from casrepo.errors import NotFound
+from casrepo.refs import RefChanged, RefKind
+from casrepo.remote import Remote, RemoteConfig, open_remote
+from casrepo.remote.sync import push
+from casrepo.repository import Repository
+
+
+@dataclass
+class Spot:
+    """Where a test's remote lives, and how to reach behind casrepo's back."""
+
+    kind: str
+    url: str
+    options: list[str] = field(default_factory=list)
+    server: S3Server | None = None
+    bucket: str = ""
+
+    def settings(self) -> RemoteConfig:
+        endpoint = self.server.endpoint if self.server else None
+        return RemoteConfig(url=self.url, endpoint_url=endpoint)
+
+    def open(self) -> Remote:
+        return open_remote("spot", self.settings())
+
+    def _key(self, oid: str) -> str:
+        return f"team/objects/{oid[:2]}/{oid[2:]}"
+
+    def corrupt(self, oid: str) -> None:
+        if self.server is None:
+            corrupt(Path(self.url) / "objects" / oid[:2] / oid[2:])
+            return
+        client = self.server.client()
+        data = bytearray(client.get_object(Bucket=self.bucket, Key=self._key(oid))["Body"].read())
+        data[len(data) // 2] ^= 1
+        client.put_object(Bucket=self.bucket, Key=self._key(oid), Body=bytes(data))
+
+    def object_ids(self) -> set[str]:
+        return {o.id for o in self.open().objects()}
+
+
+@pytest.fixture(params=["fs", "s3"])
+def spot(request: pytest.FixtureRequest, tmp_path: Path) -> Spot:
+    if request.param == "fs":
+        (tmp_path / "shared").mkdir()  # the mounted drive; the remote is made inside it
+        return Spot("fs", str(tmp_path / "shared" / "artifacts"))
+    server: S3Server = request.getfixturevalue("s3_server")
+    request.getfixturevalue("aws_env")
+    bucket = f"casrepo-{uuid.uuid4().hex[:16]}"
+    server.client().create_bucket(Bucket=bucket)
+    return Spot("s3", f"s3://{bucket}/team", ["--endpoint-url", server.endpoint], server, bucket)
+
+
+@pytest.fixture
+def machines(tmp_path: Path, run: CliRun) -> tuple[Path, Path]:
+    """Two projects, each with its own repository (two machines' working copies)."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for p in (a, b):
+        p.mkdir()
+        assert_ok(run("init", cwd=p))
+    return a, b
+
+
+def _add_remote(run: CliRun, where: Path, spot: Spot, *extra: str, name: str = "origin") -> None:
+    assert_ok(run("remote", "add", name, spot.url, *spot.options, *extra, cwd=where))
+
+
+def _lineage_project(run: CliRun, a: Path) -> dict[str, str]:
+    """Files, a directory and a small DAG with history and a tag."""
+    ids = {}
+    write(a / "raw.csv", b"id,value\n1,2\n")
+    ids["raw1"] = last_id(run("add", "raw.csv", "--name", "datasets/raw", "-m", "first", cwd=a))
+    write(a / "raw.csv", b"id,value\n1,2\n3,4\n")
+    ids["raw"] = last_id(run("add", "raw.csv", "--name", "datasets/raw", "-m", "second", cwd=a))
+    make_tree(a / "images")
+    ids["images"] = last_id(run("add", "images", "--name", "datasets/images", cwd=a))
+    write(a / "model.json", b'{"auc": 0.9}')
+    ids["model"] = last_id(run("add", "model.json", "--name", "models/churn", "--input",
+                               "datasets/raw", "--input", "datasets/images", "--meta", "auc=0.9",
+                               cwd=a))
+    assert_ok(run("tag", "v1", "models/churn", cwd=a))
+    return ids
+
+
+def test_round_trip_of_files_directories_and_lineage(run: CliRun, machines: tuple[Path, Path],
+                                                     spot: Spot, tmp_path: Path) -> None:
+    a, _ = machines
+    ids = _lineage_project(run, a)
+    _add_remote(run, a, spot)
+    pushed = assert_ok(run("push", "--json", cwd=a)).json()
+    assert {(r["name"], r["status"]) for r in pushed["refs"]} == {
+        ("datasets/raw", "created"), ("datasets/images", "created"), ("models/churn", "created"),
+        ("v1", "created")}
+    assert pushed["uploaded"]["objects"] == len(list(Repository.open(a / ".casrepo").store.scan()))
+    c = tmp_path / "c"
+    cloned = assert_ok(run("clone", spot.url, str(c), *spot.options, "--json", cwd=tmp_path)).json()
+    assert cloned["downloaded"]["objects"] == pushed["uploaded"]["objects"]
+    for command in (["refs", "--json"], ["log", "datasets/raw", "--json"],
+                    ["lineage", "models/churn", "--format", "json"],
+                    ["lineage", "datasets/raw~1", "--down", "--format", "json"],
+                    ["show", "v1", "--json"]):
+        assert run(*command, cwd=c).stdout == run(*command, cwd=a).stdout, command
+    assert_ok(run("get", "datasets/images", str(tmp_path / "out"), cwd=c))
+    assert tree(tmp_path / "out") == tree(a / "images")
+    assert_ok(run("get", "datasets/raw~1", str(tmp_path / "raw1.csv"), cwd=c))
+    assert (tmp_path / "raw1.csv").read_bytes() == b"id,value\n1,2\n"
+    assert_ok(run("fsck", cwd=c))
+    assert ids["model"] in spot.object_ids()
+
+
+def test_second_push_uploads_nothing(run: CliRun, machines: tuple[Path, Path], spot: Spot) -> None:
+    a, _ = machines
+    _lineage_project(run, a)
+    _add_remote(run, a, spot)
+    first = assert_ok(run("push", "--json", cwd=a)).json()
+    assert first["uploaded"]["objects"] > 0
+    before = spot.server.requests() if spot.server else []
+    stored = spot.object_ids()
+    second = assert_ok(run("push", "--json", cwd=a)).json()
+    assert second["uploaded"] == {"objects": 0, "bytes": 0}
+    assert second["skipped"] == len(stored)
+    assert {r["status"] for r in second["refs"]} == {"up-to-date"}
+    if spot.server is not None:
+        time.sleep(0.3)  # the server logs a request just after answering it
+        new = spot.server.requests()[len(before):]
+        writes = [line for line in new if '"PUT ' in line or '"POST ' in line or '"DELETE ' in line]
+        assert writes == [], writes
+        assert new, "the second push must at least have looked"
+
+
+def test_push_uploads_objects_before_refs_and_blobs_before_manifests(
+        run: CliRun, machines: tuple[Path, Path], spot: Spot) -> None:
+    a, _ = machines
+    _lineage_project(run, a)
+    repo = Repository.open(a / ".casrepo")
+    calls: list[tuple[str, str]] = []
+    remote = spot.open()
+    real_upload, real_set_ref = remote.upload_many, remote.set_ref
+
+    def upload_many(items: list[tuple[str, Path, int]], done: Any = None) -> None:
+        calls.extend(("upload", oid) for oid, _, _ in items)
+        real_upload(items, done)
+
+    def set_ref(*args: Any, **kwargs: Any) -> None:
+        calls.append(("ref", args[1]))
+        real_set_ref(*args, **kwargs)
+
+    remote.upload_many = upload_many  # type: ignore[method-assign]
+    remote.set_ref = set_ref  # type: ignore[method-assign]
+    push(repo, remote)
+    kinds = [kind for kind, _ in calls]
+    assert kinds.index("ref") > max(i for i, k in enumerate(kinds) if k == "upload")
+    uploads = [oid for k, oid in calls if k == "upload"]
+    manifests = {oid for oid in uploads if _is_manifest(repo, oid)}
+    assert manifests and len(manifests) < len(uploads)
+    first_manifest = min(uploads.index(m) for m in manifests)
+    assert all(oid in manifests for oid in uploads[first_manifest:])
+
+
+def _is_manifest(repo: Repository, oid: str) -> bool:
+    try:
+        repo.document(oid)
+    except NotFound:
+        return False
+    return True
+
+
+def test_corrupt_object_on_the_remote_is_refused_and_nothing_is_stored(
+        run: CliRun, machines: tuple[Path, Path], spot: Spot, tmp_path: Path) -> None:
+    a, b = machines
+    write(a / "data.bin", os.urandom(100_000))
+    last_id(run("add", "data.bin", "--name", "datasets/blob", cwd=a))
+    _add_remote(run, a, spot)
+    assert_ok(run("push", cwd=a))
+    blob = sha256((a / "data.bin").read_bytes())
+    spot.corrupt(blob)
+    _add_remote(run, b, spot)
+    assert_error(run("pull", cwd=b), 6, blob, "corrupt")
+    repo = Repository.open(b / ".casrepo")
+    assert list(repo.store.scan()) == []
+    assert list(repo.store.temp_files()) == []
+    assert repo.list_refs() == []
+    assert_error(run("clone", spot.url, str(tmp_path / "c"), *spot.options, cwd=tmp_path), 6)
+    assert not (tmp_path / "c").exists()
+
+
+def test_compare_and_swap_refuses_a_stale_expectation(run: CliRun, machines: tuple[Path, Path],
+                                                       spot: Spot) -> None:
+    a, _ = machines
+    ids = _lineage_project(run, a)
+    _add_remote(run, a, spot)
+    assert_ok(run("push", cwd=a))
+    remote = spot.open()
+    seen = remote.ref(RefKind.NAME, "datasets/raw")
+    assert seen is not None and seen.id == ids["raw"]
+    remote.set_ref(RefKind.NAME, "datasets/raw", ids["images"], seen)  # another machine moves it
+    with pytest.raises(RefChanged):
+        remote.set_ref(RefKind.NAME, "datasets/raw", ids["model"], seen)
+    with pytest.raises(RefChanged):
+        remote.set_ref(RefKind.TAG, "v1", ids["raw"], None)  # exists already
+    now = remote.ref(RefKind.NAME, "datasets/raw")
+    assert now is not None and now.id == ids["images"]
+
+
+def test_two_machines_pushing_one_name_lose_no_version(run: CliRun, machines: tuple[Path, Path],
+                                                        spot: Spot, tmp_path: Path) -> None:
+    a, _ = machines
+    write(a / "data.csv", b"base\n")
+    base = last_id(run("add", "data.csv", "--name", "datasets/x", cwd=a))
+    _add_remote(run, a, spot)
+    assert_ok(run("push", cwd=a))
+    b = tmp_path / "b2"
+    assert_ok(run("clone", spot.url, str(b), *spot.options, cwd=tmp_path))
+    versions = {}
+    for where, text in ((a, b"from a\n"), (b, b"from b\n")):
+        write(where / "data.csv", text)
+        versions[where] = last_id(run("add", "data.csv", "--name", "datasets/x", cwd=where))
+    env = {k: v for k, v in os.environ.items() if k not in ("CASREPO_DIR", "CASREPO_DEBUG")}
+    procs = {where: subprocess.Popen([sys.executable, "-m", "casrepo", "push"], cwd=where, env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for where in (a, b)}
+    results = {where: (p.wait(timeout=120), p.stderr.read()) for where, p in procs.items()}  # type: ignore[union-attr]
+    codes = sorted(code for code, _ in results.values())
+    assert codes == [0, 5], results
+    winner = next(w for w, (code, _) in results.items() if code == 0)
+    loser = b if winner == a else a
+    assert "pull --rebase" in results[loser][1]
+    head = spot.open().ref(RefKind.NAME, "datasets/x")
+    assert head is not None and head.id == versions[winner]
+    # The loser rebases its version onto the winner's and pushes: both versions survive.
+    assert_ok(run("pull", "--rebase", cwd=loser))
+    assert_ok(run("push", cwd=loser))
+    history = assert_ok(run("log", "datasets/x", "--json", cwd=loser)).json()
+    ids = [v["id"] for v in history["versions"]]
+    assert ids[1:] == [versions[winner], base]
+    rebased = Repository.open(loser / ".casrepo")
+    assert rebased.load(ids[0]).content == rebased.load(versions[loser]).content  # type: ignore[attr-defined]
+    assert_ok(run("pull", cwd=winner))
+    pulled = assert_ok(run("log", "datasets/x", "--json", cwd=winner)).json()
+    assert [v["id"] for v in pulled["versions"]] == ids
+
+
+def test_fetch_on_miss(run: CliRun, machines: tuple[Path, Path], spot: Spot, tmp_path: Path) -> None:
+    a, b = machines
+    ids = _lineage_project(run, a)
+    _add_remote(run, a, spot)
+    assert_ok(run("push", cwd=a))
+    _add_remote(run, b, spot)
+    # Off by default: an id only the remote has is not found here.
+    assert_error(run("show", ids["model"], cwd=b), 4)
+    assert_ok(run("remote", "remove", "origin", cwd=b))
+    _add_remote(run, b, spot, "--fetch-on-miss")
+    shown = assert_ok(run("show", ids["model"], "--json", cwd=b)).json()
+    assert shown["id"] == ids["model"]
+    lineage = assert_ok(run("lineage", ids["model"], "--format", "json", cwd=b)).json()
+    assert {ids["raw"], ids["images"]} <= {n["id"] for n in lineage["nodes"]}
+    assert_ok(run("get", ids["images"], str(tmp_path / "images"), cwd=b))
+    assert tree(tmp_path / "images") == tree(a / "images")
+    repo = Repository.open(b / ".casrepo")
+    assert repo.load(ids["raw1"]).id == ids["raw1"]
+    with repo.open_artifact(ids["raw1"]) as f:
+        assert f.read() == b"id,value\n1,2\n"
+    assert repo.list_refs() == []  # fetched objects, no refs moved
+    assert_ok(run("fsck", cwd=b))
+
+
+def test_remote_gc_keeps_what_remote_refs_reach(run: CliRun, machines: tuple[Path, Path],
+                                                 spot: Spot, tmp_path: Path) -> None:
+    a, _ = machines
+    ids = _lineage_project(run, a)
+    write(a / "scratch.bin", b"scratch data nobody names\n")
+    loose = last_id(run("add", "scratch.bin", cwd=a))  # no name: pushed by id, no ref
+    _add_remote(run, a, spot)
+    assert_ok(run("push", cwd=a))
+    assert_ok(run("push", "origin", loose, cwd=a))
+    before = spot.object_ids()
+    scratch_blob = sha256(b"scratch data nobody names\n")
+    assert {loose, scratch_blob} <= before
+    # Recent objects are kept by the grace period.
+    kept = assert_ok(run("gc", "--remote", "origin", "--json", cwd=a)).json()
+    assert kept["removed"] == [] and spot.object_ids() == before
+    dry = assert_ok(run("gc", "--remote", "origin", "--prune-expire", "now", "--dry-run", "--json",
+                        cwd=a)).json()
+    assert {o["id"] for o in dry["removed"]} == {loose, scratch_blob}
+    assert spot.object_ids() == before
+    done = assert_ok(run("gc", "--remote", "origin", "--prune-expire", "now", "--json", cwd=a)).json()
+    assert {o["id"] for o in done["removed"]} == {loose, scratch_blob}
+    assert spot.object_ids() == before - {loose, scratch_blob}
+    c = tmp_path / "c"
+    assert_ok(run("clone", spot.url, str(c), *spot.options, cwd=tmp_path))
+    assert_ok(run("fsck", cwd=c))
+    assert_ok(run("get", "datasets/raw~1", str(tmp_path / "raw1.csv"), cwd=c))
+    assert ids["raw1"] in spot.object_ids()
+
+
+def test_tags_on_the_remote_do_not_move_unless_forced(run: CliRun, machines: tuple[Path, Path],
+                                                      spot: Spot) -> None:
+    a, _ = machines
+    ids = _lineage_project(run, a)
+    _add_remote(run, a, spot)
+    assert_ok(run("push", cwd=a))
+    assert_ok(run("tag", "v1", "datasets/raw", "--force", cwd=a))
+    result = run("push", "origin", "v1", cwd=a)
+    assert result.exit_code == 5 and "--force" in result.stderr
+    tag = spot.open().ref(RefKind.TAG, "v1")
+    assert tag is not None and tag.id == ids["model"]
+    assert_ok(run("push", "origin", "v1", "--force", cwd=a))
+    tag = spot.open().ref(RefKind.TAG, "v1")
+    assert tag is not None and tag.id == ids["raw"]
+
+
+def test_pull_fast_forwards_and_leaves_local_work_alone(run: CliRun, machines: tuple[Path, Path],
+                                                        spot: Spot) -> None:
+    a, b = machines
+    write(a / "d.csv", b"1\n")
+    last_id(run("add", "d.csv", "--name", "d", cwd=a))
+    _add_remote(run, a, spot)
+    assert_ok(run("push", cwd=a))
+    _add_remote(run, b, spot)
+    assert [r["status"] for r in assert_ok(run("pull", "--json", cwd=b)).json()["refs"]] == ["created"]
+    write(a / "d.csv", b"2\n")
+    second = last_id(run("add", "d.csv", "--name", "d", cwd=a))
+    assert_ok(run("push", cwd=a))
+    pulled = assert_ok(run("pull", "--json", cwd=b)).json()
+    assert [(r["status"], r["new"]) for r in pulled["refs"]] == [("fast-forward", second)]
+    write(b / "d.csv", b"3\n")
+    last_id(run("add", "d.csv", "--name", "d", cwd=b))
+    assert [r["status"] for r in assert_ok(run("pull", "--json", cwd=b)).json()["refs"]] == ["ahead"]
+
+
+def test_credentials_never_reach_output_or_the_repository(run_process: CliRun,
+                                                          machines: tuple[Path, Path],
+                                                          s3_server: S3Server, aws_env: None,
+                                                          tmp_path: Path) -> None:
+    a, _ = machines
+    bucket = f"casrepo-{uuid.uuid4().hex[:16]}"
+    s3_server.client().create_bucket(Bucket=bucket)
+    write(a / "d.csv", b"1\n")
+    outputs, codes = [], []
+    url = f"s3://{bucket}/team"
+    for args in (["remote", "add", "origin", url, "--endpoint-url", s3_server.endpoint],
+                 ["add", "d.csv", "--name", "d"], ["push"], ["push", "--json"], ["fetch"], ["pull"],
+                 ["remote", "list", "--json"], ["gc", "--remote", "origin", "--dry-run"],
+                 ["remote", "add", "down", "s3://nowhere/x", "--endpoint-url", "http://127.0.0.1:9"],
+                 ["push", "down"],
+                 ["remote", "add", "bad", f"s3://{S3_KEY_ID}:{S3_SECRET}@bucket/x"],
+                 ["remote", "add", "bad2", url, "--endpoint-url",
+                  f"http://{S3_KEY_ID}:{S3_SECRET}@127.0.0.1:9"]):
+        result = run_process("--debug", *args, cwd=a)
+        outputs.append(result.stdout + result.stderr)
+        codes.append(result.exit_code)
+    assert codes == [0] * 9 + [7, 2, 2], list(zip(codes, outputs, strict=True))
+    everything = "".join(outputs)
+    for secret in (S3_KEY_ID, S3_SECRET):
+        assert secret not in everything
+        for path in (a / ".casrepo").rglob("*"):
+            if path.is_file():
+                assert secret.encode() not in path.read_bytes(), path
+
+
+def test_remote_that_is_down_is_exit_7(run: CliRun, machines: tuple[Path, Path], aws_env: None,
+                                       tmp_path: Path) -> None:
+    a, _ = machines
+    write(a / "d.csv", b"1\n")
+    last_id(run("add", "d.csv", "--name", "d", cwd=a))
+    port = _closed_port()
+    assert_ok(run("remote", "add", "s3", "s3://bucket/x", "--endpoint-url",
+                  f"http://127.0.0.1:{port}", cwd=a))
+    for command in (["push", "s3"], ["pull", "s3"], ["fetch", "s3"], ["gc", "--remote", "s3"]):
+        assert_error(run(*command, cwd=a), 7, "cannot reach")
+    assert_ok(run("remote", "add", "drive", str(tmp_path / "unmounted" / "share" / "artifacts"), cwd=a))
+    assert_error(run("push", "drive", cwd=a), 7, "mounted")
+    assert_error(run("clone", "s3://bucket/x", str(tmp_path / "c"), "--endpoint-url",
+                     f"http://127.0.0.1:{port}", cwd=tmp_path), 7)
+    assert not (tmp_path / "c").exists()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_remote_commands_check_their_input(run: CliRun, machines: tuple[Path, Path], tmp_path: Path) -> None:
+    a, _ = machines
+    assert_error(run("push", cwd=a), 4, "no default remote")
+    assert_error(run("remote", "add", "x", "http://example.com/x", cwd=a), 2, "scheme")
+    assert_error(run("remote", "add", "-bad", str(tmp_path), cwd=a), 2)
+    assert_error(run("remote", "add", "b@d", str(tmp_path), cwd=a), 2, "invalid remote name")
+    assert_error(run("remote", "add", "x", "s3://B_ad/x", cwd=a), 2, "invalid S3 URL")
+    assert_error(run("remote", "add", "x", str(tmp_path), "--endpoint-url", "http://h:1", cwd=a), 2)
+    assert_ok(run("remote", "add", "x", str(tmp_path / "r"), cwd=a))
+    assert_error(run("remote", "add", "x", str(tmp_path / "r2"), cwd=a), 5, "exists")
+    assert_error(run("remote", "remove", "nope", cwd=a), 4)
+    assert_error(run("pull", cwd=a), 7, "empty")
+    assert_error(run("gc", "--remote", "x", "--keep-last", "2", cwd=a), 2)
+    listed = assert_ok(run("remote", "list", "--json", cwd=a)).json()
+    assert listed["default"] == "x"
+    assert listed["remotes"] == [{"name": "x", "url": str(tmp_path / "r"), "endpoint_url": None,
+                                  "profile": None, "region": None}]
+    config = (a / ".casrepo" / "config.yaml").read_text()
+    assert "url: " in config and json.dumps(str(tmp_path / "r"))[1:-1] in config
+    assert_ok(run("remote", "remove", "x", cwd=a))
+    assert assert_ok(run("remote", "list", "--json", cwd=a)).json()["remotes"] == []
