@@ -362,11 +362,13 @@ def test_credentials_never_reach_output_or_the_repository(run_process: CliRun,
                  ["push", "down"],
                  ["remote", "add", "bad", f"s3://{S3_KEY_ID}:{S3_SECRET}@bucket/x"],
                  ["remote", "add", "bad2", url, "--endpoint-url",
-                  f"http://{S3_KEY_ID}:{S3_SECRET}@127.0.0.1:9"]):
+                  f"http://{S3_KEY_ID}:{S3_SECRET}@127.0.0.1:9"],
+                 ["show", S3_SECRET]):  # a message that would quote it is masked
         result = run_process("--debug", *args, cwd=a)
         outputs.append(result.stdout + result.stderr)
         codes.append(result.exit_code)
-    assert codes == [0] * 9 + [7, 2, 2], list(zip(codes, outputs, strict=True))
+    assert codes == [0] * 9 + [7, 2, 2, 4], list(zip(codes, outputs, strict=True))
+    assert "<AWS_SECRET_ACCESS_KEY>" in outputs[-1]
     everything = "".join(outputs)
     for secret in (S3_KEY_ID, S3_SECRET):
         assert secret not in everything

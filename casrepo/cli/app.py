@@ -44,9 +44,26 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+_SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
+
+
+def redact(text: str) -> str:
+    """``text`` with the values of credential variables masked: a last guard so that
+    no message or traceback (even under --debug) shows them."""
+    for var in _SECRET_VARS:
+        value = os.environ.get(var)
+        if value and len(value) >= 4:
+            text = text.replace(value, f"<{var}>")
+    return text
+
+
 def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"casrepo: error: {_one_line(message)}", err=True)
+    click.echo(f"casrepo: error: {redact(_one_line(message))}", err=True)
     sys.exit(code)
+
+
+def _print_traceback() -> None:
+    click.echo(redact(traceback.format_exc()).rstrip("\n"), err=True)
 
 
 def _debug_requested(args: Sequence[str] | None) -> bool:
@@ -74,16 +91,16 @@ class CasrepoGroup(click.Group):
             sys.exit(INTERRUPTED)
         except CasrepoError as e:
             if debug:
-                traceback.print_exc()
+                _print_traceback()
             _fail(str(e), e.exit_code)
         except OSError as e:
             if debug:
-                traceback.print_exc()
+                _print_traceback()
             where = f": {e.filename}" if e.filename else ""
             _fail(f"{e.strerror or e}{where}", 1)
         except Exception as e:
             if debug:
-                traceback.print_exc()
+                _print_traceback()
             _fail(f"internal error: {type(e).__name__}: {e} (run with --debug for a traceback)", 1)
         code = result if isinstance(result, int) else 0
         if standalone_mode:
