@@ -59,6 +59,10 @@ class RemoteConfig(BaseModel):
     profile: str | None = None
     """An AWS profile name from ~/.aws/config (None: the default chain)."""
     region: str | None = None
+    locking: Literal["conditional", "lock-object"] = "conditional"
+    """How S3 ref updates are made compare-and-swap: the server's conditional writes,
+    or, for servers without them, a lock object (docs/remotes.md). Every machine
+    using one remote must use the same."""
 
 
 class RemoteSettings(BaseModel):

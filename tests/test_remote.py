@@ -35,7 +35,8 @@ class Spot:
 
     def settings(self) -> RemoteConfig:
         endpoint = self.server.endpoint if self.server else None
-        return RemoteConfig(url=self.url, endpoint_url=endpoint)
+        locking = "lock-object" if self.kind == "s3-lock" else "conditional"
+        return RemoteConfig(url=self.url, endpoint_url=endpoint, locking=locking)
 
     def open(self) -> Remote:
         return open_remote("spot", self.settings())
@@ -56,16 +57,29 @@ class Spot:
         return {o.id for o in self.open().objects()}
 
 
-@pytest.fixture(params=["fs", "s3"])
-def spot(request: pytest.FixtureRequest, tmp_path: Path) -> Spot:
-    if request.param == "fs":
+def _spot(request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> Spot:
+    if kind == "fs":
         (tmp_path / "shared").mkdir()  # the mounted drive; the remote is made inside it
         return Spot("fs", str(tmp_path / "shared" / "artifacts"))
     server: S3Server = request.getfixturevalue("s3_server")
     request.getfixturevalue("aws_env")
     bucket = f"casrepo-{uuid.uuid4().hex[:16]}"
     server.client().create_bucket(Bucket=bucket)
-    return Spot("s3", f"s3://{bucket}/team", ["--endpoint-url", server.endpoint], server, bucket)
+    options = ["--endpoint-url", server.endpoint]
+    if kind == "s3-lock":
+        options += ["--locking", "lock-object"]
+    return Spot(kind, f"s3://{bucket}/team", options, server, bucket)
+
+
+@pytest.fixture(params=["fs", "s3"])
+def spot(request: pytest.FixtureRequest, tmp_path: Path) -> Spot:
+    return _spot(request, tmp_path, request.param)
+
+
+@pytest.fixture(params=["fs", "s3", "s3-lock"])
+def cas_spot(request: pytest.FixtureRequest, tmp_path: Path) -> Spot:
+    """Also S3 with a lock object instead of conditional writes."""
+    return _spot(request, tmp_path, request.param)
 
 
 @pytest.fixture
@@ -202,12 +216,12 @@ def test_corrupt_object_on_the_remote_is_refused_and_nothing_is_stored(
 
 
 def test_compare_and_swap_refuses_a_stale_expectation(run: CliRun, machines: tuple[Path, Path],
-                                                       spot: Spot) -> None:
+                                                       cas_spot: Spot) -> None:
     a, _ = machines
     ids = _lineage_project(run, a)
-    _add_remote(run, a, spot)
+    _add_remote(run, a, cas_spot)
     assert_ok(run("push", cwd=a))
-    remote = spot.open()
+    remote = cas_spot.open()
     seen = remote.ref(RefKind.NAME, "datasets/raw")
     assert seen is not None and seen.id == ids["raw"]
     remote.set_ref(RefKind.NAME, "datasets/raw", ids["images"], seen)  # another machine moves it
@@ -220,14 +234,14 @@ def test_compare_and_swap_refuses_a_stale_expectation(run: CliRun, machines: tup
 
 
 def test_two_machines_pushing_one_name_lose_no_version(run: CliRun, machines: tuple[Path, Path],
-                                                        spot: Spot, tmp_path: Path) -> None:
+                                                        cas_spot: Spot, tmp_path: Path) -> None:
     a, _ = machines
     write(a / "data.csv", b"base\n")
     base = last_id(run("add", "data.csv", "--name", "datasets/x", cwd=a))
-    _add_remote(run, a, spot)
+    _add_remote(run, a, cas_spot)
     assert_ok(run("push", cwd=a))
     b = tmp_path / "b2"
-    assert_ok(run("clone", spot.url, str(b), *spot.options, cwd=tmp_path))
+    assert_ok(run("clone", cas_spot.url, str(b), *cas_spot.options, cwd=tmp_path))
     versions = {}
     for where, text in ((a, b"from a\n"), (b, b"from b\n")):
         write(where / "data.csv", text)
@@ -242,7 +256,7 @@ def test_two_machines_pushing_one_name_lose_no_version(run: CliRun, machines: tu
     winner = next(w for w, (code, _) in results.items() if code == 0)
     loser = b if winner == a else a
     assert "pull --rebase" in results[loser][1]
-    head = spot.open().ref(RefKind.NAME, "datasets/x")
+    head = cas_spot.open().ref(RefKind.NAME, "datasets/x")
     assert head is not None and head.id == versions[winner]
     # The loser rebases its version onto the winner's and pushes: both versions survive.
     assert_ok(run("pull", "--rebase", cwd=loser))

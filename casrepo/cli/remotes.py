@@ -21,6 +21,10 @@ _S3_OPTIONS = (
                  help="An S3-compatible server (MinIO, Ceph, R2, ...); default: AWS."),
     click.option("--profile", metavar="NAME", help="The AWS profile for its credentials."),
     click.option("--region", metavar="REGION", help="The bucket's region."),
+    click.option("--locking", type=click.Choice(["conditional", "lock-object"]), default="conditional",
+                 show_default=True,
+                 help="How ref updates are made safe: the server's conditional writes, or a lock "
+                      "object for servers without them (every machine must use the same)."),
 )
 
 
@@ -54,7 +58,7 @@ def remote() -> None:
 @json_option
 @pass_state
 def remote_add(state: State, name: str, url: str, endpoint_url: str | None, profile: str | None,
-               region: str | None, make_default: bool, fetch_on_miss: bool | None,
+               region: str | None, locking: Any, make_default: bool, fetch_on_miss: bool | None,
                as_json: bool) -> None:
     """Add a remote (s3://BUCKET/PREFIX or a directory path). Credentials are
     never stored: they come from the AWS environment variables or a profile."""
@@ -62,7 +66,7 @@ def remote_add(state: State, name: str, url: str, endpoint_url: str | None, prof
 
     repo = state.repo()
     settings = add_remote(repo, name, url, endpoint_url=endpoint_url, profile=profile, region=region,
-                          default=make_default, fetch_on_miss=fetch_on_miss)
+                          locking=locking, default=make_default, fetch_on_miss=fetch_on_miss)
     if as_json:
         emit_json({"name": name, **settings.model_dump(), "default": repo.config.remote.default == name})
     else:
@@ -243,13 +247,14 @@ def pull(state: State, remote_and_revs: tuple[str, ...], rebase: bool, force: bo
 @_s3_options
 @json_option
 def clone(url: str, directory: str, remote_name: str, endpoint_url: str | None, profile: str | None,
-          region: str | None, as_json: bool) -> None:
+          region: str | None, locking: Any, as_json: bool) -> None:
     """Make a repository in DIRECTORY (default: here) and pull every name and tag of URL."""
     from casrepo.remote.sync import clone as clone_url
 
     with _reporting("pulled", as_json, "downloaded") as progress:
         repo, report = clone_url(url, directory, name=remote_name, endpoint_url=endpoint_url,
-                                 profile=profile, region=region, progress=progress)
+                                 profile=profile, region=region, locking=locking,
+                                 progress=progress)
     if as_json:
         data = _report_json(report, "downloaded")
         data["path"] = str(repo.dir)

@@ -126,6 +126,10 @@ class Remote(ABC):
         """Held while a push writes (a filesystem remote's writers' lock)."""
         return contextlib.nullcontext()
 
+    def updating_refs(self) -> AbstractContextManager[None]:
+        """Held around a push's ref updates (an S3 remote's lock object, in that mode)."""
+        return contextlib.nullcontext()
+
     def collecting(self, timeout: float) -> AbstractContextManager[None]:
         """Held while a remote gc marks and sweeps (a filesystem remote's gc lock)."""
         return contextlib.nullcontext()

@@ -22,6 +22,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import json
+import os
+import time
+import uuid
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,8 +38,9 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 
 from casrepo.config import CONFIG_FILE, Config, RemoteConfig
-from casrepo.errors import CasrepoError, IntegrityError, NotFound, RemoteError, UsageError
+from casrepo.errors import Busy, CasrepoError, IntegrityError, NotFound, RemoteError, UsageError
 from casrepo.ids import is_object_id, ref_name_problem
+from casrepo.lockfile import host_tag
 from casrepo.refs import RefChanged, RefKind
 from casrepo.remote import S3_URL_RE, Remote, RemoteObject, RemoteRef, Sink, corrupt_local
 from casrepo.store import BUFFER_SIZE
@@ -46,6 +51,12 @@ WORKERS = 16
 """Concurrent requests for many small objects: S3 latency, not bandwidth, limits them."""
 HEAD_LIMIT = 200
 """Up to this many ids are checked with one HEAD each; more with one listing."""
+LOCK_SETTLE = 2.0
+"""Lock-object mode: how long a claim waits for concurrent claims before reading back."""
+LOCK_STALE = 120.0
+"""Lock-object mode: a claim older than this (seconds) is a dead holder's."""
+LOCK_WAIT = 120.0
+LOCK_POLL = 0.5
 _TRANSFER = TransferConfig(multipart_threshold=LARGE_OBJECT, multipart_chunksize=LARGE_OBJECT,
                            max_concurrency=8, io_chunksize=BUFFER_SIZE)
 _UNREACHABLE = (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError,
@@ -77,6 +88,8 @@ class S3Remote(Remote):
             config=BotoConfig(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5,
                               read_timeout=60, max_pool_connections=WORKERS * 2))
         self._shape: tuple[int, int] | None = None
+        self.locking = settings.locking
+        self._lock_depth = 0
 
     # -- keys and errors ---------------------------------------------------------
 
@@ -166,6 +179,8 @@ class S3Remote(Remote):
                 if self._code(e) not in _CHANGED:
                     raise
                 return  # another machine created it first
+            if self.locking == "lock-object":
+                return
             # Compare-and-swap of refs depends on the server refusing this second
             # write; one that ignores the condition would let pushes lose versions.
             try:
@@ -176,8 +191,8 @@ class S3Remote(Remote):
                 raise
             self._client.delete_object(Bucket=self.bucket, Key=key)
         raise RemoteError(f"{self._where()}: the server ignores conditional writes (If-None-Match), "
-                          "so concurrent pushes could lose versions; casrepo needs a server that "
-                          "supports them (AWS S3, MinIO, Ceph RGW 18+, R2)")
+                          "so concurrent pushes could lose versions; add the remote with "
+                          "'--locking lock-object' to serialise ref updates with a lock object")
 
     # -- objects -----------------------------------------------------------------
 
@@ -321,6 +336,16 @@ class S3Remote(Remote):
 
     def set_ref(self, kind: RefKind, name: str, new: str, expected: RemoteRef | None,
                 message: str | None = None) -> None:
+        if self.locking == "lock-object":
+            with self.updating_refs():
+                current = self.ref(kind, name)
+                if (current.id if current else None) != (expected.id if expected else None):
+                    raise RefChanged(f"{kind.label} {name!r} changed on remote {self.name!r} "
+                                     "meanwhile")
+                with self._call(f"update {kind.label} {name!r}"):
+                    self._client.put_object(Bucket=self.bucket, Key=self._ref_key(kind, name),
+                                            Body=(new + "\n").encode("ascii"))
+            return
         condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected.token}
         with self._call(f"update {kind.label} {name!r}"):
             try:
@@ -334,6 +359,74 @@ class S3Remote(Remote):
                     raise RefChanged(f"{kind.label} {name!r} was deleted on remote {self.name!r} "
                                      "meanwhile") from None
                 raise
+
+    @contextlib.contextmanager
+    def updating_refs(self) -> Iterator[None]:
+        if self.locking != "lock-object" or self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        with self._ref_lock():
+            self._lock_depth = 1
+            try:
+                yield
+            finally:
+                self._lock_depth = 0
+
+    @contextlib.contextmanager
+    def _ref_lock(self) -> Iterator[None]:
+        """Hold ``PREFIX/locks/refs.lock``, for servers without conditional writes.
+
+        Without an atomic create, a lock can only be claimed and then checked:
+        write a claim with a unique token, wait :data:`LOCK_SETTLE` seconds
+        for any concurrent claim to land, read it back; the claim read back
+        wins. Two claims can both win only if one writer took longer than the
+        settle time between seeing no lock and writing its claim. A claim older
+        than :data:`LOCK_STALE` is a dead holder's and is taken over.
+        """
+        key = self._key("locks/refs.lock")
+        token = f"{uuid.uuid4().hex} {host_tag()} {os.getpid()}"
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            holder = self._read_lock(key)
+            if holder is not None and time.time() - holder[1] < LOCK_STALE:
+                if time.monotonic() > deadline:
+                    who = holder[0].split()
+                    by = f" by pid {who[2]} on host {who[1]}" if len(who) == 3 else ""
+                    raise Busy(f"{self._where()}: its ref lock is held{by}; try again later")
+                time.sleep(LOCK_POLL)
+                continue
+            claim = json.dumps({"token": token, "time": time.time()}).encode()
+            with self._call("claim the ref lock"):
+                self._client.put_object(Bucket=self.bucket, Key=key, Body=claim)
+            time.sleep(LOCK_SETTLE)
+            holder = self._read_lock(key)
+            if holder is not None and holder[0] == token:
+                break
+        try:
+            yield
+        finally:
+            holder = self._read_lock(key)
+            if holder is not None and holder[0] == token:
+                with self._call("release the ref lock"):
+                    self._client.delete_object(Bucket=self.bucket, Key=key)
+
+    def _read_lock(self, key: str) -> tuple[str, float] | None:
+        with self._call("read the ref lock"):
+            try:
+                body = self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            except botocore.exceptions.ClientError as e:
+                if self._code(e) in _ABSENT:
+                    return None
+                raise
+        try:
+            data = json.loads(body)
+            return str(data["token"]), float(data["time"])
+        except (ValueError, KeyError, TypeError):
+            return "unreadable", 0.0  # stale by its time: taken over
 
     def close(self) -> None:
         self._client.close()

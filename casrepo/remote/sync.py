@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from casrepo.canonical import canonical_json
 from casrepo.config import RemoteConfig, save_config
@@ -95,13 +95,15 @@ class RefsRejected(Conflict):
 
 def add_remote(repo: Repository, name: str, url: str, *, endpoint_url: str | None = None,
                profile: str | None = None, region: str | None = None,
+               locking: Literal["conditional", "lock-object"] = "conditional",
                default: bool = False, fetch_on_miss: bool | None = None) -> RemoteConfig:
     """Record a remote in config.yaml (the first one becomes the default)."""
     check_remote_name(name)
     settings = RemoteConfig(url=normalize_url(url), endpoint_url=check_endpoint(endpoint_url),
-                            profile=profile, region=region)
-    if not settings.url.startswith("s3://") and (endpoint_url or profile or region):
-        raise UsageError("--endpoint-url, --profile and --region are for s3:// remotes")
+                            profile=profile, region=region, locking=locking)
+    if not settings.url.startswith("s3://") and (endpoint_url or profile or region
+                                                   or locking != "conditional"):
+        raise UsageError("--endpoint-url, --profile, --region and --locking are for s3:// remotes")
     with _config_lock(repo):
         config = repo.config.model_copy(deep=True)
         if name in config.remotes:
@@ -171,8 +173,9 @@ def push(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, force: b
             items = [(oid, repo.store.path(oid), size) for oid, size in sorted(group.items())
                      if oid not in present]
             remote.upload_many(items, done)
-        for kind, name, oid in refs:
-            report.refs.append(_push_ref(repo, remote, kind, name, oid, force))
+        with remote.updating_refs():
+            for kind, name, oid in refs:
+                report.refs.append(_push_ref(repo, remote, kind, name, oid, force))
     if report.rejected:
         raise RefsRejected(report)
     return report
@@ -493,6 +496,7 @@ def _follow(document: dict[str, Any], links: list[Link], seen: set[str], blobs: 
 
 def clone(url: str, dest: Path | str, *, name: str = "origin", endpoint_url: str | None = None,
           profile: str | None = None, region: str | None = None,
+          locking: Literal["conditional", "lock-object"] = "conditional",
           progress: Progress | None = None) -> tuple[Repository, TransferReport]:
     """``init`` in ``dest`` plus a pull of every ref of the remote at ``url``; a
     clone that fails leaves nothing behind."""
@@ -503,7 +507,7 @@ def clone(url: str, dest: Path | str, *, name: str = "origin", endpoint_url: str
     repo = Repository.init(target)
     try:
         add_remote(repo, name, url, endpoint_url=endpoint_url, profile=profile, region=region,
-                   default=True)
+                   locking=locking, default=True)
         remote = open_named(repo, name)
         try:
             report = pull(repo, remote)
