@@ -53,6 +53,9 @@ class Spot:
         data[len(data) // 2] ^= 1
         client.put_object(Bucket=self.bucket, Key=self._key(oid), Body=bytes(data))
 
+    def delete(self, oid: str) -> None:
+        self.open().delete([oid])
+
     def object_ids(self) -> set[str]:
         return {o.id for o in self.open().objects()}
 
@@ -213,6 +216,24 @@ def test_corrupt_object_on_the_remote_is_refused_and_nothing_is_stored(
     assert repo.list_refs() == []
     assert_error(run("clone", spot.url, str(tmp_path / "c"), *spot.options, cwd=tmp_path), 6)
     assert not (tmp_path / "c").exists()
+
+
+def test_object_missing_on_the_remote_is_exit_6_and_nothing_is_stored(
+        run: CliRun, machines: tuple[Path, Path], spot: Spot) -> None:
+    a, b = machines
+    make_tree(a / "images")
+    last_id(run("add", "images", "--name", "datasets/images", cwd=a))
+    _add_remote(run, a, spot)
+    assert_ok(run("push", cwd=a))
+    gone = sha256(b"# images\n")
+    spot.delete(gone)
+    _add_remote(run, b, spot)
+    assert_error(run("pull", cwd=b), 6, gone, "lacks")
+    repo = Repository.open(b / ".casrepo")
+    assert list(repo.store.scan()) == [] and list(repo.store.temp_files()) == []
+    assert repo.list_refs() == []
+    # The remote's gc will not sweep around the hole either.
+    assert_error(run("gc", "--remote", "origin", "--prune-expire", "now", cwd=a), 6)
 
 
 def test_compare_and_swap_refuses_a_stale_expectation(run: CliRun, machines: tuple[Path, Path],
@@ -432,7 +453,7 @@ def test_remote_commands_check_their_input(run: CliRun, machines: tuple[Path, Pa
     listed = assert_ok(run("remote", "list", "--json", cwd=a)).json()
     assert listed["default"] == "x"
     assert listed["remotes"] == [{"name": "x", "url": str(tmp_path / "r"), "endpoint_url": None,
-                                  "profile": None, "region": None}]
+                                  "profile": None, "region": None, "locking": "conditional"}]
     config = (a / ".casrepo" / "config.yaml").read_text()
     assert "url: " in config and json.dumps(str(tmp_path / "r"))[1:-1] in config
     assert_ok(run("remote", "remove", "x", cwd=a))

@@ -94,7 +94,12 @@ def collect_remote(repo: Repository, remote: Remote, *, expire: str | None = Non
                     continue
                 for link in repo.registry.links(document):
                     if link.target is Target.BLOB:
-                        marked.add(link.id)
+                        if link.id in objects:
+                            marked.add(link.id)
+                        elif strict:
+                            raise IntegrityError(f"remote {remote.name!r}: manifest {oid} links to "
+                                                 f"missing blob {link.id}; remote gc removes "
+                                                 "nothing until it is pushed again")
                     else:
                         stack.append(link.id)
 

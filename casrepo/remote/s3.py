@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import boto3
 import botocore.exceptions
@@ -38,6 +38,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 
 from casrepo.config import CONFIG_FILE, Config, RemoteConfig
+from casrepo.copying import hash_fd
 from casrepo.errors import Busy, CasrepoError, IntegrityError, NotFound, RemoteError, UsageError
 from casrepo.ids import is_object_id, ref_name_problem
 from casrepo.lockfile import host_tag
@@ -241,9 +242,12 @@ class S3Remote(Remote):
                 self._client.put_object(Bucket=self.bucket, Key=key, Body=data,
                                         ChecksumSHA256=base64.b64encode(bytes.fromhex(oid)).decode())
                 return
-            reader = _HashingReader(source)
-            self._client.upload_fileobj(reader, self.bucket, key, Config=_TRANSFER)
-            actual = reader.hasher.hexdigest()
+            # boto3 reads the parts in parallel; a thread hashes the (read-only,
+            # cached) object meanwhile, on the other core.
+            with ThreadPoolExecutor(1, thread_name_prefix="casrepo-hash") as hashing:
+                digest = hashing.submit(hash_fd, source.fileno())
+                self._client.upload_file(str(path), self.bucket, key, Config=_TRANSFER)
+                actual = digest.result()[0]
             if actual != oid:
                 self._client.delete_object(Bucket=self.bucket, Key=key)
                 raise corrupt_local(oid, actual)
@@ -430,23 +434,4 @@ class S3Remote(Remote):
 
     def close(self) -> None:
         self._client.close()
-
-
-class _HashingReader:
-    """A source that hashes what it hands out; not seekable, so boto3 reads it in order."""
-
-    def __init__(self, source: IO[bytes]) -> None:
-        self._source = source
-        self.hasher = hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._source.read(size)
-        self.hasher.update(data)
-        return data
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
 

@@ -394,12 +394,19 @@ def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
     report = report if report is not None else TransferReport(remote.name)
     received: list[Incoming] = []
     fetched: list[tuple[str, dict[str, Any], list[Link]]] = []
+    root_set = set(roots)
 
     def download(oid: str) -> Incoming:
         sink = repo.store.receive(oid)
         try:
             remote.download(oid, sink)
             sink.verify()
+        except NotFound:
+            sink.discard()
+            if oid in root_set:
+                raise
+            raise IntegrityError(f"remote {remote.name!r} lacks object {oid}, which objects "
+                                 "there link to (push it again from a machine that has it)") from None
         except BaseException:
             sink.discard()
             raise
@@ -415,7 +422,6 @@ def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
                 seen: set[str] = set()
                 blobs: set[str] = set()
                 wave = list(dict.fromkeys(roots))
-                root_set = set(wave)
                 while wave:
                     seen.update(wave)
                     local = [oid for oid in wave if repo.store.exists(oid)]
