@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -302,8 +303,10 @@ def pull(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, rebase: 
     created, names fast-forwarded. A name with local versions the remote lacks
     is rebased onto the remote's with ``rebase``; with ``force``, local refs
     are replaced. Raises :class:`RefsRejected` (exit 5) for the refs left."""
-    report, selected = fetch(repo, remote, revs, progress)
+    # One hold of the writers' lock for the objects and the refs: gc cannot sweep
+    # what arrived before a ref names it.
     with repo.writing():
+        report, selected = fetch(repo, remote, revs, progress)
         for ref in selected:
             report.refs.append(_pull_ref(repo, ref, rebase, force, f"pull from {remote.name}"))
     if report.rejected:
@@ -395,6 +398,7 @@ def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
     received: list[Incoming] = []
     fetched: list[tuple[str, dict[str, Any], list[Link]]] = []
     root_set = set(roots)
+    counting = threading.Lock()
 
     def download(oid: str) -> Incoming:
         sink = repo.store.receive(oid)
@@ -410,10 +414,11 @@ def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
         except BaseException:
             sink.discard()
             raise
-        report.objects += 1
-        report.bytes += sink.size
-        if progress is not None:
-            progress(report.objects, report.bytes)
+        with counting:  # downloads finish on several threads
+            report.objects += 1
+            report.bytes += sink.size
+            if progress is not None:
+                progress(report.objects, report.bytes)
         return sink
 
     with repo.writing():  # gc waits: what arrives is unreachable until a ref moves
