@@ -513,4 +513,6 @@ def test_fetch_moves_no_local_ref(run: CliRun, machines: tuple[Path, Path], spot
     assert fetched["refs"] == [{"kind": "name", "name": "d", "id": second}]
     assert fetched["downloaded"]["objects"] == 2  # the new manifest and its blob
     assert assert_ok(run("refs", "--json", cwd=b)).json()["names"] == [{"name": "d", "id": first}]
+    remote_refs = assert_ok(run("refs", "--remote", "origin", "--json", cwd=b)).json()
+    assert remote_refs == {"names": [{"name": "d", "id": second}], "tags": []}
     assert_ok(run("show", second, cwd=b))

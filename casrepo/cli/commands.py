@@ -211,13 +211,24 @@ def name(state: State, name: str, rev: str | None, delete: bool, message: str | 
         click.echo(f"{name} -> {short(oid)}" + (f" (was {short(old)})" if old else ""))
 
 
-@cli.command(epilog=examples("casrepo refs", "casrepo refs --json"))
+@cli.command(epilog=examples("casrepo refs", "casrepo refs --json", "casrepo refs --remote origin"))
+@click.option("--remote", "remote_name", metavar="NAME", help="List the names and tags of remote NAME.")
 @json_option
 @pass_state
-def refs(state: State, as_json: bool) -> None:
+def refs(state: State, remote_name: str | None, as_json: bool) -> None:
     """List every name and tag with the id it points at."""
     damaged: list[str] = []
-    entries = state.repo().list_refs(errors=damaged)
+    entries: list[Any]
+    if remote_name is not None:
+        from casrepo.remote.sync import open_named
+
+        remote = open_named(state.repo(), remote_name)
+        try:
+            entries = remote.refs()
+        finally:
+            remote.close()
+    else:
+        entries = state.repo().list_refs(errors=damaged)
     if not entries and not damaged and not as_json:
         info("no names or tags yet (casrepo add PATH --name NAME makes one)")
     if as_json:
