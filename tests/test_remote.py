@@ -516,3 +516,21 @@ def test_fetch_moves_no_local_ref(run: CliRun, machines: tuple[Path, Path], spot
     remote_refs = assert_ok(run("refs", "--remote", "origin", "--json", cwd=b)).json()
     assert remote_refs == {"names": [{"name": "d", "id": second}], "tags": []}
     assert_ok(run("show", second, cwd=b))
+
+
+def test_push_refreshes_old_objects_it_reuses(run: CliRun, machines: tuple[Path, Path], spot: Spot,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    a, _ = machines
+    _lineage_project(run, a)
+    repo = Repository.open(a / ".casrepo")
+    remote = spot.open()
+    push(repo, remote)
+    before = {o.id: o.mtime for o in remote.objects()}
+    push(repo, remote)  # young objects: left alone
+    assert {o.id: o.mtime for o in remote.objects()} == before
+    time.sleep(1.1)  # S3 times have one-second resolution
+    monkeypatch.setattr("casrepo.remote.sync.FRESHEN_AFTER", 0.5)
+    push(repo, remote)
+    after = {o.id: o.mtime for o in remote.objects()}
+    assert after.keys() == before.keys()
+    assert all(after[oid] > before[oid] for oid in before)

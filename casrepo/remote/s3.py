@@ -37,7 +37,7 @@ import yaml
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 
-from casrepo.config import CONFIG_FILE, Config, RemoteConfig
+from casrepo.config import CONFIG_FILE, FORMAT_VERSION, Config, RemoteConfig
 from casrepo.copying import hash_fd
 from casrepo.errors import Busy, CasrepoError, IntegrityError, NotFound, RemoteError, UsageError
 from casrepo.ids import is_object_id, ref_name_problem
@@ -160,10 +160,14 @@ class S3Remote(Remote):
             text = body.read().decode("utf-8", "replace")
         try:
             data = yaml.safe_load(text)
-            return Config.model_validate(data)
+            config = Config.model_validate(data)
         except (yaml.YAMLError, ValueError) as e:
             raise RemoteError(f"{self._where()}: its {CONFIG_FILE} is not a casrepo "
                               f"configuration ({str(e).splitlines()[0]})") from None
+        if config.format_version != FORMAT_VERSION:
+            raise RemoteError(f"{self._where()}: unsupported format version {config.format_version} "
+                              f"(this casrepo reads version {FORMAT_VERSION})")
+        return config
 
     # -- layout ------------------------------------------------------------------
 
