@@ -7,27 +7,36 @@ labelled with the relation (``input``, ``content`` and, with history,
 Both directions are answered from the manifest index (:mod:`casrepo.index`),
 one SQL query per level of the walk; a manifest the index does not hold is
 read from the store.
+
+Queries build and render a small graph of their own (:class:`Graph`);
+networkx is imported only when an answer's ``graph`` is first asked for,
+which the command line never does (importing it is a fifth of its start-up).
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from casrepo.errors import CasrepoError, IntegrityError, NotFound, UsageError
 from casrepo.index import Edge, IndexedManifest, describe
 from casrepo.manifest import Rel, Target
 from casrepo.refs import RefKind
-from casrepo.repository import Repository
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+    from casrepo.repository import Repository
 
 
 class Direction(StrEnum):
@@ -36,20 +45,120 @@ class Direction(StrEnum):
     BOTH = "both"
 
 
+class Graph:
+    """A directed graph with the operations lineage and why need, shaped like
+    networkx's DiGraph: ``nodes[n]`` is a node's attribute dict, ``succ[u][v]``
+    and ``pred[v][u]`` the same edge attribute dict, and nodes, neighbours and
+    edges keep the order they were added in."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self.succ: dict[str, dict[str, dict[str, Any]]] = {}
+        self.pred: dict[str, dict[str, dict[str, Any]]] = {}
+        self._edges: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def add_node(self, node: str, attrs: dict[str, Any] | None = None) -> None:
+        if node not in self.nodes:
+            self.nodes[node] = {}
+            self.succ[node] = {}
+            self.pred[node] = {}
+        if attrs:
+            self.nodes[node].update(attrs)
+
+    def add_edge(self, u: str, v: str, attrs: dict[str, Any]) -> None:
+        self.add_node(u)
+        self.add_node(v)
+        data = self.succ[u].get(v)
+        if data is None:
+            data = self._edges[u, v] = self.succ[u][v] = self.pred[v][u] = {}
+        data.update(attrs)
+
+    def edges(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """Every edge with its attributes, in the order they were added."""
+        return ((u, v, data) for (u, v), data in self._edges.items())
+
+    def edge_count(self) -> int:
+        return len(self._edges)
+
+    def subgraph(self, keep: set[str]) -> Graph:
+        """The nodes in ``keep`` and the edges between them (attributes copied)."""
+        sub = Graph()
+        for node, attrs in self.nodes.items():
+            if node in keep:
+                sub.add_node(node, attrs)
+        for u, v, data in self.edges():
+            if u in keep and v in keep:
+                sub.add_edge(u, v, data)
+        return sub
+
+    def reaching(self, node: str) -> set[str]:
+        """The nodes with a path to ``node`` (networkx's ``ancestors``)."""
+        found: set[str] = set()
+        queue = deque([node])
+        while queue:
+            for p in self.pred[queue.popleft()]:
+                if p not in found:
+                    found.add(p)
+                    queue.append(p)
+        found.discard(node)
+        return found
+
+    def topological_order(self) -> list[str] | None:
+        """The nodes, each before every node it links to; None if there is a cycle."""
+        waiting = {node: len(preds) for node, preds in self.pred.items()}
+        ready = [node for node, n in waiting.items() if n == 0]
+        order: list[str] = []
+        while ready:
+            node = ready.pop()
+            order.append(node)
+            for s in self.succ[node]:
+                waiting[s] -= 1
+                if waiting[s] == 0:
+                    ready.append(s)
+        return order if len(order) == len(self.nodes) else None
+
+    def to_networkx(self) -> nx.DiGraph:
+        """The same graph as a ``networkx.DiGraph``, built in the same order."""
+        import networkx as nx
+
+        graph = nx.DiGraph()
+        graph.add_nodes_from((node, dict(attrs)) for node, attrs in self.nodes.items())
+        graph.add_edges_from((u, v, dict(data)) for u, v, data in self.edges())
+        return graph
+
+    @classmethod
+    def of(cls, graph: Graph | nx.DiGraph) -> Graph:
+        """``graph`` itself, or a copy of a networkx graph."""
+        if isinstance(graph, Graph):
+            return graph
+        copy = cls()
+        for node, attrs in graph.nodes(data=True):
+            copy.add_node(node, attrs)
+        for u, v, data in graph.edges(data=True):
+            copy.add_edge(u, v, data)
+        return copy
+
+
 @dataclass(frozen=True)
 class Lineage:
     """A lineage query's answer: the graph, its root and how it was asked."""
 
     root: str
     direction: Direction
-    graph: nx.DiGraph
+    dag: Graph = field(repr=False)
+    """The answer's graph (:attr:`graph` is the same as a networkx graph)."""
     depth: int | None
     warnings: tuple[str, ...] = ()
     """Damage met on the way (a downstream answer may then be incomplete)."""
 
+    @cached_property
+    def graph(self) -> nx.DiGraph:
+        """The answer as a ``networkx.DiGraph`` (built on first use)."""
+        return self.dag.to_networkx()
+
     @property
     def has_cycle(self) -> bool:
-        return not nx.is_directed_acyclic_graph(self.graph)
+        return self.dag.topological_order() is None
 
 
 @dataclass(frozen=True)
@@ -59,38 +168,84 @@ class Why:
 
     source: str
     target: str
-    graph: nx.DiGraph
+    dag: Graph = field(repr=False)
+    """The answer's graph (:attr:`graph` is the same as a networkx graph)."""
     warnings: tuple[str, ...] = ()
+
+    @cached_property
+    def graph(self) -> nx.DiGraph:
+        """The answer as a ``networkx.DiGraph`` (built on first use)."""
+        return self.dag.to_networkx()
 
     @property
     def depends(self) -> bool:
-        return self.target in self.graph and self.graph.number_of_edges() > 0
+        return self.target in self.dag.nodes and self.dag.edge_count() > 0
 
     @property
     def has_cycle(self) -> bool:
-        return not nx.is_directed_acyclic_graph(self.graph)
+        return self.dag.topological_order() is None
 
     def path_count(self) -> int:
         """How many distinct paths lead from source to target (cycles aside)."""
         if not self.depends:
             return 0
-        if self.has_cycle:
-            return sum(1 for _ in nx.all_simple_paths(self.graph, self.source, self.target))
+        order = self.dag.topological_order()
+        if order is None:
+            return sum(1 for _ in self._simple_paths())
         counts: dict[str, int] = {self.target: 1}
-        for node in reversed(list(nx.topological_sort(self.graph))):
+        for node in reversed(order):
             if node != self.target:
-                counts[node] = sum(counts.get(s, 0) for s in self.graph.successors(node))
+                counts[node] = sum(counts.get(s, 0) for s in self.dag.succ[node])
         return counts.get(self.source, 0)
 
+    def _simple_paths(self) -> Iterator[list[str]]:
+        """Every path from source to target that visits no node twice."""
+        succ = self.dag.succ
+        path = [self.source]
+        on_path = {self.source}
+        stack = [iter(succ[self.source])]
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                stack.pop()
+                on_path.discard(path.pop())
+            elif nxt == self.target:
+                yield [*path, nxt]
+            elif nxt not in on_path:
+                path.append(nxt)
+                on_path.add(nxt)
+                stack.append(iter(succ[nxt]))
+
     def paths(self, limit: int | None = None) -> list[list[str]]:
-        """The paths themselves, shortest first, at most ``limit`` of them."""
+        """The paths themselves, shortest first (equal lengths in order of their
+        ids), at most ``limit`` of them."""
         found: list[list[str]] = []
-        if not self.depends:
+        if not self.depends or limit == 0:
             return found
-        for path in nx.shortest_simple_paths(self.graph, self.source, self.target):
-            if limit is not None and len(found) >= limit:
-                break
-            found.append(path)
+        # Best first over partial paths, keyed by the length of their shortest
+        # completion and then by the path itself: no completion of a partial path
+        # sorts before it, so whole paths come out in exactly that order.
+        succ = self.dag.succ
+        left = {self.target: 0}  # edges still needed to reach the target
+        queue = deque([self.target])
+        while queue:
+            node = queue.popleft()
+            for p in self.dag.pred[node]:
+                if p not in left:
+                    left[p] = left[node] + 1
+                    queue.append(p)
+        if self.source not in left:
+            return found
+        heap: list[tuple[int, list[str]]] = [(left[self.source], [self.source])]
+        while heap and (limit is None or len(found) < limit):
+            _, path = heapq.heappop(heap)
+            last = path[-1]
+            if last == self.target:
+                found.append(path)
+                continue
+            for s in succ[last]:
+                if s in left and s not in path:
+                    heapq.heappush(heap, (len(path) + left[s], [*path, s]))
         return found
 
 
@@ -102,7 +257,7 @@ def _rels(include_history: bool) -> set[str]:
 class _Walker:
     """Breadth-first walks over the index, a level at a time, filling one graph."""
 
-    def __init__(self, repo: Repository, graph: nx.DiGraph, include_history: bool) -> None:
+    def __init__(self, repo: Repository, graph: Graph, include_history: bool) -> None:
         self.repo = repo
         self.graph = graph
         self.rels = _rels(include_history)
@@ -116,7 +271,7 @@ class _Walker:
         for oid in level:
             if oid in known:
                 continue
-            referrers = sorted(self.graph.predecessors(oid))
+            referrers = sorted(self.graph.pred[oid])
             document = (self.repo.linked_document(oid, f"manifest {referrers[0]}") if referrers
                         else self.repo.document(oid))
             for link in self.repo.registry.links(document):
@@ -139,7 +294,7 @@ class _Walker:
             edges = self.up_edges(level) if up else self.down_edges(level)
             following = []
             for edge in sorted(edges):
-                self.graph.add_edge(edge.src, edge.dst, rel=edge.rel)
+                self.graph.add_edge(edge.src, edge.dst, {"rel": edge.rel})
                 new = edge.dst if up else edge.src
                 if new not in seen:
                     seen.add(new)
@@ -178,7 +333,7 @@ class _Walker:
         try:
             return describe(oid, self.repo.document(oid))
         except CasrepoError as e:
-            referrers = sorted(self.graph.predecessors(oid))
+            referrers = sorted(self.graph.pred[oid])
             where = f"manifest {referrers[0]}" if referrers else "the index"
             problem = ("missing" if isinstance(e, NotFound) and not self.repo.store.exists(oid)
                        else str(e))
@@ -200,7 +355,7 @@ def lineage(repo: Repository, rev: str, direction: Direction | str = Direction.U
     """The provenance of REV: upstream, downstream or both, to ``depth`` edges."""
     direction = Direction(direction)
     root = repo.resolve_manifest(rev)
-    graph = nx.DiGraph()
+    graph = Graph()
     graph.add_node(root)
     walker = _Walker(repo, graph, include_history)
     upstream: set[str] = {root}
@@ -224,41 +379,41 @@ def why(repo: Repository, source_rev: str, target_rev: str,
     """
     source = repo.resolve_manifest(source_rev)
     target = repo.resolve_manifest(target_rev)
-    upstream = nx.DiGraph()
+    upstream = Graph()
     upstream.add_node(source)
     walker = _Walker(repo, upstream, include_history)
     walker.walk(source, None, up=True)
-    if target not in upstream or source == target:
-        graph = nx.DiGraph()
+    if target not in upstream.nodes or source == target:
+        graph = Graph()
         graph.add_node(source)
     else:
-        on_path = nx.ancestors(upstream, target) | {target}
-        graph = nx.DiGraph(upstream.subgraph(on_path))
+        graph = upstream.subgraph(upstream.reaching(target) | {target})
     walker.graph = graph
     walker.describe_nodes(up=graph.nodes)
     return Why(source, target, graph, walker.all_warnings())
 
 
-def _filter_kind(graph: nx.DiGraph, root: str, kind: str) -> nx.DiGraph:
+def _filter_kind(graph: Graph, root: str, kind: str) -> Graph:
     """Keep the root and nodes of ``kind``; join kept nodes that a path connected."""
-    keep = {n for n, k in graph.nodes(data="kind") if k == kind} | {root}
-    result = nx.DiGraph()
+    keep = [n for n, attrs in graph.nodes.items() if attrs.get("kind") == kind or n == root]
+    kept = set(keep)
+    result = Graph()
     for node in keep:
-        result.add_node(node, **graph.nodes[node])
+        result.add_node(node, graph.nodes[node])
     for node in keep:
         # Nearest kept nodes reachable through dropped ones.
-        stack = list(graph.successors(node))
+        stack = list(graph.succ[node])
         visited: set[str] = set()
         while stack:
             nxt = stack.pop()
             if nxt in visited:
                 continue
             visited.add(nxt)
-            if nxt in keep:
-                rel = graph.edges[node, nxt]["rel"] if graph.has_edge(node, nxt) else "via"
-                result.add_edge(node, nxt, rel=rel)
+            if nxt in kept:
+                edge = graph.succ[node].get(nxt)
+                result.add_edge(node, nxt, {"rel": edge["rel"] if edge is not None else "via"})
             else:
-                stack.extend(graph.successors(nxt))
+                stack.extend(graph.succ[nxt])
     return result
 
 
@@ -269,7 +424,7 @@ def _short(oid: str) -> str:
     return oid[:12]
 
 
-def node_label(graph: nx.DiGraph, oid: str) -> str:
+def node_label(graph: Graph | nx.DiGraph, oid: str) -> str:
     attrs = graph.nodes[oid]
     parts = [_short(oid)]
     if attrs.get("label"):
@@ -283,7 +438,7 @@ def node_label(graph: nx.DiGraph, oid: str) -> str:
 
 def render_tree(result: Lineage) -> str:
     """A terminal tree; a node met again is not expanded twice, a cycle is marked."""
-    graph = result.graph
+    graph = result.dag
     lines: list[str] = []
     sections: list[tuple[str, bool]] = []
     if result.direction in (Direction.UP, Direction.BOTH):
@@ -298,15 +453,13 @@ def render_tree(result: Lineage) -> str:
     return "\n".join(lines)
 
 
-def _children(graph: nx.DiGraph, oid: str, reverse: bool) -> list[tuple[str, str]]:
-    if reverse:
-        pairs = [(p, graph.edges[p, oid]["rel"]) for p in graph.predecessors(oid)]
-    else:
-        pairs = [(s, graph.edges[oid, s]["rel"]) for s in graph.successors(oid)]
+def _children(graph: Graph, oid: str, reverse: bool) -> list[tuple[str, str]]:
+    neighbours = graph.pred[oid] if reverse else graph.succ[oid]
+    pairs = [(n, data["rel"]) for n, data in neighbours.items()]
     return sorted(pairs, key=lambda p: (graph.nodes[p[0]].get("label") or "", p[0]))
 
 
-def _tree_lines(graph: nx.DiGraph, root: str, reverse: bool) -> list[str]:
+def _tree_lines(graph: Graph, root: str, reverse: bool) -> list[str]:
     lines: list[str] = []
     expanded = {root}
     on_path = {root}
@@ -342,7 +495,7 @@ def _tree_lines(graph: nx.DiGraph, root: str, reverse: bool) -> list[str]:
     return lines
 
 
-def _nodes_json(graph: nx.DiGraph) -> list[dict[str, Any]]:
+def _nodes_json(graph: Graph) -> list[dict[str, Any]]:
     nodes = []
     for oid in sorted(graph.nodes):
         attrs = graph.nodes[oid]
@@ -352,15 +505,20 @@ def _nodes_json(graph: nx.DiGraph) -> list[dict[str, Any]]:
     return nodes
 
 
-def _edges_json(graph: nx.DiGraph) -> list[dict[str, str]]:
-    return [{"from": u, "to": v, "rel": d["rel"]} for u, v, d in sorted(graph.edges(data=True))]
+def _edges_json(graph: Graph) -> list[dict[str, str]]:
+    return [{"from": u, "to": v, "rel": d["rel"]} for u, v, d in _sorted_edges(graph)]
+
+
+def _sorted_edges(graph: Graph) -> list[tuple[str, str, dict[str, Any]]]:
+    # By the ends only: one edge per (u, v), and attribute dicts do not compare.
+    return sorted(graph.edges(), key=lambda edge: (edge[0], edge[1]))
 
 
 def to_json(result: Lineage) -> dict[str, Any]:
     """Nodes and edges, sorted; an edge {"from": a, "to": b, "rel": r} means a links to b."""
     return {"root": result.root, "direction": result.direction.value, "depth": result.depth,
-            "has_cycle": result.has_cycle, "nodes": _nodes_json(result.graph),
-            "edges": _edges_json(result.graph), "warnings": list(result.warnings)}
+            "has_cycle": result.has_cycle, "nodes": _nodes_json(result.dag),
+            "edges": _edges_json(result.dag), "warnings": list(result.warnings)}
 
 
 def why_json(result: Why, max_paths: int | None = None) -> dict[str, Any]:
@@ -369,16 +527,17 @@ def why_json(result: Why, max_paths: int | None = None) -> dict[str, Any]:
     count = result.path_count()
     return {"source": result.source, "target": result.target, "depends": result.depends,
             "path_count": count, "paths": paths, "paths_truncated": len(paths) < count,
-            "has_cycle": result.has_cycle, "nodes": _nodes_json(result.graph),
-            "edges": _edges_json(result.graph), "warnings": list(result.warnings)}
+            "has_cycle": result.has_cycle, "nodes": _nodes_json(result.dag),
+            "edges": _edges_json(result.dag), "warnings": list(result.warnings)}
 
 
 def _dot_quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def to_dot(graph: nx.DiGraph, highlight: Iterable[str] = ()) -> str:
+def to_dot(graph: Graph | nx.DiGraph, highlight: Iterable[str] = ()) -> str:
     """Graphviz DOT; arrows follow the data, from an input to what was made from it."""
+    graph = Graph.of(graph)
     bold = set(highlight)
     lines = ["digraph lineage {", "  rankdir=LR;",
              '  node [shape=box, style="rounded", fontname="Helvetica"];',
@@ -390,7 +549,7 @@ def to_dot(graph: nx.DiGraph, highlight: Iterable[str] = ()) -> str:
                                        ", ".join(refs)) if x)
         extra = ', style="rounded,bold"' if oid in bold else ""
         lines.append(f"  {_dot_quote(oid)} [label={_dot_quote(label)}{extra}];")
-    for u, v, data in sorted(graph.edges(data=True)):
+    for u, v, data in _sorted_edges(graph):
         lines.append(f"  {_dot_quote(v)} -> {_dot_quote(u)} [label={_dot_quote(data['rel'])}];")
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -401,14 +560,15 @@ def _mermaid_text(text: str) -> str:
     return " ".join(text.replace('"', "#quot;").split())
 
 
-def to_mermaid(graph: nx.DiGraph) -> str:
+def to_mermaid(graph: Graph | nx.DiGraph) -> str:
     """A Mermaid flowchart; arrows follow the data, as in :func:`to_dot`."""
+    graph = Graph.of(graph)
     lines = ["flowchart LR"]
     for oid in sorted(graph.nodes):
         attrs = graph.nodes[oid]
         label = " ".join(x for x in (attrs.get("label"), f"{attrs.get('kind')} {oid[:12]}") if x)
         lines.append(f'  n{oid[:16]}["{_mermaid_text(label)}"]')
-    for u, v, data in sorted(graph.edges(data=True)):
+    for u, v, data in _sorted_edges(graph):
         lines.append(f"  n{v[:16]} -->|{data['rel']}| n{u[:16]}")
     return "\n".join(lines) + "\n"
 
@@ -424,9 +584,9 @@ def render(result: Lineage, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(to_json(result), indent=2, ensure_ascii=False)
     if fmt == "dot":
-        return to_dot(result.graph, [result.root])
+        return to_dot(result.dag, [result.root])
     if fmt == "mermaid":
-        return to_mermaid(result.graph)
+        return to_mermaid(result.dag)
     raise ValueError(f"unknown format {fmt!r}")
 
 
@@ -435,14 +595,14 @@ def render_why(result: Why, fmt: str, max_paths: int | None = None) -> str:
     if fmt == "tree":
         if not result.depends:
             return ""
-        lines = [node_label(result.graph, result.source)]
-        return "\n".join(lines + _tree_lines(result.graph, result.source, reverse=False))
+        lines = [node_label(result.dag, result.source)]
+        return "\n".join(lines + _tree_lines(result.dag, result.source, reverse=False))
     if fmt == "json":
         return json.dumps(why_json(result, max_paths), indent=2, ensure_ascii=False)
     if fmt == "dot":
-        return to_dot(result.graph, [result.source, result.target])
+        return to_dot(result.dag, [result.source, result.target])
     if fmt == "mermaid":
-        return to_mermaid(result.graph)
+        return to_mermaid(result.dag)
     raise ValueError(f"unknown format {fmt!r}")
 
 

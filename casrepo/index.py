@@ -16,23 +16,34 @@ from __future__ import annotations
 
 import gc
 import json
-import multiprocessing
 import os
+import re
 import sqlite3
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from itertools import chain
-from multiprocessing.context import BaseContext
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from casrepo.canonical import canonical_text, digest
 from casrepo.errors import Busy, CasrepoError, NotFound
-from casrepo.manifest import MAX_MANIFEST_SIZE, Link, Registry, Target, is_legacy
+from casrepo.manifest import (
+    _LINK_BYTES,
+    _PEEK_WHOLE,
+    MAX_MANIFEST_SIZE,
+    Link,
+    Registry,
+    Target,
+    is_legacy,
+    parse_document,
+)
 from casrepo.refs import RefKind, RefStore
 from casrepo.store import ObjectStore
+
+if TYPE_CHECKING:
+    from multiprocessing.context import BaseContext
 
 INDEX_FILE = "index.sqlite"
 SCHEMA_VERSION = 2
@@ -379,6 +390,8 @@ class ManifestIndex:
         parts = [shards[i:i + step] for i in range(0, len(shards), step)]
         shape = (str(store.root), store.depth, store.width, since)
         rows: dict[str, _Row] = {}
+        from concurrent.futures import ProcessPoolExecutor  # only for a large rebuild
+
         with ProcessPoolExecutor(workers, mp_context=_process_context()) as pool:
             for plain in pool.map(_read_plain_in_worker, [shape] * len(parts), parts):
                 rows.update((row[0], row) for row in plain)
@@ -400,15 +413,29 @@ class ManifestIndex:
                 seen.add(oid)
                 row = preread.get(oid)
                 if row is None:
-                    try:
-                        document, data = self.registry.read_verified(oid)
-                        row = _as_row(describe(oid, document), self.registry.links(document, data))
-                    except CasrepoError as e:
-                        self.warnings.append(str(e))
+                    row = self._read_row(oid)
+                    if row is None:
                         continue
                 rows.append(row)
                 stack.extend(dst for dst, _, target in row[6] if target == _MANIFEST)
         return rows
+
+    def _read_row(self, oid: str) -> _Row | None:
+        """The row of manifest ``oid``; None (and a warning) if it cannot be read as one."""
+        with suppress(CasrepoError, OSError):
+            data = self.registry._require_store().read_small(oid, MAX_MANIFEST_SIZE)
+            if data is not None and data.startswith(b"{") and digest(data) == oid:
+                row = _canonical_row(oid, data)
+                if row is not None:
+                    return row
+        # Anything unusual: read it again the way every other reader does, for the
+        # same answer and the same warning.
+        try:
+            document, data = self.registry.read_verified(oid)
+            return _as_row(describe(oid, document), self.registry.links(document, data))
+        except CasrepoError as e:
+            self.warnings.append(str(e))
+            return None
 
     # -- queries -------------------------------------------------------------------
 
@@ -506,22 +533,82 @@ def _read_plain(registry: Registry, shards: list[tuple[str, str]],
                 since: float | None) -> list[_Row]:
     """Rows for the intact manifests modified since ``since`` in some shard
     directories; anything else is skipped (a young object that no link calls a
-    manifest is nobody's damage)."""
+    manifest is nobody's damage). The same choice as ``Registry.manifest_at``
+    and ``Registry.links``, by :func:`_canonical_row` where it can."""
     rows: list[_Row] = []
     with _no_cyclic_gc():
         for info in registry._require_store().scan(shards):
             if (since is not None and info.mtime < since) or info.size > MAX_MANIFEST_SIZE:
                 continue
-            found = registry.manifest_at(info.id, info.location, info.size)
-            if found is None:
+            data = _read_json_object(info.location, info.size)
+            if data is None or digest(data) != info.id:
                 continue
-            document, data = found
-            try:
-                links = registry.links(document, data)
-            except CasrepoError:
-                continue
-            rows.append(_as_row(describe(info.id, document), links))
+            row = _canonical_row(info.id, data)
+            if row is None:
+                document = parse_document(data)
+                if document is None:
+                    continue
+                try:
+                    links = registry.links(document, data)
+                except CasrepoError:
+                    continue
+                row = _as_row(describe(info.id, document), links)
+            rows.append(row)
     return rows
+
+
+def _read_json_object(location: str, size: int) -> bytes | None:
+    """The bytes of the object at ``location`` if they start like JSON, read as
+    ``Registry.manifest_at`` reads them (a large blob is never read whole); None
+    for a blob or a file that has gone."""
+    try:
+        fd = os.open(location, os.O_RDONLY)
+        try:
+            first = os.read(fd, size + 1 if size <= _PEEK_WHOLE else 1)
+            if not first.startswith(b"{"):
+                return None
+            chunks = [first]
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+    except OSError:
+        return None
+
+
+_LINK_TEXT = re.compile(_LINK_BYTES.pattern.decode())
+"""The one spelling of a link in canonical JSON (see ``manifest.links_in``), for text."""
+
+
+def _canonical_row(oid: str, data: bytes) -> _Row | None:
+    """The row of ``data`` (bytes that hash to ``oid``) if they are a manifest in
+    canonical JSON whose links all have their canonical spelling; None otherwise,
+    and the caller decides by the rules of :mod:`casrepo.manifest`.
+
+    The same answer as ``parse_document`` and ``links_in``, for less: the text is
+    decoded once, parsed, and compared with its canonical form as text (valid
+    UTF-8 starting with ``{`` is what ``json.loads`` would decode the bytes to),
+    and the link regex returns the row's (id, rel, target) tuples as they are.
+    """
+    try:
+        text = data.decode()
+        document = json.loads(text)
+        if not isinstance(document, dict):
+            return None
+        kind = document.get("kind")
+        if not (isinstance(kind, str) and isinstance(document.get("schema"), int)
+                and canonical_text(document) == text):
+            return None
+    except (ValueError, RecursionError):
+        return None
+    links: list[tuple[str, str, str]] = _LINK_TEXT.findall(text)
+    if len(links) != text.count('"@link"'):
+        return None
+    name, filename, created, message = (
+        value if isinstance(value, str) else None
+        for value in map(document.get, ("name", "filename", "created", "message")))
+    return oid, kind, name, name or filename, created, message, links
 
 
 def _read_plain_in_worker(shape: tuple[str, int, int, float | None],
@@ -541,6 +628,8 @@ def _few_objects(shards: list[tuple[str, str]]) -> bool:
 
 
 def _process_context() -> BaseContext:
+    import multiprocessing
+
     # fork starts a worker in milliseconds; elsewhere, the platform's default.
     if sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("fork")

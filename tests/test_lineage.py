@@ -311,6 +311,35 @@ def test_why_agrees_with_networkx_on_random_dags(case: tuple[int, set[tuple[int,
     assert set(result.graph.nodes) == (set().union(*paths) if paths else {ids[a]})
 
 
+@settings(max_examples=50, deadline=None)
+@given(st.integers(min_value=2, max_value=7).flatmap(
+    lambda n: st.tuples(st.just(n), st.sets(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)),
+                                            max_size=20))))
+def test_why_paths_on_graphs_with_cycles_agree_with_networkx(case: tuple[int, set[tuple[int, int]]],
+                                                              ) -> None:
+    """Counting and listing paths by casrepo's own graph code, on graphs with cycles
+    (which only a forged index could hold): the simple paths networkx finds, listed
+    shortest first and equal lengths in order of their ids."""
+    from casrepo.graph import Graph, Why
+
+    n, edges = case
+    reference = nx.DiGraph()
+    reference.add_nodes_from(map(str, range(n)))
+    reference.add_edges_from((str(u), str(v)) for u, v in edges)
+    graph = Graph()
+    for node in reference.nodes:
+        graph.add_node(node)
+    for u, v in reference.edges:
+        graph.add_edge(u, v, {"rel": "input"})
+    answer = Why("0", "1", graph)
+    expected = list(nx.all_simple_paths(reference, "0", "1"))
+    assert answer.has_cycle == (not nx.is_directed_acyclic_graph(reference))
+    assert answer.path_count() == len(expected)
+    assert answer.paths() == sorted(expected, key=lambda p: (len(p), p))
+    assert answer.paths(2) == answer.paths()[:2]
+    assert set(answer.graph.edges) == set(reference.edges)
+
+
 # -- text formats -----------------------------------------------------------------------
 
 

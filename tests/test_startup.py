@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = ("pydantic", "networkx", "sqlite3", "yaml", "boto3", "rich", "concurrent.futures")
 
@@ -26,3 +27,20 @@ def test_version_and_help_load_no_heavy_module() -> None:
 def test_a_real_command_still_loads_what_it_needs(tmp_path: object) -> None:
     loaded = loaded_after(["--repo", str(tmp_path), "refs"])
     assert "casrepo.repository" in loaded and "pydantic" in loaded
+
+
+def test_lineage_and_why_print_without_networkx(tmp_path: Path) -> None:
+    """Trees, JSON, DOT and Mermaid are drawn from casrepo's own graph; networkx is
+    for library callers who ask an answer for its ``graph``."""
+    from casrepo import Artifact, Repository
+
+    repo = Repository.init(tmp_path)
+    base = repo.save(Artifact(name="base"), name="base")
+    repo.save(Artifact(name="top", inputs=(base,)), name="top")
+    repo.close()
+    casrepo_dir = str(tmp_path / ".casrepo")
+    for args in (["lineage", "top"], ["lineage", "base", "--down", "--json"],
+                 ["lineage", "top", "--format", "dot"], ["why", "top", "base", "--json"],
+                 ["why", "top", "base", "--format", "mermaid"]):
+        loaded = loaded_after(["--repo", casrepo_dir, *args])
+        assert "casrepo.graph" in loaded and "networkx" not in loaded, args

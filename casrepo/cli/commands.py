@@ -431,12 +431,13 @@ def lineage(state: State, rev: str, direction: str, depth: int | None, kind: str
             include_history: bool, fmt: str, output: str | None, as_json: bool) -> None:
     """Show the provenance of REV: its inputs and theirs (--up), or everything made from it
     (--down)."""
-    from casrepo import graph  # networkx only when a graph is needed
+    from casrepo import graph
 
     result = graph.lineage(state.repo(), rev, direction, depth, kind, include_history)
     _warn_incomplete(result.warnings)
+    # result.dag, not result.graph: printing needs no networkx.
     _show_graph(fmt, output, lambda f: graph.render(result, f),
-                lambda: graph.to_dot(result.graph, [result.root]), as_json)
+                lambda: graph.to_dot(result.dag, [result.root]), as_json)
 
 
 @cli.command(epilog=examples("casrepo why reports/churn datasets/raw",
@@ -463,7 +464,7 @@ def why(state: State, rev_a: str, rev_b: str, include_history: bool, max_paths: 
         info(f"{rev_a} ({short(result.source)}) does not depend on {rev_b} ({short(result.target)})")
         raise SystemExit(1)
     _show_graph(fmt, output, lambda f: graph.render_why(result, f, max_paths),
-                lambda: graph.to_dot(result.graph, [result.source, result.target]), as_json)
+                lambda: graph.to_dot(result.dag, [result.source, result.target]), as_json)
     if not result.depends:
         raise SystemExit(1)
 
