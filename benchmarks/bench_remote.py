@@ -30,7 +30,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,20 +101,6 @@ def run(cmd: list[str], cwd: Path | None = None) -> None:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr}")
 
 
-def timed(make_cmd: Callable[[int], tuple[list[str], Path | None]], runs: int,
-          cleanup: Callable[[int], None]) -> float:
-    """Median wall time of a whole process; ``make_cmd(i)`` prepares run ``i``."""
-    times = []
-    for i in range(runs):
-        cmd, cwd = make_cmd(i)
-        os.sync()
-        start = time.perf_counter()
-        run(cmd, cwd)
-        times.append(time.perf_counter() - start)
-        cleanup(i)
-    return statistics.median(times)
-
-
 def make_files(root: Path, count: int, size: int) -> None:
     root.mkdir(parents=True)
     for i in range(count):
@@ -149,73 +134,70 @@ class Bench:
             if keys:
                 self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys})
 
+    def timed(self, cmd: list[str], cwd: Path | None = None) -> float:
+        os.sync()
+        start = time.perf_counter()
+        run(cmd, cwd)
+        return time.perf_counter() - start
+
     def case(self, label: str, data: Path, objects: int, size: int) -> None:
+        """Each run times every tool in turn and empties what it wrote before the
+        next one starts: moto slows down as it holds more, so every tool meets
+        the same server state."""
         repo = self.work / f"repo-{label}"
         repo.mkdir()
         run([PY, "-m", "casrepo", "init"], repo)
         run([PY, "-m", "casrepo", "add", str(data), "--name", "bench"], repo)
-        prefixes = [f"{label}-{uuid.uuid4().hex[:8]}" for _ in range(self.runs)]
-
-        def push_cmd(i: int) -> tuple[list[str], Path | None]:
-            run([PY, "-m", "casrepo", "remote", "add", f"r{i}", f"s3://{self.bucket}/{prefixes[i]}",
-                 "--endpoint-url", self.endpoint], repo)
-            return [PY, "-m", "casrepo", "push", f"r{i}"], repo
-
-        push = timed(push_cmd, self.runs, lambda i: None)
-        clones = self.work / f"clones-{label}"
-        clones.mkdir()
-
-        def clone_cmd(i: int) -> tuple[list[str], Path | None]:
-            return ([PY, "-m", "casrepo", "clone", f"s3://{self.bucket}/{prefixes[i]}",
-                     str(clones / str(i)), "--endpoint-url", self.endpoint], None)
-
-        def after_clone(i: int) -> None:
-            shutil.rmtree(clones / str(i))
-            self.drop(prefixes[i])
-
-        pull = timed(clone_cmd, self.runs, after_clone)
-        shutil.rmtree(repo)
-
-        base = f"{label}-boto3-{uuid.uuid4().hex[:8]}"
-        downloads = self.work / "downloads"
-
-        def boto(mode: str) -> Callable[[int], tuple[list[str], Path | None]]:
-            def make(i: int) -> tuple[list[str], Path | None]:
-                downloads.mkdir(exist_ok=True)
-                return [PY, "-c", BOTO_SCRIPT, self.endpoint, self.bucket, f"{base}-{i}", mode,
-                        str(data), str(downloads)], None
-            return make
-
-        def clear_downloads(i: int) -> None:
-            shutil.rmtree(downloads, ignore_errors=True)
-
-        def drop_upload(i: int) -> None:
-            self.drop(f"{base}-{i}")
-
         many = objects > 1
         up_mode, down_mode = ("up-pool", "down-pool") if many else ("up-seq", "down-seq")
-        up = timed(boto(up_mode), self.runs, lambda i: None)
-        down = timed(boto(down_mode), self.runs, clear_downloads)
+        times: dict[str, list[float]] = {}
+        downloads = self.work / "downloads"
         for i in range(self.runs):
-            drop_upload(i)
+            prefix = f"{label}-{uuid.uuid4().hex[:8]}"
+            run([PY, "-m", "casrepo", "remote", "add", f"r{i}", f"s3://{self.bucket}/{prefix}",
+                 "--endpoint-url", self.endpoint], repo)
+            times.setdefault("push", []).append(self.timed([PY, "-m", "casrepo", "push", f"r{i}"], repo))
+            clone = self.work / "clone"
+            times.setdefault("clone", []).append(self.timed(
+                [PY, "-m", "casrepo", "clone", f"s3://{self.bucket}/{prefix}", str(clone),
+                 "--endpoint-url", self.endpoint]))
+            shutil.rmtree(clone)
+            self.drop(prefix)
+
+            def boto(mode: str, where: str) -> list[str]:
+                return [PY, "-c", BOTO_SCRIPT, self.endpoint, self.bucket, where, mode, str(data),
+                        str(downloads)]
+
+            base = f"{label}-boto3-{uuid.uuid4().hex[:8]}"
+            downloads.mkdir()
+            times.setdefault("up", []).append(self.timed(boto(up_mode, base)))
+            times.setdefault("down", []).append(self.timed(boto(down_mode, base)))
+            shutil.rmtree(downloads)
+            self.drop(base)
+            if many:
+                times.setdefault("seq", []).append(self.timed(boto("up-seq", base + "-seq")))
+                self.drop(base + "-seq")
+                if shutil.which("aws"):
+                    times.setdefault("aws", []).append(self.timed(
+                        ["aws", "--endpoint-url", self.endpoint, "s3", "cp", "--recursive", "--quiet",
+                         str(data), f"s3://{self.bucket}/{base}-aws"]))
+                    self.drop(base + "-aws")
+        shutil.rmtree(repo)
+        med = {k: statistics.median(v) for k, v in times.items()}
         own = "16 threads" if many else "managed transfer"
-        self.rows += [Row(f"boto3 upload_file, {own}", up, size, objects),
-                      Row("casrepo push", push, size, objects, "boto3", push / up),
-                      Row(f"boto3 download_file, {own}", down, size, objects),
-                      Row("casrepo clone (pull, verified)", pull, size, objects, "boto3", pull / down)]
+        self.rows += [Row(f"boto3 upload_file, {own}", med["up"], size, objects),
+                      Row("casrepo push", med["push"], size, objects, "boto3", med["push"] / med["up"]),
+                      Row(f"boto3 download_file, {own}", med["down"], size, objects),
+                      Row("casrepo clone (pull, verified)", med["clone"], size, objects, "boto3",
+                          med["clone"] / med["down"])]
         if many:
-            seq = timed(boto("up-seq"), self.runs, drop_upload)
-            self.rows.append(Row("boto3 upload_file, sequential loop", seq, size, objects))
-            self.rows.append(Row("casrepo push vs sequential loop", push, size, objects,
-                                 "sequential", push / seq))
-            if shutil.which("aws"):
-                def aws(i: int) -> tuple[list[str], Path | None]:
-                    return (["aws", "--endpoint-url", self.endpoint, "s3", "cp", "--recursive",
-                             "--quiet", str(data), f"s3://{self.bucket}/{base}-aws-{i}"], None)
-                cp = timed(aws, self.runs, lambda i: self.drop(f"{base}-aws-{i}"))
-                self.rows.append(Row("aws s3 cp --recursive", cp, size, objects))
-                self.rows.append(Row("casrepo push vs aws s3 cp", push, size, objects, "aws",
-                                     push / cp))
+            self.rows += [Row("boto3 upload_file, sequential loop", med["seq"], size, objects),
+                          Row("casrepo push vs sequential loop", med["push"], size, objects,
+                              "sequential", med["push"] / med["seq"])]
+            if "aws" in med:
+                self.rows += [Row("aws s3 cp --recursive", med["aws"], size, objects),
+                              Row("casrepo push vs aws s3 cp", med["push"], size, objects, "aws",
+                                  med["push"] / med["aws"])]
         self.print_rows(label)
 
     def print_rows(self, label: str) -> None:
