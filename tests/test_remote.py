@@ -448,6 +448,7 @@ def test_remote_commands_check_their_input(run: CliRun, machines: tuple[Path, Pa
     assert_ok(run("remote", "add", "x", str(tmp_path / "r"), cwd=a))
     assert_error(run("remote", "add", "x", str(tmp_path / "r2"), cwd=a), 5, "exists")
     assert_error(run("remote", "remove", "nope", cwd=a), 4)
+    assert_error(run("push", "orgin", cwd=a), 4, "neither a remote (remotes: x)")
     assert_error(run("pull", cwd=a), 7, "empty")
     assert_error(run("gc", "--remote", "x", "--keep-last", "2", cwd=a), 2)
     listed = assert_ok(run("remote", "list", "--json", cwd=a)).json()

@@ -113,6 +113,18 @@ def _split_remote(state: State, remote_and_revs: tuple[str, ...]) -> tuple[str |
     return None, remote_and_revs
 
 
+def _check_not_a_remote_typo(state: State, word: str) -> None:
+    """``push WORD`` where WORD is neither a remote nor anything local: say both."""
+    from casrepo.errors import NotFound
+
+    repo = state.repo()
+    try:
+        repo.resolve(word)
+    except NotFound:
+        known = ", ".join(sorted(repo.config.remotes)) or "none"
+        raise NotFound(f"{word!r} is neither a remote (remotes: {known}) nor a rev here") from None
+
+
 @contextmanager
 def _opened(state: State, name: str | None) -> Iterator[Remote]:
     from casrepo.remote.sync import open_named
@@ -191,6 +203,8 @@ def push(state: State, remote_and_revs: tuple[str, ...], force: bool, as_json: b
     from casrepo.remote.sync import push as push_revs
 
     name, revs = _split_remote(state, remote_and_revs)
+    if name is None and revs:
+        _check_not_a_remote_typo(state, revs[0])
     with _opened(state, name) as handle, _reporting("pushed", as_json, "uploaded") as progress:
         report = push_revs(state.repo(), handle, revs, force=force, progress=progress)
     _print_report(report, "pushed", as_json, "uploaded")
