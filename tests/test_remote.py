@@ -535,3 +535,24 @@ def test_push_refreshes_old_objects_it_reuses(run: CliRun, machines: tuple[Path,
     after = {o.id: o.mtime for o in remote.objects()}
     assert after.keys() == before.keys()
     assert all(after[oid] > before[oid] for oid in before)
+
+
+def test_history_whose_old_data_was_pruned_travels_with_the_record(
+        run: CliRun, machines: tuple[Path, Path], spot: Spot, tmp_path: Path) -> None:
+    a, _ = machines
+    for i in range(3):
+        write(a / "f.csv", f"version {i}\n".encode())
+        last_id(run("add", "f.csv", "--name", "ds/x", cwd=a))
+    assert_ok(run("gc", "--keep-last", "1", "--prune-expire", "now", "--reflog-expire", "now", cwd=a))
+    _add_remote(run, a, spot)
+    assert_ok(run("push", cwd=a))
+    c = tmp_path / "c"
+    assert_ok(run("clone", spot.url, str(c), *spot.options, cwd=tmp_path))
+    assert_ok(run("get", "ds/x", str(tmp_path / "now.csv"), cwd=c))
+    assert (tmp_path / "now.csv").read_bytes() == b"version 2\n"
+    assert_error(run("get", "ds/x~1", str(tmp_path / "old.csv"), cwd=c), 4, "pruned")
+    assert len(assert_ok(run("log", "ds/x", "--json", cwd=c)).json()["versions"]) == 3
+    assert_ok(run("fsck", cwd=c))
+    assert_ok(run("gc", "--remote", "origin", "--prune-expire", "now", cwd=a))
+    assert_ok(run("push", cwd=a))  # the record is not sent twice, and nothing else is
+    assert_ok(run("pull", cwd=c))

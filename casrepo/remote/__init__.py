@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from casrepo.config import REMOTE_NAME_RE, Config, RemoteConfig
 from casrepo.errors import IntegrityError, NotFound, UsageError
+from casrepo.pruned import PrunedEntry
 from casrepo.refs import RefKind
 
 FRESHEN_AFTER = 3600.0
@@ -100,6 +101,15 @@ class Remote(ABC):
         """Remove objects (remote gc); one already gone is not an error."""
 
     @abstractmethod
+    def pruned(self) -> dict[str, PrunedEntry]:
+        """Manifests whose data a local gc's retention pruned before they were pushed
+        (their blobs are missing on purpose), as :class:`casrepo.pruned.PrunedLog`."""
+
+    @abstractmethod
+    def record_pruned(self, entries: dict[str, PrunedEntry]) -> None:
+        """Add pruned manifests to the remote's record (before a ref names them)."""
+
+    @abstractmethod
     def refs(self) -> list[RemoteRef]:
         """Every name and tag on the remote, sorted by kind and name."""
 
@@ -142,6 +152,16 @@ def corrupt_local(oid: str, actual: str) -> IntegrityError:
     """The error for a local object whose bytes do not hash to its id (never pushed)."""
     return IntegrityError(f"local object {oid} is corrupt (its bytes hash to {actual}); "
                           "it was not pushed (run 'casrepo fsck')")
+
+
+def group_pruned(entries: dict[str, PrunedEntry]) -> dict[tuple[str, str], list[str]]:
+    """Pruned manifests grouped by the gc run that pruned them: (time, rules as JSON) -> ids."""
+    import json
+
+    groups: dict[tuple[str, str], list[str]] = {}
+    for oid, entry in sorted(entries.items()):
+        groups.setdefault((entry.time, json.dumps(entry.rules, sort_keys=True)), []).append(oid)
+    return groups
 
 
 def check_remote_name(name: str) -> str:

@@ -12,6 +12,7 @@ where it does not, two machines' pushes are not serialised (docs/remotes.md).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager
@@ -19,8 +20,9 @@ from pathlib import Path
 
 from casrepo.config import CONFIG_FILE
 from casrepo.errors import CasrepoError, NotARepository, NotFound, RemoteError
+from casrepo.pruned import PrunedEntry
 from casrepo.refs import RefKind
-from casrepo.remote import Remote, RemoteObject, RemoteRef, Sink, corrupt_local
+from casrepo.remote import Remote, RemoteObject, RemoteRef, Sink, corrupt_local, group_pruned
 from casrepo.repository import CASREPO_DIR, Repository, create_layout
 from casrepo.store import BUFFER_SIZE
 
@@ -125,6 +127,15 @@ class FilesystemRemote(Remote):
         with self._io():
             for oid in ids:
                 self.repo.store.delete(oid)
+
+    def pruned(self) -> dict[str, PrunedEntry]:
+        with self._io():
+            return dict(self.repo.pruned.read())
+
+    def record_pruned(self, entries: dict[str, PrunedEntry]) -> None:
+        with self._io():
+            for (time, rules), manifests in group_pruned(entries).items():
+                self.repo.pruned.append(time, json.loads(rules), manifests)
 
     def refs(self) -> list[RemoteRef]:
         with self._io():

@@ -73,8 +73,11 @@ def collect_remote(repo: Repository, remote: Remote, *, expire: str | None = Non
     with remote.collecting(wait):
         if not remote.exists():
             raise RemoteError(f"remote {remote.name!r} ({remote.url}) is empty: nothing to collect")
-        objects = {o.id: o for o in remote.objects()}
+        # Refs first: a push moves a ref only after its objects are there, so every
+        # object a ref read here reaches is in the listing that follows.
         refs = remote.refs()
+        objects = {o.id: o for o in remote.objects()}
+        pruned = remote.pruned()
         marked: set[str] = set()
 
         def walk(roots: list[str], strict: bool) -> None:
@@ -96,7 +99,7 @@ def collect_remote(repo: Repository, remote: Remote, *, expire: str | None = Non
                     if link.target is Target.BLOB:
                         if link.id in objects:
                             marked.add(link.id)
-                        elif strict:
+                        elif strict and oid not in pruned:
                             raise IntegrityError(f"remote {remote.name!r}: manifest {oid} links to "
                                                  f"missing blob {link.id}; remote gc removes "
                                                  "nothing until it is pushed again")

@@ -42,8 +42,9 @@ from casrepo.copying import hash_fd
 from casrepo.errors import Busy, CasrepoError, IntegrityError, NotFound, RemoteError, UsageError
 from casrepo.ids import is_object_id, ref_name_problem
 from casrepo.lockfile import host_tag
+from casrepo.pruned import PrunedEntry
 from casrepo.refs import RefChanged, RefKind
-from casrepo.remote import S3_URL_RE, Remote, RemoteObject, RemoteRef, Sink, corrupt_local
+from casrepo.remote import S3_URL_RE, Remote, RemoteObject, RemoteRef, Sink, corrupt_local, group_pruned
 from casrepo.store import BUFFER_SIZE
 
 LARGE_OBJECT = 16 << 20
@@ -310,6 +311,34 @@ class S3Remote(Remote):
                     first = errors[0]
                     raise RemoteError(f"{self._where()}: cannot delete {first.get('Key')}: "
                                       f"{first.get('Code')} ({len(errors)} failed)")
+
+    # -- the record of pruned data ------------------------------------------------
+
+    def pruned(self) -> dict[str, PrunedEntry]:
+        """``PREFIX/pruned/*.json``: one object per push that carried pruned manifests."""
+        start = self._key("pruned/")
+        found: dict[str, PrunedEntry] = {}
+        with self._call("read the record of pruned data"):
+            keys = [item["Key"] for page in self._client.get_paginator("list_objects_v2").paginate(
+                        Bucket=self.bucket, Prefix=start) for item in page.get("Contents", ())]
+            for key in sorted(keys):
+                body = self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+                try:
+                    data = json.loads(body)
+                    entry = PrunedEntry(str(data["time"]), dict(data.get("rules") or {}))
+                    for oid in data["manifests"]:
+                        found.setdefault(str(oid), entry)
+                except (ValueError, KeyError, TypeError):
+                    raise IntegrityError(f"{self._where()}: {key} is corrupt") from None
+        return found
+
+    def record_pruned(self, entries: dict[str, PrunedEntry]) -> None:
+        with self._call("record pruned data"):
+            for (time_, rules), manifests in group_pruned(entries).items():
+                body = json.dumps({"time": time_, "rules": json.loads(rules), "manifests": manifests},
+                                  sort_keys=True).encode()
+                key = self._key(f"pruned/{hashlib.sha256(body).hexdigest()}.json")
+                self._client.put_object(Bucket=self.bucket, Key=key, Body=body)
 
     # -- refs --------------------------------------------------------------------
 

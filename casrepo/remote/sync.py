@@ -15,6 +15,7 @@ Order is what keeps both sides consistent:
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -31,6 +32,7 @@ from casrepo.errors import Conflict, IntegrityError, NotFound, RemoteError, Usag
 from casrepo.ids import is_object_id, ref_name_problem
 from casrepo.lockfile import ExclusiveLock
 from casrepo.manifest import LINK_KEY, MAX_MANIFEST_SIZE, Link, Rel, Target, links_of, parse_document
+from casrepo.pruned import PrunedEntry
 from casrepo.refs import ANY, RefChanged, RefKind
 from casrepo.remote import (
     FRESHEN_AFTER,
@@ -38,6 +40,7 @@ from casrepo.remote import (
     RemoteRef,
     check_endpoint,
     check_remote_name,
+    group_pruned,
     normalize_url,
     open_remote,
     remote_config,
@@ -174,6 +177,14 @@ def push(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, force: b
             items = [(oid, repo.store.path(oid), size) for oid, size in sorted(group.items())
                      if oid not in present]
             remote.upload_many(items, done)
+        if closure.pruned:
+            # Before any ref names them: a reader must know the missing blobs are
+            # missing on purpose (see casrepo.pruned).
+            known = remote.pruned()
+            local = repo.pruned.read()
+            new = {oid: local[oid] for oid in closure.pruned if oid not in known}
+            if new:
+                remote.record_pruned(new)
         with remote.updating_refs():
             for kind, name, oid in refs:
                 report.refs.append(_push_ref(repo, remote, kind, name, oid, force))
@@ -239,6 +250,8 @@ class _Closure:
     manifests: dict[str, int] = field(default_factory=dict)
     """Manifest id -> size."""
     blobs: dict[str, int] = field(default_factory=dict)
+    pruned: set[str] = field(default_factory=set)
+    """Manifests whose data gc's retention pruned here: pushed without it."""
 
 
 def _local_closure(repo: Repository, roots: Iterable[str]) -> _Closure:
@@ -262,6 +275,7 @@ def _local_closure(repo: Repository, roots: Iterable[str]) -> _Closure:
                     closure.blobs[link.id] = repo.store.size(link.id)
                 except NotFound:
                     if oid in pruned:
+                        closure.pruned.add(oid)
                         continue
                     raise IntegrityError(f"manifest {oid} links to missing object {link.id} "
                                          "(run 'casrepo fsck')") from None
@@ -293,7 +307,7 @@ def fetch(repo: Repository, remote: Remote, revs: Sequence[str] = (),
         raise RemoteError(f"remote {remote.name!r} ({remote.url}) is empty: nothing was pushed to it")
     selected, loose = _remote_targets(remote, revs)
     report = TransferReport(remote.name)
-    fetch_objects(repo, remote, [r.id for r in selected] + loose, report, progress)
+    fetch_objects(repo, remote, [r.id for r in selected] + loose, report, progress, asked_for=loose)
     return report, selected
 
 
@@ -390,25 +404,42 @@ def _remote_targets(remote: Remote, revs: Sequence[str]) -> tuple[list[RemoteRef
 
 
 def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
-                  report: TransferReport | None = None, progress: Progress | None = None) -> None:
+                  report: TransferReport | None = None, progress: Progress | None = None,
+                  asked_for: Sequence[str] | None = None) -> None:
     """Download every object the roots link to, transitively, that is missing
     here; verified as each arrives, installed as one batch only if all are
-    intact (IntegrityError, exit 6, and nothing stored otherwise)."""
+    intact (IntegrityError, exit 6, and nothing stored otherwise). A root missing on
+    the remote is NotFound (exit 4) when it is in ``asked_for`` (default: every
+    root: ids the user typed), damage otherwise (the target of a remote ref).
+    Blobs that the remote records as pruned are left out, and recorded as
+    pruned here."""
     report = report if report is not None else TransferReport(remote.name)
     received: list[Incoming] = []
     fetched: list[tuple[str, dict[str, Any], list[Link]]] = []
     root_set = set(roots)
+    asked = set(asked_for) if asked_for is not None else root_set
     counting = threading.Lock()
+    blob_owners: dict[str, list[str]] = {}
+    pruned_there: list[dict[str, PrunedEntry]] = []
 
-    def download(oid: str) -> Incoming:
+    def remote_pruned() -> dict[str, PrunedEntry]:
+        with counting:
+            if not pruned_there:
+                pruned_there.append(remote.pruned())
+            return pruned_there[0]
+
+    def download(oid: str) -> Incoming | None:
         sink = repo.store.receive(oid)
         try:
             remote.download(oid, sink)
             sink.verify()
         except NotFound:
             sink.discard()
-            if oid in root_set:
+            if oid in asked:
                 raise
+            owners = blob_owners.get(oid, [])
+            if owners and any(owner in remote_pruned() for owner in owners):
+                return None  # pruned on purpose before it was pushed
             raise IntegrityError(f"remote {remote.name!r} lacks object {oid}, which objects "
                                  "there link to (push it again from a machine that has it)") from None
         except BaseException:
@@ -435,8 +466,14 @@ def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
                     arrived = _all(pool, download, missing, received)
                     nxt: list[str] = []
                     for oid in local:
-                        document = repo.registry.read_document(oid)
-                        nxt.extend(_follow(document, repo.registry.links(document), seen, blobs))
+                        try:
+                            document = repo.registry.read_document(oid)
+                        except NotFound:
+                            if oid in root_set:
+                                continue  # a blob asked for by id, here already
+                            raise
+                        nxt.extend(_follow(oid, repo.registry.links(document), seen, blobs,
+                                           blob_owners))
                     for sink in arrived:
                         parsed, data = _parse_received(sink)
                         if parsed is None:
@@ -446,7 +483,7 @@ def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
                                                  "linked as a manifest but is not one")
                         links = repo.registry.links(parsed, data)
                         fetched.append((sink.id, parsed, links))
-                        nxt.extend(_follow(parsed, links, seen, blobs))
+                        nxt.extend(_follow(sink.id, links, seen, blobs, blob_owners))
                     wave = list(dict.fromkeys(nxt))
                 need = sorted(b for b in blobs if not repo.store.exists(b))
                 report.skipped += len(blobs) - len(need)
@@ -455,6 +492,12 @@ def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
             # Blobs first, then manifests deepest first: a reader never meets a
             # manifest whose links are not there yet.
             repo.store.install_received(blob_sinks + manifests)
+            skipped = [b for b in need if not repo.store.exists(b)]
+            if skipped:  # pruned there: record it here, so get says so (exit 4)
+                there = remote_pruned()
+                owners = {o for b in skipped for o in blob_owners.get(b, []) if o in there}
+                for (when, rules), manifests_ in group_pruned({o: there[o] for o in owners}).items():
+                    repo.pruned.append(when, json.loads(rules), manifests_)
         except BaseException:
             for sink in received:
                 sink.discard()
@@ -474,28 +517,34 @@ def _parse_received(sink: Incoming) -> tuple[dict[str, Any] | None, bytes]:
     return parse_document(data), data
 
 
-def _all(pool: ThreadPoolExecutor, download: Callable[[str], Incoming], ids: Sequence[str],
+def _all(pool: ThreadPoolExecutor, download: Callable[[str], Incoming | None], ids: Sequence[str],
          received: list[Incoming]) -> list[Incoming]:
     """Download ``ids`` in parallel; every one that arrived is added to ``received``
     (so a failure elsewhere can discard it) before the first error is raised."""
     futures = [pool.submit(download, oid) for oid in ids]
-    arrived, error = [], None
+    arrived: list[Incoming] = []
+    error: BaseException | None = None
     for future in futures:
         try:
-            arrived.append(future.result())
+            sink = future.result()
         except BaseException as e:
             error = error or e
+            continue
+        if sink is not None:
+            arrived.append(sink)
     received.extend(arrived)
     if error is not None:
         raise error
     return arrived
 
 
-def _follow(document: dict[str, Any], links: list[Link], seen: set[str], blobs: set[str]) -> list[str]:
+def _follow(owner: str, links: list[Link], seen: set[str], blobs: set[str],
+            owners: dict[str, list[str]]) -> list[str]:
     found = []
     for link in links:
         if link.target is Target.BLOB:
             blobs.add(link.id)
+            owners.setdefault(link.id, []).append(owner)
         elif link.id not in seen:
             seen.add(link.id)
             found.append(link.id)
