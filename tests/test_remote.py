@@ -556,3 +556,31 @@ def test_history_whose_old_data_was_pruned_travels_with_the_record(
     assert_ok(run("gc", "--remote", "origin", "--prune-expire", "now", cwd=a))
     assert_ok(run("push", cwd=a))  # the record is not sent twice, and nothing else is
     assert_ok(run("pull", cwd=c))
+
+
+def test_remote_gc_spares_what_a_push_names_while_it_runs(
+        run: CliRun, machines: tuple[Path, Path], spot: Spot) -> None:
+    from casrepo.remote.gc import collect_remote
+
+    a, _ = machines
+    _lineage_project(run, a)
+    write(a / "late.bin", b"named by a push that lands while gc runs\n")
+    late = last_id(run("add", "late.bin", cwd=a))
+    _add_remote(run, a, spot)
+    assert_ok(run("push", cwd=a))
+    assert_ok(run("push", "origin", late, cwd=a))  # there, but no ref reaches it yet
+    remote = spot.open()
+    reads = []
+    real_refs = remote.refs
+
+    def refs() -> Any:
+        reads.append(1)
+        if len(reads) == 2:  # gc's second look: another machine's push has just landed
+            remote.set_ref(RefKind.NAME, "late", late, None)
+        return real_refs()
+
+    remote.refs = refs  # type: ignore[method-assign]
+    report = collect_remote(Repository.open(a / ".casrepo"), remote, expire="now")
+    assert len(reads) == 2
+    assert late not in {o.id for o in report.removed}
+    assert {late, sha256(b"named by a push that lands while gc runs\n")} <= spot.object_ids()

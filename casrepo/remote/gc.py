@@ -13,13 +13,14 @@ sweep: an unreadable root is never "no roots".
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from casrepo import clock
 from casrepo.errors import IntegrityError, NotFound, RemoteError
 from casrepo.manifest import MAX_MANIFEST_SIZE, Target, parse_document
-from casrepo.remote import Remote, RemoteObject
+from casrepo.remote import Remote, RemoteObject, RemoteRef
 from casrepo.repository import Repository
 
 PEEK_LIMIT = 4 << 20
@@ -114,9 +115,23 @@ def collect_remote(repo: Repository, remote: Remote, *, expire: str | None = Non
         doomed = sorted((o for o in objects.values() if o.id not in marked
                          and cutoff is not None and o.mtime < cutoff), key=lambda o: o.id)
         if not dry_run and doomed:
+            doomed = _still_doomed(remote, refs, doomed, marked, walk)
             remote.delete([o.id for o in doomed])
     return RemoteGCReport(remote.name, dry_run, cutoff_time, len(refs), len(objects), reachable,
                           len(objects) - reachable - len(doomed), doomed)
+
+
+def _still_doomed(remote: Remote, refs: list[RemoteRef], doomed: list[RemoteObject],
+                  marked: set[str], walk: Callable[[list[str], bool], None]) -> list[RemoteObject]:
+    """Look again just before deleting: S3 has no lock to hold pushes off, so a push
+    may have moved a ref to an old object, or refreshed one it reuses, since the
+    listing. What a changed ref now reaches and what changed since are spared;
+    the window left is the one between this look and the delete."""
+    changed = [r.id for r in remote.refs() if r not in refs]
+    if changed:
+        walk(changed, False)
+    now = {o.id: o.mtime for o in remote.objects()}
+    return [o for o in doomed if o.id not in marked and now.get(o.id) == o.mtime]
 
 
 def _document(repo: Repository, remote: Remote, oid: str, size: int,
