@@ -81,3 +81,18 @@ def syncfs(directory: str) -> bool:
     finally:
         os.close(fd)
     return True
+
+
+def current_umask() -> int:
+    """The process's umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def open_up_dir(path: Path | str) -> None:
+    """Give a directory mkdtemp made (mode 0700) the mode the umask allows, keeping
+    a set-group-ID bit inherited from its parent, so a team's shared group stays
+    on everything created inside."""
+    inherited = os.stat(path).st_mode & 0o2000
+    os.chmod(path, (0o777 & ~current_umask()) | inherited)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Final
 
 from casrepo import clock
-from casrepo.durable import append_line, fsync_dir, write_all
+from casrepo.durable import append_line, current_umask, fsync_dir, write_all
 from casrepo.errors import Conflict, IntegrityError, NotFound
 from casrepo.ids import check_ref_name, is_object_id, ref_name_problem
 from casrepo.lockfile import ExclusiveLock, temp_prefix
@@ -234,6 +234,9 @@ class RefStore:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=temp_prefix("ref"), suffix=".tmp", dir=self.tmp_dir)
         try:
+            # mkstemp makes it private; a ref is read by everyone the umask allows
+            # (a team sharing a repository or a filesystem remote).
+            os.fchmod(fd, 0o666 & ~current_umask())
             write_all(fd, (value + "\n").encode("ascii"))
             os.fsync(fd)
         except BaseException:

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from casrepo import clock, copying
 from casrepo.config import CONFIG_FILE, Config, load_config
-from casrepo.durable import fsync_dir
+from casrepo.durable import fsync_dir, open_up_dir
 from casrepo.errors import (
     AmbiguousRev,
     Busy,
@@ -687,7 +687,7 @@ class Repository:
         if isinstance(manifest, DirectoryArtifact):
             files = [(e.path, e.content, e.executable) for e in manifest.entries]
             staging = Path(tempfile.mkdtemp(prefix=".casrepo-get-", dir=target.parent))
-            os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private
+            open_up_dir(staging)  # mkdtemp makes it private
             try:
                 jobs = []
                 for rel, blob, executable in files:
@@ -801,7 +801,7 @@ def create_layout(target: Path) -> bool:
     target.parent.mkdir(parents=True, exist_ok=True)
     # Build in a sibling temp dir and rename: a killed init leaves no half repo.
     staging = Path(tempfile.mkdtemp(prefix=".casrepo-init-", dir=target.parent))
-    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; a team may share it
+    open_up_dir(staging)  # mkdtemp makes it private; a team may share it
     try:
         for sub in ("objects", "refs/names", "refs/tags", "logs", "tmp"):
             (staging / sub).mkdir(parents=True)
@@ -840,12 +840,6 @@ def _same_version(previous: dict[str, Any], manifest: Manifest) -> bool:
     new = {k: v for k, v in manifest.document().items() if k not in ignore}
     old = {k: v for k, v in previous.items() if k not in ignore}
     return new == old
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _is_executable(path: Path) -> bool:

@@ -584,3 +584,29 @@ def test_remote_gc_spares_what_a_push_names_while_it_runs(
     assert len(reads) == 2
     assert late not in {o.id for o in report.removed}
     assert {late, sha256(b"named by a push that lands while gc runs\n")} <= spot.object_ids()
+
+
+def test_a_shared_drive_remote_stays_readable_by_the_team(run: CliRun, machines: tuple[Path, Path],
+                                                          tmp_path: Path) -> None:
+    import stat as st
+
+    a, _ = machines
+    team = tmp_path / "team"
+    team.mkdir()
+    os.chmod(team, 0o2775)  # a group directory: what is made inside keeps its group
+    write(a / "d.csv", b"1\n")
+    last_id(run("add", "d.csv", "--name", "datasets/d", cwd=a))
+    old = os.umask(0o002)
+    try:
+        assert_ok(run("remote", "add", "team", str(team / "artifacts"), cwd=a))
+        assert_ok(run("push", cwd=a))
+    finally:
+        os.umask(old)
+    remote = team / "artifacts"
+    ref = remote / "refs" / "names" / "datasets" / "d"
+    assert st.S_IMODE(ref.stat().st_mode) == 0o664
+    for directory in (remote, remote / "refs", remote / "refs" / "names", remote / "objects"):
+        mode = directory.stat().st_mode
+        assert mode & st.S_ISGID and st.S_IMODE(mode) & 0o070 == 0o070, (directory, oct(mode))
+        assert directory.stat().st_gid == team.stat().st_gid
+

@@ -15,11 +15,10 @@ import contextlib
 import json
 import os
 from collections.abc import Callable, Collection, Iterator
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 from casrepo.config import CONFIG_FILE
-from casrepo.errors import CasrepoError, NotARepository, NotFound, RemoteError
+from casrepo.errors import CasrepoError, Conflict, NotARepository, NotFound, RemoteError
 from casrepo.pruned import PrunedEntry
 from casrepo.refs import RefKind
 from casrepo.remote import Remote, RemoteObject, RemoteRef, Sink, corrupt_local, group_pruned
@@ -68,13 +67,24 @@ class FilesystemRemote(Remote):
 
     def create(self) -> None:
         with self._io():
-            create_layout(self.path)
+            try:
+                create_layout(self.path)
+            except Conflict as e:  # a file, or a directory of something else
+                raise RemoteError(f"remote {self.name!r}: {e}") from None
 
-    def writing(self) -> AbstractContextManager[None]:
-        return self.repo.writing()
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        with contextlib.ExitStack() as held:
+            with self._io():  # the lock's errors are the remote's, not the push's
+                held.enter_context(self.repo.writing())
+            yield
 
-    def collecting(self, timeout: float) -> AbstractContextManager[None]:
-        return self.repo.collecting(timeout)
+    @contextlib.contextmanager
+    def collecting(self, timeout: float) -> Iterator[None]:
+        with contextlib.ExitStack() as held:
+            with self._io():
+                held.enter_context(self.repo.collecting(timeout))
+            yield
 
     def present(self, ids: Collection[str]) -> dict[str, float]:
         found = {}
