@@ -610,3 +610,26 @@ def test_a_shared_drive_remote_stays_readable_by_the_team(run: CliRun, machines:
         assert mode & st.S_ISGID and st.S_IMODE(mode) & 0o070 == 0o070, (directory, oct(mode))
         assert directory.stat().st_gid == team.stat().st_gid
 
+
+
+def test_a_name_cannot_be_both_a_ref_and_a_directory_of_refs_on_the_remote(
+        run: CliRun, machines: tuple[Path, Path], spot: Spot) -> None:
+    a, b = machines
+    write(a / "d.csv", b"1\n")
+    last_id(run("add", "d.csv", "--name", "m", cwd=a))
+    _add_remote(run, a, spot)
+    assert_ok(run("push", cwd=a))
+    write(b / "d.csv", b"2\n")
+    last_id(run("add", "d.csv", "--name", "m/x", cwd=b))
+    last_id(run("add", "d.csv", "--name", "other", cwd=b))
+    _add_remote(run, b, spot)
+    result = run("push", "--json", cwd=b)
+    assert result.exit_code == 5
+    statuses = {r["name"]: r["status"] for r in result.json()["refs"]}
+    assert statuses == {"m/x": "rejected", "other": "created"}
+    assert {r.name for r in spot.open().refs()} == {"m", "other"}
+    # Pulling into a repository that has the directory of refs: rejected, the rest done.
+    pulled = run("pull", "--json", cwd=b)
+    assert pulled.exit_code == 5
+    assert {r["name"]: r["status"] for r in pulled.json()["refs"]} == {"m": "rejected",
+                                                                        "other": "up-to-date"}

@@ -186,11 +186,26 @@ def push(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, force: b
             if new:
                 remote.record_pruned(new)
         with remote.updating_refs():
+            there = {(r.kind, r.name) for r in remote.refs()} if refs else set()
             for kind, name, oid in refs:
+                clash = _clash(kind, name, there)
+                if clash is not None:
+                    report.refs.append(RefUpdate(kind, name, None, oid, "rejected", clash))
+                    continue
                 report.refs.append(_push_ref(repo, remote, kind, name, oid, force))
     if report.rejected:
         raise RefsRejected(report)
     return report
+
+
+def _clash(kind: RefKind, name: str, there: set[tuple[RefKind, str]]) -> str | None:
+    """Why ``name`` cannot sit beside the remote's refs: 'm' and 'm/x' cannot both be
+    names (no repository could hold them), as in git."""
+    for other_kind, other in there:
+        if other_kind is kind and (other.startswith(name + "/") or name.startswith(other + "/")):
+            return (f"{kind.label} {other!r} exists on the remote, and a {kind.label} cannot be "
+                    "both a ref and a directory of refs; rename one")
+    return None
 
 
 def _push_ref(repo: Repository, remote: Remote, kind: RefKind, name: str, oid: str,
@@ -357,6 +372,8 @@ def _pull_ref(repo: Repository, ref: RemoteRef, rebase: bool, force: bool, messa
         repo.refs.update(kind, name, new, expected=ours, message=message)
     except RefChanged:
         return RefUpdate(kind, name, ours, new, "rejected", "it changed here meanwhile; pull again")
+    except Conflict as e:  # e.g. name 'm/x' while a local name 'm' exists
+        return RefUpdate(kind, name, ours, new, "rejected", str(e))
     return RefUpdate(kind, name, ours, new, status)
 
 
