@@ -17,6 +17,7 @@ import hashlib
 import itertools
 import os
 import stat
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -605,10 +606,14 @@ class Incoming:
         self._fd: int | None = fd
         self._hasher = hashlib.sha256()
         self._verified = False
+        self.stop: threading.Event | None = None
+        """Set by whoever runs the transfer to make the next write fail (a Ctrl-C)."""
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         if self._fd is None:
             raise ValueError("write to a closed incoming object")
+        if self.stop is not None and self.stop.is_set():
+            raise InterruptedError(f"the transfer of {self.id} was stopped")
         view = memoryview(data)
         length = len(view)
         self._hasher.update(view)

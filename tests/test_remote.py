@@ -633,3 +633,33 @@ def test_a_name_cannot_be_both_a_ref_and_a_directory_of_refs_on_the_remote(
     assert pulled.exit_code == 5
     assert {r["name"]: r["status"] for r in pulled.json()["refs"]} == {"m": "rejected",
                                                                         "other": "up-to-date"}
+
+
+def test_ctrl_c_during_pull_stores_and_leaves_nothing(run: CliRun, machines: tuple[Path, Path],
+                                                      spot: Spot) -> None:
+    import signal
+
+    a, b = machines
+    for i in range(400):
+        write(a / "many" / f"{i:04d}.bin", os.urandom(64 << 10))
+    last_id(run("add", "many", "--name", "datasets/many", cwd=a))
+    _add_remote(run, a, spot)
+    assert_ok(run("push", cwd=a))
+    _add_remote(run, b, spot)
+    env = {k: v for k, v in os.environ.items() if k not in ("CASREPO_DIR", "CASREPO_DEBUG")}
+    proc = subprocess.Popen([sys.executable, "-m", "casrepo", "pull"], cwd=b, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    tmp = b / ".casrepo" / "tmp"
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        if tmp.is_dir() and len(os.listdir(tmp)) >= 10:
+            break
+        time.sleep(0.002)
+    assert proc.poll() is None, "the pull ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip() == "casrepo: interrupted", err
+    repo = Repository.open(b / ".casrepo")
+    assert list(repo.store.scan()) == [] and list(repo.store.temp_files()) == []
+    assert repo.list_refs() == []

@@ -13,12 +13,14 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from casrepo.config import REMOTE_NAME_RE, Config, RemoteConfig
@@ -152,6 +154,69 @@ def corrupt_local(oid: str, actual: str) -> IntegrityError:
     """The error for a local object whose bytes do not hash to its id (never pushed)."""
     return IntegrityError(f"local object {oid} is corrupt (its bytes hash to {actual}); "
                           "it was not pushed (run 'casrepo fsck')")
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Stopped(Exception):
+    """Raised inside a task of :class:`Parallel` once the run is being stopped."""
+
+
+class Parallel:
+    """A thread pool for transfers that stops early: on the first error or a Ctrl-C,
+    tasks not started are cancelled and :attr:`stop` is set, so running downloads
+    end at their next write (see :class:`casrepo.store.Incoming`) instead of
+    holding the interrupt for minutes."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix=name)
+        self.stop = threading.Event()
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T], done: list[R] | None = None) -> list[R]:
+        """``fn`` over ``items`` in parallel, results in order. What completed is also
+        appended to ``done`` before any error is raised, so the caller can undo it."""
+        futures: list[Future[R]] = []
+        results: list[R] = []
+        error: BaseException | None = None
+        waited = 0
+        try:
+            for item in items:
+                futures.append(self._pool.submit(fn, item))
+            for future in futures:
+                try:
+                    results.append(future.result())
+                except Exception as e:
+                    if error is None:
+                        error = e
+                        self._halt(futures)
+                waited += 1
+        except BaseException:  # KeyboardInterrupt, raised in the waiting thread
+            self._halt(futures)
+            for future in futures[waited:]:
+                if not future.cancelled():
+                    with contextlib.suppress(Exception):
+                        results.append(future.result())
+            if done is not None:
+                done.extend(results)
+            raise
+        if done is not None:
+            done.extend(results)
+        if error is not None:
+            raise error
+        return results
+
+    def _halt(self, futures: list[Future[R]]) -> None:
+        self.stop.set()
+        for future in futures:
+            future.cancel()
+
+    def __enter__(self) -> Parallel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def group_pruned(entries: dict[str, PrunedEntry]) -> dict[tuple[str, str], list[str]]:

@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterator
@@ -44,7 +45,16 @@ from casrepo.ids import is_object_id, ref_name_problem
 from casrepo.lockfile import host_tag
 from casrepo.pruned import PrunedEntry
 from casrepo.refs import RefChanged, RefKind
-from casrepo.remote import S3_URL_RE, Remote, RemoteObject, RemoteRef, Sink, corrupt_local, group_pruned
+from casrepo.remote import (
+    S3_URL_RE,
+    Parallel,
+    Remote,
+    RemoteObject,
+    RemoteRef,
+    Sink,
+    corrupt_local,
+    group_pruned,
+)
 from casrepo.store import BUFFER_SIZE
 
 LARGE_OBJECT = 16 << 20
@@ -92,6 +102,7 @@ class S3Remote(Remote):
         self._shape: tuple[int, int] | None = None
         self.locking = settings.locking
         self._lock_depth = 0
+        self._counting = threading.Lock()
 
     # -- keys and errors ---------------------------------------------------------
 
@@ -218,7 +229,7 @@ class S3Remote(Remote):
             return oid, response["LastModified"].timestamp()
 
         self._store_shape()  # once, before the threads
-        with ThreadPoolExecutor(WORKERS, thread_name_prefix="casrepo-s3") as pool:
+        with Parallel(WORKERS, "casrepo-s3") as pool:
             return {oid: mtime for oid, mtime in pool.map(head, list(ids)) if mtime is not None}
 
     def objects(self) -> Iterator[RemoteObject]:
@@ -266,10 +277,15 @@ class S3Remote(Remote):
             return item[0], item[2]
 
         small = [item for item in items if item[2] < LARGE_OBJECT]
-        with ThreadPoolExecutor(WORKERS, thread_name_prefix="casrepo-s3") as pool:
-            for oid, size in pool.map(one, small):
-                if done is not None:
-                    done(oid, size)
+
+        def counted(item: tuple[str, Path, int]) -> None:
+            one(item)
+            if done is not None:
+                with self._counting:
+                    done(item[0], item[2])
+
+        with Parallel(WORKERS, "casrepo-s3") as pool:
+            pool.map(counted, small)
         for item in items:  # large ones one at a time: each is a parallel transfer already
             if item[2] >= LARGE_OBJECT:
                 one(item)
@@ -353,9 +369,9 @@ class S3Remote(Remote):
                     kind = {"names": RefKind.NAME, "tags": RefKind.TAG}.get(kind_dir)
                     if kind is not None and ref_name_problem(name) is None:
                         keys.append((kind, name))
-        with ThreadPoolExecutor(WORKERS, thread_name_prefix="casrepo-s3") as pool:
+        with Parallel(WORKERS, "casrepo-s3") as pool:
             found = pool.map(lambda k: self.ref(*k), keys)
-            return sorted((r for r in found if r is not None), key=lambda r: (r.kind.value, r.name))
+        return sorted((r for r in found if r is not None), key=lambda r: (r.kind.value, r.name))
 
     def ref(self, kind: RefKind, name: str) -> RemoteRef | None:
         with self._call(f"read {kind.label} {name!r}"):

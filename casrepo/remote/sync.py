@@ -21,7 +21,6 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +35,7 @@ from casrepo.pruned import PrunedEntry
 from casrepo.refs import ANY, RefChanged, RefKind
 from casrepo.remote import (
     FRESHEN_AFTER,
+    Parallel,
     Remote,
     RemoteRef,
     check_endpoint,
@@ -431,7 +431,8 @@ def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
     Blobs that the remote records as pruned are left out, and recorded as
     pruned here."""
     report = report if report is not None else TransferReport(remote.name)
-    received: list[Incoming] = []
+    received: list[Incoming | None] = []
+    """Every object that arrived (None: left out, pruned there), to discard on failure."""
     fetched: list[tuple[str, dict[str, Any], list[Link]]] = []
     root_set = set(roots)
     asked = set(asked_for) if asked_for is not None else root_set
@@ -447,6 +448,7 @@ def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
 
     def download(oid: str) -> Incoming | None:
         sink = repo.store.receive(oid)
+        sink.stop = pool.stop
         try:
             remote.download(oid, sink)
             sink.verify()
@@ -471,7 +473,7 @@ def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
 
     with repo.writing():  # gc waits: what arrives is unreachable until a ref moves
         try:
-            with ThreadPoolExecutor(WORKERS, thread_name_prefix="casrepo-fetch") as pool:
+            with Parallel(WORKERS, "casrepo-fetch") as pool:
                 seen: set[str] = set()
                 blobs: set[str] = set()
                 wave = list(dict.fromkeys(roots))
@@ -480,7 +482,7 @@ def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
                     local = [oid for oid in wave if repo.store.exists(oid)]
                     report.skipped += len(local)
                     missing = [oid for oid in wave if oid not in set(local)]
-                    arrived = _all(pool, download, missing, received)
+                    arrived = _arrived(pool.map(download, missing, received))
                     nxt: list[str] = []
                     for oid in local:
                         try:
@@ -504,8 +506,8 @@ def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
                     wave = list(dict.fromkeys(nxt))
                 need = sorted(b for b in blobs if not repo.store.exists(b))
                 report.skipped += len(blobs) - len(need)
-                manifests = list(reversed(received))
-                blob_sinks = _all(pool, download, need, received)
+                manifests = _arrived(list(reversed(received)))
+                blob_sinks = _arrived(pool.map(download, need, received))
             # Blobs first, then manifests deepest first: a reader never meets a
             # manifest whose links are not there yet.
             repo.store.install_received(blob_sinks + manifests)
@@ -516,7 +518,7 @@ def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
                 for (when, rules), manifests_ in group_pruned({o: there[o] for o in owners}).items():
                     repo.pruned.append(when, json.loads(rules), manifests_)
         except BaseException:
-            for sink in received:
+            for sink in _arrived(received):
                 sink.discard()
             raise
         for oid, document, links in fetched:
@@ -534,25 +536,8 @@ def _parse_received(sink: Incoming) -> tuple[dict[str, Any] | None, bytes]:
     return parse_document(data), data
 
 
-def _all(pool: ThreadPoolExecutor, download: Callable[[str], Incoming | None], ids: Sequence[str],
-         received: list[Incoming]) -> list[Incoming]:
-    """Download ``ids`` in parallel; every one that arrived is added to ``received``
-    (so a failure elsewhere can discard it) before the first error is raised."""
-    futures = [pool.submit(download, oid) for oid in ids]
-    arrived: list[Incoming] = []
-    error: BaseException | None = None
-    for future in futures:
-        try:
-            sink = future.result()
-        except BaseException as e:
-            error = error or e
-            continue
-        if sink is not None:
-            arrived.append(sink)
-    received.extend(arrived)
-    if error is not None:
-        raise error
-    return arrived
+def _arrived(sinks: list[Incoming | None]) -> list[Incoming]:
+    return [sink for sink in sinks if sink is not None]
 
 
 def _follow(owner: str, links: list[Link], seen: set[str], blobs: set[str],
