@@ -444,6 +444,8 @@ def test_remote_commands_check_their_input(run: CliRun, machines: tuple[Path, Pa
     assert_error(run("remote", "add", "-bad", str(tmp_path), cwd=a), 2)
     assert_error(run("remote", "add", "b@d", str(tmp_path), cwd=a), 2, "invalid remote name")
     assert_error(run("remote", "add", "x", "s3://B_ad/x", cwd=a), 2, "invalid S3 URL")
+    assert_error(run("remote", "add", "x", "s3://bucket/a/../b", cwd=a), 2, "'..'")
+    assert_error(run("remote", "add", "x", "file://fileserver/share", cwd=a), 2, "mount the share")
     assert_error(run("remote", "add", "x", str(tmp_path), "--endpoint-url", "http://h:1", cwd=a), 2)
     assert_ok(run("remote", "add", "x", str(tmp_path / "r"), cwd=a))
     assert_error(run("remote", "add", "x", str(tmp_path / "r2"), cwd=a), 5, "exists")

@@ -250,9 +250,16 @@ def normalize_url(url: str) -> str:
             raise UsageError(f"invalid S3 URL {url!r}: expected s3://BUCKET/PREFIX "
                              "(a bucket name of 3-63 lowercase letters, digits, '.' and '-')")
         prefix = (match.group("prefix") or "").strip("/")
+        if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
+            raise UsageError(f"invalid S3 URL {url!r}: the prefix must not hold empty, '.' or "
+                             "'..' parts")
         return f"s3://{match.group('bucket')}" + (f"/{prefix}" if prefix else "")
     if url.startswith("file://"):
-        url = urlsplit(url).path
+        parts = urlsplit(url)
+        if parts.netloc not in ("", "localhost"):
+            raise UsageError(f"unsupported file URL {url!r}: only local paths (file:///PATH); "
+                             "mount the share and give its path")
+        url = parts.path
     elif "://" in url:
         scheme = url.split("://", 1)[0]
         raise UsageError(f"unsupported remote URL scheme {scheme!r}: use s3://BUCKET/PREFIX "

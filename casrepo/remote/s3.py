@@ -28,7 +28,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -258,15 +257,12 @@ class S3Remote(Remote):
                 self._client.put_object(Bucket=self.bucket, Key=key, Body=data,
                                         ChecksumSHA256=base64.b64encode(bytes.fromhex(oid)).decode())
                 return
-            # boto3 reads the parts in parallel; a thread hashes the (read-only,
-            # cached) object meanwhile, on the other core.
-            with ThreadPoolExecutor(1, thread_name_prefix="casrepo-hash") as hashing:
-                digest = hashing.submit(hash_fd, source.fileno())
-                self._client.upload_file(str(path), self.bucket, key, Config=_TRANSFER)
-                actual = digest.result()[0]
+            # Hashed before it goes: a corrupt object uploaded and deleted after
+            # would stay under its good id if the push were killed in between.
+            actual = hash_fd(source.fileno())[0]
             if actual != oid:
-                self._client.delete_object(Bucket=self.bucket, Key=key)
                 raise corrupt_local(oid, actual)
+            self._client.upload_file(str(path), self.bucket, key, Config=_TRANSFER)
 
     def upload_many(self, items: list[tuple[str, Path, int]],
                     done: Callable[[str, int], None] | None = None) -> None:
