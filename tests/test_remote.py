@@ -665,3 +665,18 @@ def test_ctrl_c_during_pull_stores_and_leaves_nothing(run: CliRun, machines: tup
     repo = Repository.open(b / ".casrepo")
     assert list(repo.store.scan()) == [] and list(repo.store.temp_files()) == []
     assert repo.list_refs() == []
+
+
+@pytest.mark.parametrize("size", [1000, 17 << 20])  # one read, and the large-object path
+def test_a_corrupt_local_object_is_never_pushed(run: CliRun, machines: tuple[Path, Path], spot: Spot,
+                                                size: int) -> None:
+    a, _ = machines
+    data = os.urandom(size)
+    write(a / "d.bin", data)
+    last_id(run("add", "d.bin", "--name", "d", cwd=a))
+    blob = sha256(data)
+    corrupt(Repository.open(a / ".casrepo").store.path(blob))
+    _add_remote(run, a, spot)
+    assert_error(run("push", cwd=a), 6, blob, "corrupt")
+    assert spot.object_ids() == set()  # neither under its id nor under what it hashes to
+    assert spot.open().refs() == []
