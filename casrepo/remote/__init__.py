@@ -115,6 +115,10 @@ class Remote(ABC):
     def refs(self) -> list[RemoteRef]:
         """Every name and tag on the remote, sorted by kind and name."""
 
+    def ref_names(self) -> set[tuple[RefKind, str]]:
+        """The names and tags on the remote, without their values (cheaper on S3)."""
+        return {(r.kind, r.name) for r in self.refs()}
+
     @abstractmethod
     def ref(self, kind: RefKind, name: str) -> RemoteRef | None:
         """One ref, or None when the remote has no such name or tag."""

@@ -354,9 +354,9 @@ class S3Remote(Remote):
 
     # -- refs --------------------------------------------------------------------
 
-    def refs(self) -> list[RemoteRef]:
+    def ref_names(self) -> set[tuple[RefKind, str]]:
         start = self._key("refs/")
-        keys: list[tuple[RefKind, str]] = []
+        keys: set[tuple[RefKind, str]] = set()
         with self._call("list refs"):
             for page in self._client.get_paginator("list_objects_v2").paginate(
                     Bucket=self.bucket, Prefix=start):
@@ -364,7 +364,11 @@ class S3Remote(Remote):
                     kind_dir, _, name = item["Key"][len(start):].partition("/")
                     kind = {"names": RefKind.NAME, "tags": RefKind.TAG}.get(kind_dir)
                     if kind is not None and ref_name_problem(name) is None:
-                        keys.append((kind, name))
+                        keys.add((kind, name))
+        return keys
+
+    def refs(self) -> list[RemoteRef]:
+        keys = sorted(self.ref_names())
         with Parallel(WORKERS, "casrepo-s3") as pool:
             found = pool.map(lambda k: self.ref(*k), keys)
         return sorted((r for r in found if r is not None), key=lambda r: (r.kind.value, r.name))

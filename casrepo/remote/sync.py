@@ -186,7 +186,7 @@ def push(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, force: b
             if new:
                 remote.record_pruned(new)
         with remote.updating_refs():
-            there = {(r.kind, r.name) for r in remote.refs()} if refs else set()
+            there = remote.ref_names() if refs else set()
             for kind, name, oid in refs:
                 clash = _clash(kind, name, there)
                 if clash is not None:
