@@ -13,10 +13,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,10 +165,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-class Stopped(Exception):
-    """Raised inside a task of :class:`Parallel` once the run is being stopped."""
-
-
 class Parallel:
     """A thread pool for transfers that stops early: on the first error or a Ctrl-C,
     tasks not started are cancelled and :attr:`stop` is set, so running downloads
@@ -179,48 +176,66 @@ class Parallel:
         self.stop = threading.Event()
 
     def map(self, fn: Callable[[T], R], items: Sequence[T], done: list[R] | None = None) -> list[R]:
-        """``fn`` over ``items`` in parallel, results in order. What completed is also
-        appended to ``done`` before any error is raised, so the caller can undo it."""
-        futures: list[Future[R]] = []
+        """``fn`` over ``items`` in parallel; the results of those that succeeded, in
+        order, also appended to ``done`` before any error is raised (so the caller
+        can undo them). A Ctrl-C is held off while the pool is handed work and
+        waited on (an interrupt inside the pool's own locks can deadlock it), then
+        raised once the running tasks have ended; a second Ctrl-C is not held."""
+        interrupted: list[int] = []
+        with _interrupts_held(interrupted):
+            futures = [self._pool.submit(fn, item) for item in items]
+            pending: set[Future[R]] = set(futures)
+            while pending:
+                finished, pending = wait(pending, timeout=0.1, return_when=FIRST_EXCEPTION)
+                failed = any(not f.cancelled() and f.exception() is not None for f in finished)
+                if failed or interrupted:
+                    self.stop.set()
+                    for future in pending:
+                        future.cancel()
+                    wait(pending)  # the running ones, which stop at their next write
+                    break
         results: list[R] = []
         error: BaseException | None = None
-        waited = 0
-        try:
-            for item in items:
-                futures.append(self._pool.submit(fn, item))
-            for future in futures:
-                try:
-                    results.append(future.result())
-                except Exception as e:
-                    if error is None:
-                        error = e
-                        self._halt(futures)
-                waited += 1
-        except BaseException:  # KeyboardInterrupt, raised in the waiting thread
-            self._halt(futures)
-            for future in futures[waited:]:
-                if not future.cancelled():
-                    with contextlib.suppress(Exception):
-                        results.append(future.result())
-            if done is not None:
-                done.extend(results)
-            raise
+        for future in futures:
+            if future.cancelled():
+                continue
+            problem = future.exception()
+            if problem is None:
+                results.append(future.result())
+            elif error is None or isinstance(error, InterruptedError):
+                error = problem  # the first real failure, not a task stopped because of it
         if done is not None:
             done.extend(results)
+        if interrupted:
+            raise KeyboardInterrupt
         if error is not None:
             raise error
         return results
-
-    def _halt(self, futures: list[Future[R]]) -> None:
-        self.stop.set()
-        for future in futures:
-            future.cancel()
 
     def __enter__(self) -> Parallel:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _interrupts_held(interrupted: list[int]) -> Iterator[None]:
+    """Record a SIGINT instead of raising it (main thread only); a second one raises."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def note(signum: int, frame: object) -> None:
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted.append(signum)
+
+    previous = signal.signal(signal.SIGINT, note)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def group_pruned(entries: dict[str, PrunedEntry]) -> dict[tuple[str, str], list[str]]:

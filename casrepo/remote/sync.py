@@ -432,7 +432,10 @@ def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
     pruned here."""
     report = report if report is not None else TransferReport(remote.name)
     received: list[Incoming | None] = []
-    """Every object that arrived (None: left out, pruned there), to discard on failure."""
+    """Every object that arrived (None: left out, pruned there), in order."""
+    created: list[Incoming] = []
+    """Every temp file made, to discard on failure: a Ctrl-C may land while tasks are
+    being handed to the pool, so not every task's result is seen."""
     fetched: list[tuple[str, dict[str, Any], list[Link]]] = []
     root_set = set(roots)
     asked = set(asked_for) if asked_for is not None else root_set
@@ -449,6 +452,8 @@ def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
     def download(oid: str) -> Incoming | None:
         sink = repo.store.receive(oid)
         sink.stop = pool.stop
+        with counting:
+            created.append(sink)
         try:
             remote.download(oid, sink)
             sink.verify()
@@ -518,7 +523,7 @@ def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
                 for (when, rules), manifests_ in group_pruned({o: there[o] for o in owners}).items():
                     repo.pruned.append(when, json.loads(rules), manifests_)
         except BaseException:
-            for sink in _arrived(received):
+            for sink in created:  # the pool has ended: every task is done or never ran
                 sink.discard()
             raise
         for oid, document, links in fetched:
