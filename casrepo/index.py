@@ -31,13 +31,13 @@ from casrepo.canonical import canonical_text, digest
 from casrepo.errors import Busy, CasrepoError, NotFound
 from casrepo.manifest import (
     _LINK_BYTES,
-    _PEEK_WHOLE,
     MAX_MANIFEST_SIZE,
     Link,
     Registry,
     Target,
     is_legacy,
     parse_document,
+    read_json_object,
 )
 from casrepo.refs import RefKind, RefStore
 from casrepo.store import ObjectStore
@@ -540,7 +540,7 @@ def _read_plain(registry: Registry, shards: list[tuple[str, str]],
         for info in registry._require_store().scan(shards):
             if (since is not None and info.mtime < since) or info.size > MAX_MANIFEST_SIZE:
                 continue
-            data = _read_json_object(info.location, info.size)
+            data = read_json_object(info.location, info.size)
             if data is None or digest(data) != info.id:
                 continue
             row = _canonical_row(info.id, data)
@@ -555,26 +555,6 @@ def _read_plain(registry: Registry, shards: list[tuple[str, str]],
                 row = _as_row(describe(info.id, document), links)
             rows.append(row)
     return rows
-
-
-def _read_json_object(location: str, size: int) -> bytes | None:
-    """The bytes of the object at ``location`` if they start like JSON, read as
-    ``Registry.manifest_at`` reads them (a large blob is never read whole); None
-    for a blob or a file that has gone."""
-    try:
-        fd = os.open(location, os.O_RDONLY)
-        try:
-            first = os.read(fd, size + 1 if size <= _PEEK_WHOLE else 1)
-            if not first.startswith(b"{"):
-                return None
-            chunks = [first]
-            while chunk := os.read(fd, 1 << 20):
-                chunks.append(chunk)
-            return b"".join(chunks)
-        finally:
-            os.close(fd)
-    except OSError:
-        return None
 
 
 _LINK_TEXT = re.compile(_LINK_BYTES.pattern.decode())

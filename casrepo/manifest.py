@@ -198,6 +198,27 @@ def parse_document(data: bytes) -> dict[str, Any] | None:
     return None
 
 
+def read_json_object(location: str, size: int) -> bytes | None:
+    """The bytes of the object stored at ``location`` (of ``size`` bytes) if they start
+    like JSON; None for a blob or a file gone meanwhile. A small object is read in
+    one go; a large one is peeked at first, never read whole unless it could be a
+    manifest."""
+    try:
+        fd = os.open(location, os.O_RDONLY)
+        try:
+            first = os.read(fd, size + 1 if size <= _PEEK_WHOLE else 1)
+            if not first.startswith(b"{"):
+                return None
+            chunks = [first]
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+    except OSError:
+        return None
+
+
 def is_legacy(document: dict[str, Any]) -> bool:
     """A cas-manifest 0.4 object: ``{"class": NAME, "value": {...}}``."""
     return (set(document) == {"class", "value"} and isinstance(document["class"], str)
@@ -534,21 +555,13 @@ class Registry:
         """The document and bytes of object ``oid`` stored at ``location`` if it is an
         intact manifest, else None. Small objects are read in one go; a large one
         only if it starts like JSON."""
+        data = read_json_object(location, size)
+        if data is None:
+            return None
         try:
-            fd = os.open(location, os.O_RDONLY)
-            try:
-                first = os.read(fd, size + 1 if size <= _PEEK_WHOLE else 1)
-                if not first.startswith(b"{"):
-                    return None
-                chunks = [first]
-                while chunk := os.read(fd, 1 << 20):
-                    chunks.append(chunk)
-                data = b"".join(chunks)
-            finally:
-                os.close(fd)
             return self._verified(oid, data)
-        except (OSError, CasrepoError):
-            return None  # gone meanwhile, corrupt or a blob
+        except CasrepoError:
+            return None  # corrupt or a blob
 
     def links(self, document: dict[str, Any], data: bytes | None = None) -> list[Link]:
         """The links of a manifest document, including the bare ids of legacy objects.

@@ -27,6 +27,19 @@ class PrunedEntry:
     rules: dict[str, Any]
 
 
+def add_record(found: dict[str, PrunedEntry], text: str | bytes) -> None:
+    """Add one record (a line of the log, a remote's record object) to ``found``,
+    keeping each manifest's first entry; ValueError if it is malformed."""
+    try:
+        data = json.loads(text)
+        entry = PrunedEntry(str(data["time"]), dict(data.get("rules") or {}))
+        manifests = [str(oid) for oid in data["manifests"]]
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"malformed pruned-data record: {e}") from None
+    for oid in manifests:
+        found.setdefault(oid, entry)
+
+
 class PrunedLog:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -46,11 +59,8 @@ class PrunedLog:
                 if not line.strip():
                     continue
                 try:
-                    data = json.loads(line)
-                    entry = PrunedEntry(str(data["time"]), dict(data.get("rules") or {}))
-                    for oid in data["manifests"]:
-                        found.setdefault(str(oid), entry)
-                except (ValueError, KeyError, TypeError):
+                    add_record(found, line)
+                except ValueError:
                     raise IntegrityError(f"line {number} of {self.path} is corrupt") from None
         self._cache = (st.st_size, st.st_mtime_ns, found)
         return found

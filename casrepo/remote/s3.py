@@ -42,7 +42,7 @@ from casrepo.copying import hash_fd
 from casrepo.errors import Busy, CasrepoError, IntegrityError, NotFound, RemoteError, UsageError
 from casrepo.ids import is_object_id, ref_name_problem
 from casrepo.lockfile import host_tag
-from casrepo.pruned import PrunedEntry
+from casrepo.pruned import PrunedEntry, add_record
 from casrepo.refs import RefChanged, RefKind
 from casrepo.remote import (
     S3_URL_RE,
@@ -336,11 +336,8 @@ class S3Remote(Remote):
             for key in sorted(keys):
                 body = self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
                 try:
-                    data = json.loads(body)
-                    entry = PrunedEntry(str(data["time"]), dict(data.get("rules") or {}))
-                    for oid in data["manifests"]:
-                        found.setdefault(str(oid), entry)
-                except (ValueError, KeyError, TypeError):
+                    add_record(found, body)
+                except ValueError:
                     raise IntegrityError(f"{self._where()}: {key} is corrupt") from None
         return found
 
