@@ -452,6 +452,10 @@ def test_remote_commands_check_their_input(run: CliRun, machines: tuple[Path, Pa
     assert_error(run("remote", "remove", "nope", cwd=a), 4)
     assert_error(run("push", "orgin", cwd=a), 4, "neither a remote (remotes: x)")
     assert_error(run("pull", cwd=a), 7, "empty")
+    assert_ok(run("push", cwd=a))  # something there, so that pull looks for the name
+    for command in ("pull", "fetch"):
+        assert_error(run(command, "orgin", cwd=a), 4, "no name or tag 'orgin'",
+                     "nor is 'orgin' a remote: remotes are x")
     assert_error(run("gc", "--remote", "x", "--keep-last", "2", cwd=a), 2)
     listed = assert_ok(run("remote", "list", "--json", cwd=a)).json()
     assert listed["default"] == "x"

@@ -126,6 +126,21 @@ def _check_not_a_remote_typo(state: State, word: str) -> None:
 
 
 @contextmanager
+def _remote_typo_hint(state: State, name: str | None, revs: tuple[str, ...]) -> Iterator[None]:
+    """``pull WORD`` where the remote has no WORD: perhaps WORD was meant as a remote."""
+    from casrepo.config import REMOTE_NAME_RE
+    from casrepo.errors import NotFound
+
+    try:
+        yield
+    except NotFound as e:
+        if name is None and revs and REMOTE_NAME_RE.fullmatch(revs[0]) and revs[0] in str(e):
+            known = ", ".join(sorted(state.repo().config.remotes)) or "none"
+            raise NotFound(f"{e} (nor is {revs[0]!r} a remote: remotes are {known})") from None
+        raise
+
+
+@contextmanager
 def _opened(state: State, name: str | None) -> Iterator[Remote]:
     from casrepo.remote.sync import open_named
 
@@ -220,7 +235,8 @@ def fetch(state: State, remote_and_revs: tuple[str, ...], as_json: bool) -> None
     from casrepo.remote.sync import fetch as fetch_revs
 
     name, revs = _split_remote(state, remote_and_revs)
-    with _opened(state, name) as handle, _reporting("fetched", as_json, "downloaded") as progress:
+    with _opened(state, name) as handle, _reporting("fetched", as_json, "downloaded") as progress, \
+            _remote_typo_hint(state, name, revs):
         report, refs = fetch_revs(state.repo(), handle, revs, progress=progress)
     if as_json:
         data = _report_json(report, "downloaded")
@@ -247,7 +263,8 @@ def pull(state: State, remote_and_revs: tuple[str, ...], rebase: bool, force: bo
     if rebase and force:
         raise UsageError("--rebase and --force exclude each other")
     name, revs = _split_remote(state, remote_and_revs)
-    with _opened(state, name) as handle, _reporting("pulled", as_json, "downloaded") as progress:
+    with _opened(state, name) as handle, _reporting("pulled", as_json, "downloaded") as progress, \
+            _remote_typo_hint(state, name, revs):
         report = pull_revs(state.repo(), handle, revs, rebase=rebase, force=force, progress=progress)
     _print_report(report, "pulled", as_json, "downloaded")
 
