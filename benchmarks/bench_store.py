@@ -123,21 +123,24 @@ def warm() -> None:
                     pass
 
 
+def timed_once(cmd: list[str], setup: Callable[[], object] | None = None,
+               cwd: Path | None = None) -> float:
+    """Wall time of one run of ``cmd`` as a whole process (setup, warm data, sync first)."""
+    if setup:
+        setup()
+    warm()
+    # Nobody's dirty pages pending: an fsync on ext4 may have to write them
+    # out, and the case would pay for what the setup wrote.
+    os.sync()
+    start = time.perf_counter()
+    run(cmd, cwd)
+    return time.perf_counter() - start
+
+
 def timed(cmd: list[str], runs: int, setup: Callable[[], object] | None = None,
           cwd: Path | None = None) -> float:
     """Median wall time of ``cmd`` as a whole process over ``runs`` runs."""
-    times = []
-    for _ in range(runs):
-        if setup:
-            setup()
-        warm()
-        # Nobody's dirty pages pending: an fsync on ext4 may have to write them
-        # out, and the case would pay for what the setup wrote.
-        os.sync()
-        start = time.perf_counter()
-        run(cmd, cwd)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(timed_once(cmd, setup, cwd) for _ in range(runs))
 
 
 def peak_rss_mib(cmd: list[str], cwd: Path | None = None) -> float:
@@ -195,71 +198,81 @@ class Bench:
         return project
 
     def add_case(self, label: str, data: Path) -> float:
-        """Floors and casrepo for adding ``data`` (a file or a directory)."""
-        runs = self.runs
+        """Floors, casrepo and the other tools adding ``data`` (a file or a directory).
+
+        Each run times every tool in turn, so all of them meet the disk in the same
+        state: run one tool's runs back to back and the next one pays for the
+        write-back of what the previous one wrote (measured: casrepo's 1 GiB add
+        took 2.05 s right after hashfs's five runs, 1.4 s interleaved).
+        """
         WARM[:] = [data]
-        floor = timed([PY, "-c", SHA256, str(data)], runs)
-        self.rows.append(Row(f"{label}: sha256 floor", floor, "sha256", "1.00x"))
         cp_dest = self.work / "cp-copy"
 
         def clear_cp() -> None:
             if cp_dest.exists():
                 shutil.rmtree(cp_dest) if cp_dest.is_dir() else cp_dest.unlink()
 
-        cp = timed(["cp", "-r", str(data), str(cp_dest)], runs, clear_cp)
-        clear_cp()
-        self.rows.append(Row(f"{label}: cp", cp, "sha256", f"{cp / floor:.2f}x"))
         # A durable copy: what casrepo must at least do before it may report success
         # (invariant 1: every object synced). fsync of the file; syncfs for a tree.
         sync = f"sync {cp_dest}" if data.is_file() else f"sync -f {cp_dest}"
-        durable = timed(["sh", "-c", f"cp -r {data} {cp_dest} && {sync}"], runs, clear_cp)
-        clear_cp()
-        self.rows.append(Row(f"{label}: cp + sync (durable copy)", durable, "sha256",
-                             f"{durable / floor:.2f}x"))
-        hashfs_root = self.work / "hashfs"
-        hashfs = timed([PY, "-c", HASHFS_PUT, str(hashfs_root), str(data)], runs,
-                       lambda: self.fresh("hashfs"))
-        self.rows.append(Row(f"{label}: hashfs 0.7.2 put (raw)", hashfs, "sha256",
-                             f"{hashfs / floor:.2f}x"))
-        minimal = None
+        tools: dict[str, Callable[[], float]] = {
+            "floor": lambda: timed_once([PY, "-c", SHA256, str(data)]),
+            "cp": lambda: timed_once(["cp", "-r", str(data), str(cp_dest)], clear_cp),
+            "durable": lambda: timed_once(["sh", "-c", f"cp -r {data} {cp_dest} && {sync}"],
+                                          clear_cp),
+            "hashfs": lambda: timed_once([PY, "-c", HASHFS_PUT, str(self.work / "hashfs"), str(data)],
+                                         lambda: self.fresh("hashfs")),
+        }
         if data.is_dir():
-            minimal = timed([PY, "-c", MINIMAL_STORE, str(self.work / "minimal"), str(data)],
-                            runs, lambda: self.fresh("minimal"))
-            self.rows.append(Row(f"{label}: minimal sharded store", minimal, "sha256",
-                                 f"{minimal / floor:.2f}x"))
-        add = timed([*self.cli, "add", str(data), "--name", "bench"], runs, self.new_repo)
-        note = f"{add / durable:.2f}x the durable copy; {add / hashfs:.2f}x hashfs's time"
-        if minimal is not None:
-            note += f"; {add / minimal:.2f}x the minimal store"
-        self.rows.append(Row(f"{label}: casrepo add", add, "sha256", f"{add / floor:.2f}x", note))
+            tools["minimal"] = lambda: timed_once(
+                [PY, "-c", MINIMAL_STORE, str(self.work / "minimal"), str(data)],
+                lambda: self.fresh("minimal"))
+        tools["casrepo"] = lambda: timed_once([*self.cli, "add", str(data), "--name", "bench"],
+                                              self.new_repo)
         if self.dvc:
-            dvc = self.other_tool(data, [["git", "init", "-q"], [self.dvc, "init", "-q"]],
-                                  [self.dvc, "add", "-q", data.name])
-            self.rows.append(Row(f"{label}: dvc add", dvc, "sha256", f"{dvc / floor:.2f}x",
-                                 f"casrepo takes {add / dvc:.2f}x its time"))
+            dvc = self.dvc
+            tools["dvc"] = lambda: self.other_tool(
+                data, [["git", "init", "-q"], [dvc, "init", "-q"]], [dvc, "add", "-q", data.name])
         if self.git:
-            git = self.other_tool(data, [["git", "init", "-q"]], ["git", "add", data.name])
-            self.rows.append(Row(f"{label}: git add", git, "sha256", f"{git / floor:.2f}x",
-                                 f"casrepo takes {add / git:.2f}x its time"))
+            tools["git"] = lambda: self.other_tool(data, [["git", "init", "-q"]],
+                                                   ["git", "add", data.name])
+        times: dict[str, list[float]] = {key: [] for key in tools}
+        for _ in range(self.runs):
+            for key, measure in tools.items():
+                times[key].append(measure())
+        clear_cp()
+        med = {key: statistics.median(values) for key, values in times.items()}
+        floor, add = med["floor"], med["casrepo"]
+        self.rows.append(Row(f"{label}: sha256 floor", floor, "sha256", "1.00x"))
+        self.rows.append(Row(f"{label}: cp", med["cp"], "sha256", f"{med['cp'] / floor:.2f}x"))
+        self.rows.append(Row(f"{label}: cp + sync (durable copy)", med["durable"], "sha256",
+                             f"{med['durable'] / floor:.2f}x"))
+        self.rows.append(Row(f"{label}: hashfs 0.7.2 put (raw)", med["hashfs"], "sha256",
+                             f"{med['hashfs'] / floor:.2f}x"))
+        if "minimal" in med:
+            self.rows.append(Row(f"{label}: minimal sharded store", med["minimal"], "sha256",
+                                 f"{med['minimal'] / floor:.2f}x"))
+        note = f"{add / med['durable']:.2f}x the durable copy; {add / med['hashfs']:.2f}x hashfs's time"
+        if "minimal" in med:
+            note += f"; {add / med['minimal']:.2f}x the minimal store"
+        self.rows.append(Row(f"{label}: casrepo add", add, "sha256", f"{add / floor:.2f}x", note))
+        for key, name in (("dvc", "dvc add"), ("git", "git add")):
+            if key in med:
+                self.rows.append(Row(f"{label}: {name}", med[key], "sha256",
+                                     f"{med[key] / floor:.2f}x",
+                                     f"casrepo takes {add / med[key]:.2f}x its time"))
         return add
 
     def other_tool(self, data: Path, init: list[list[str]], add: list[str]) -> float:
-        """Median time of another tool's ``add`` of a fresh copy of ``data`` in a new project."""
-        times = []
-        for _ in range(self.runs):
-            project = self.fresh("other-project")
-            for cmd in init:
-                run(cmd, cwd=project)
-            if data.is_dir():
-                shutil.copytree(data, project / data.name)
-            else:
-                shutil.copyfile(data, project / data.name)
-            warm()
-            os.sync()
-            start = time.perf_counter()
-            run(add, cwd=project)
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
+        """One timed ``add`` by another tool of a fresh copy of ``data`` in a new project."""
+        project = self.fresh("other-project")
+        for cmd in init:
+            run(cmd, cwd=project)
+        if data.is_dir():
+            shutil.copytree(data, project / data.name)
+        else:
+            shutil.copyfile(data, project / data.name)
+        return timed_once(add, cwd=project)
 
     def readd_case(self, label: str, data: Path, first: float) -> None:
         again = timed([*self.cli, "add", str(data), "--name", "bench"], self.runs)
