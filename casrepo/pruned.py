@@ -17,6 +17,7 @@ from typing import Any
 
 from casrepo.durable import append_line
 from casrepo.errors import IntegrityError
+from casrepo.ids import is_object_id
 
 PRUNED_FILE = "pruned.jsonl"
 
@@ -36,6 +37,8 @@ def add_record(found: dict[str, PrunedEntry], text: str | bytes) -> None:
         manifests = [str(oid) for oid in data["manifests"]]
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"malformed pruned-data record: {e}") from None
+    if not all(is_object_id(oid) for oid in manifests):  # a remote's record is not trusted
+        raise ValueError("a pruned-data record names something that is not an object id")
     for oid in manifests:
         found.setdefault(oid, entry)
 

@@ -327,11 +327,8 @@ class Repository:
 
         self._lock_state.fetching = True
         try:
-            remote = open_named(self, None)
-            try:
+            with open_named(self, None) as remote:
                 fetch_objects(self, remote, ids)
-            finally:
-                remote.close()
         except NotFound:
             return False
         finally:

@@ -116,6 +116,14 @@ def _lineage_project(run: CliRun, a: Path) -> dict[str, str]:
     return ids
 
 
+def _pushed_project(run: CliRun, a: Path, spot: Spot) -> dict[str, str]:
+    """The lineage project in ``a``, pushed to the remote ``origin`` at ``spot``."""
+    ids = _lineage_project(run, a)
+    _add_remote(run, a, spot)
+    assert_ok(run("push", cwd=a))
+    return ids
+
+
 def test_round_trip_of_files_directories_and_lineage(run: CliRun, machines: tuple[Path, Path],
                                                      spot: Spot, tmp_path: Path) -> None:
     a, _ = machines
@@ -239,9 +247,7 @@ def test_object_missing_on_the_remote_is_exit_6_and_nothing_is_stored(
 def test_compare_and_swap_refuses_a_stale_expectation(run: CliRun, machines: tuple[Path, Path],
                                                        cas_spot: Spot) -> None:
     a, _ = machines
-    ids = _lineage_project(run, a)
-    _add_remote(run, a, cas_spot)
-    assert_ok(run("push", cwd=a))
+    ids = _pushed_project(run, a, cas_spot)
     remote = cas_spot.open()
     seen = remote.ref(RefKind.NAME, "datasets/raw")
     assert seen is not None and seen.id == ids["raw"]
@@ -294,9 +300,7 @@ def test_two_machines_pushing_one_name_lose_no_version(run: CliRun, machines: tu
 
 def test_fetch_on_miss(run: CliRun, machines: tuple[Path, Path], spot: Spot, tmp_path: Path) -> None:
     a, b = machines
-    ids = _lineage_project(run, a)
-    _add_remote(run, a, spot)
-    assert_ok(run("push", cwd=a))
+    ids = _pushed_project(run, a, spot)
     _add_remote(run, b, spot)
     # Off by default: an id only the remote has is not found here.
     assert_error(run("show", ids["model"], cwd=b), 4)
@@ -348,9 +352,7 @@ def test_remote_gc_keeps_what_remote_refs_reach(run: CliRun, machines: tuple[Pat
 def test_tags_on_the_remote_do_not_move_unless_forced(run: CliRun, machines: tuple[Path, Path],
                                                       spot: Spot) -> None:
     a, _ = machines
-    ids = _lineage_project(run, a)
-    _add_remote(run, a, spot)
-    assert_ok(run("push", cwd=a))
+    ids = _pushed_project(run, a, spot)
     assert_ok(run("tag", "v1", "datasets/raw", "--force", cwd=a))
     result = run("push", "origin", "v1", cwd=a)
     assert result.exit_code == 5 and "--force" in result.stderr

@@ -167,3 +167,26 @@ def display_path(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+
+
+class ProgressLine:
+    """'storing: N files, SIZE' on one stderr line, redrawn, only while a terminal watches."""
+
+    def __init__(self, verb: str, unit: str, enabled: bool) -> None:
+        self.verb = verb
+        self.unit = unit
+        self.enabled = enabled
+        self.shown = False
+
+    def __call__(self, count: int, size: int) -> None:
+        if self.enabled:
+            self.shown = True
+            click.echo(f"\r\x1b[K{self.verb}: {count} {self.unit}, {human_size(size)}", err=True,
+                       nl=False)
+
+    def done(self) -> None:
+        if self.shown:
+            click.echo("\r\x1b[K", err=True, nl=False)

@@ -11,6 +11,7 @@ import click
 
 from casrepo import clock
 from casrepo.cli.app import (
+    ProgressLine,
     State,
     cli,
     display_path,
@@ -19,6 +20,7 @@ from casrepo.cli.app import (
     human_size,
     info,
     is_terminal,
+    json_option,
     pass_state,
     short,
 )
@@ -30,8 +32,6 @@ LINK_KEY = "@link"
 """The key of a link object in a stored manifest (see casrepo.manifest); spelled here so
 that printing needs no import of the manifest models."""
 
-json_option = click.option("--json", "as_json", is_flag=True,
-                           help="Print one JSON document on stdout.")
 
 
 def _parse_meta(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -100,19 +100,16 @@ def add(state: State, path: str, name: str | None, kind: str | None, inputs: tup
     parsed_meta = _parse_meta(meta)
     repo = state.repo()
     counter = {"files": 0, "bytes": 0}
-    show_progress = is_terminal() and not as_json
+    line = ProgressLine("storing", "files", is_terminal() and not as_json)
 
     def progress(rel: str, size: int) -> None:
         counter["files"] += 1
         counter["bytes"] += size
-        if show_progress:
-            click.echo(f"\rstoring: {counter['files']} files, {human_size(counter['bytes'])}",
-                       err=True, nl=False)
+        line(counter["files"], counter["bytes"])
 
     result = repo.add(path, name=name, kind=kind, inputs=inputs, meta=parsed_meta,
                       message=message, progress=progress, link=link)
-    if show_progress:
-        click.echo("", err=True)
+    line.done()
     kind_name = type(result.manifest).kind
     if as_json:
         emit_json({"id": result.id, "kind": kind_name, "name": result.name,
@@ -222,11 +219,8 @@ def refs(state: State, remote_name: str | None, as_json: bool) -> None:
     if remote_name is not None:
         from casrepo.remote.sync import open_named
 
-        remote = open_named(state.repo(), remote_name)
-        try:
+        with open_named(state.repo(), remote_name) as remote:
             entries = remote.refs()
-        finally:
-            remote.close()
     else:
         entries = state.repo().list_refs(errors=damaged)
     if not entries and not damaged and not as_json:
@@ -575,11 +569,8 @@ def _gc_remote(repo: Any, name: str, expire: str | None, dry_run: bool, wait: fl
     from casrepo.remote.gc import collect_remote
     from casrepo.remote.sync import open_named
 
-    remote = open_named(repo, name)
-    try:
+    with open_named(repo, name) as remote:
         report = collect_remote(repo, remote, expire=expire, dry_run=dry_run, wait=wait)
-    finally:
-        remote.close()
     if as_json:
         emit_json({"remote": report.remote, "dry_run": report.dry_run,
                    "expire": None if report.expire is None else clock.format_time(report.expire),

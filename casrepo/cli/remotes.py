@@ -8,14 +8,25 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from casrepo.cli.app import State, cli, emit_json, examples, human_size, info, is_terminal, pass_state, short
+from casrepo.cli.app import (
+    ProgressLine,
+    State,
+    cli,
+    emit_json,
+    examples,
+    human_size,
+    info,
+    is_terminal,
+    json_option,
+    pass_state,
+    short,
+)
 from casrepo.errors import UsageError
 
 if TYPE_CHECKING:
     from casrepo.remote import Remote
     from casrepo.remote.sync import TransferReport
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 _S3_OPTIONS = (
     click.option("--endpoint-url", metavar="URL",
                  help="An S3-compatible server (MinIO, Ceph, R2, ...); default: AWS."),
@@ -93,16 +104,27 @@ def remote_list(state: State, as_json: bool) -> None:
 
 @remote.command("remove", epilog=examples("casrepo remote remove origin"))
 @click.argument("name")
+@json_option
 @pass_state
-def remote_remove(state: State, name: str) -> None:
+def remote_remove(state: State, name: str, as_json: bool) -> None:
     """Forget a remote (nothing on the remote is touched)."""
     from casrepo.remote.sync import remove_remote
 
-    settings = remove_remote(state.repo(), name)
-    click.echo(f"removed remote {name} ({settings.url})")
+    repo = state.repo()
+    settings = remove_remote(repo, name)
+    if as_json:
+        emit_json({"name": name, **settings.model_dump(), "default": repo.config.remote.default})
+    else:
+        click.echo(f"removed remote {name} ({settings.url})")
 
 
 # -- push / fetch / pull -------------------------------------------------------------
+
+
+def _open(state: State, name: str | None) -> Remote:
+    from casrepo.remote.sync import open_named
+
+    return open_named(state.repo(), name)
 
 
 def _split_remote(state: State, remote_and_revs: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]:
@@ -140,35 +162,6 @@ def _remote_typo_hint(state: State, name: str | None, revs: tuple[str, ...]) -> 
         raise
 
 
-@contextmanager
-def _opened(state: State, name: str | None) -> Iterator[Remote]:
-    from casrepo.remote.sync import open_named
-
-    handle = open_named(state.repo(), name)
-    try:
-        yield handle
-    finally:
-        handle.close()
-
-
-class _Progress:
-    """'pushing: N objects, SIZE' on stderr while a terminal watches."""
-
-    def __init__(self, verb: str, enabled: bool) -> None:
-        self.verb = verb
-        self.enabled = enabled
-        self.shown = False
-
-    def __call__(self, objects: int, size: int) -> None:
-        if self.enabled:
-            self.shown = True
-            click.echo(f"\r\x1b[K{self.verb}: {objects} objects, {human_size(size)}", err=True, nl=False)
-
-    def done(self) -> None:
-        if self.shown:
-            click.echo("\r\x1b[K", err=True, nl=False)
-
-
 def _report_json(report: TransferReport, direction: str) -> dict[str, Any]:
     return {"remote": report.remote, direction: {"objects": report.objects, "bytes": report.bytes},
             "skipped": report.skipped,
@@ -191,11 +184,11 @@ def _print_report(report: TransferReport, verb: str, as_json: bool, direction: s
 
 
 @contextmanager
-def _reporting(verb: str, as_json: bool, direction: str) -> Iterator[_Progress]:
+def _reporting(verb: str, as_json: bool, direction: str) -> Iterator[ProgressLine]:
     """Progress while it runs; the report even when some refs were rejected (exit 5)."""
     from casrepo.remote.sync import RefsRejected
 
-    progress = _Progress(verb, is_terminal() and not as_json)
+    progress = ProgressLine(verb, "objects", is_terminal() and not as_json)
     try:
         yield progress
     except RefsRejected as e:
@@ -220,7 +213,7 @@ def push(state: State, remote_and_revs: tuple[str, ...], force: bool, as_json: b
     name, revs = _split_remote(state, remote_and_revs)
     if name is None and revs:
         _check_not_a_remote_typo(state, revs[0])
-    with _opened(state, name) as handle, _reporting("pushed", as_json, "uploaded") as progress:
+    with _open(state, name) as handle, _reporting("pushed", as_json, "uploaded") as progress:
         report = push_revs(state.repo(), handle, revs, force=force, progress=progress)
     _print_report(report, "pushed", as_json, "uploaded")
 
@@ -235,7 +228,7 @@ def fetch(state: State, remote_and_revs: tuple[str, ...], as_json: bool) -> None
     from casrepo.remote.sync import fetch as fetch_revs
 
     name, revs = _split_remote(state, remote_and_revs)
-    with _opened(state, name) as handle, _reporting("fetched", as_json, "downloaded") as progress, \
+    with _open(state, name) as handle, _reporting("fetched", as_json, "downloaded") as progress, \
             _remote_typo_hint(state, name, revs):
         report, refs = fetch_revs(state.repo(), handle, revs, progress=progress)
     if as_json:
@@ -263,7 +256,7 @@ def pull(state: State, remote_and_revs: tuple[str, ...], rebase: bool, force: bo
     if rebase and force:
         raise UsageError("--rebase and --force exclude each other")
     name, revs = _split_remote(state, remote_and_revs)
-    with _opened(state, name) as handle, _reporting("pulled", as_json, "downloaded") as progress, \
+    with _open(state, name) as handle, _reporting("pulled", as_json, "downloaded") as progress, \
             _remote_typo_hint(state, name, revs):
         report = pull_revs(state.repo(), handle, revs, rebase=rebase, force=force, progress=progress)
     _print_report(report, "pulled", as_json, "downloaded")

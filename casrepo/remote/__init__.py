@@ -154,6 +154,12 @@ class Remote(ABC):
     def close(self) -> None:  # noqa: B027 (most remotes hold nothing to release)
         """Release connections."""
 
+    def __enter__(self) -> Remote:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def corrupt_local(oid: str, actual: str) -> IntegrityError:
     """The error for a local object whose bytes do not hash to its id (never pushed)."""

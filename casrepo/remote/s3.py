@@ -183,7 +183,10 @@ class S3Remote(Remote):
     # -- layout ------------------------------------------------------------------
 
     def exists(self) -> bool:
-        return self._read_config() is not None
+        config = self._read_config()
+        if config is not None:  # what _store_shape would read again
+            self._shape = (config.store.depth, config.store.width)
+        return config is not None
 
     def create(self) -> None:
         key = self._key(CONFIG_FILE)

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from casrepo.canonical import canonical_json
 from casrepo.config import RemoteConfig, save_config
 from casrepo.errors import Conflict, IntegrityError, NotFound, RemoteError, UsageError
 from casrepo.ids import is_object_id, ref_name_problem
@@ -394,10 +393,8 @@ def rebase_onto(repo: Repository, head: str, onto: str) -> str:
             raise UsageError(f"cannot rebase {version[:12]}: its manifest has no 'previous' field")
         document["previous"] = {LINK_KEY: parent, "rel": Rel.PREVIOUS.value,
                                 "type": Target.MANIFEST.value}
-        repo.registry.from_document(document)  # still a valid manifest of its kind
-        data = canonical_json(document)
-        parent = repo.store.put_bytes(data).id
-        repo.index.record(parent, document, links_of(document))
+        # Validated as its kind, stored and indexed as any saved manifest.
+        parent = repo.save(repo.registry.from_document(document))
     return parent
 
 
@@ -575,11 +572,8 @@ def clone(url: str, dest: Path | str, *, name: str = "origin", endpoint_url: str
     try:
         add_remote(repo, name, url, endpoint_url=endpoint_url, profile=profile, region=region,
                    locking=locking, default=True)
-        remote = open_named(repo, name)
-        try:
+        with open_named(repo, name) as remote:
             report = pull(repo, remote)
-        finally:
-            remote.close()
     except BaseException:
         repo.close()
         shutil.rmtree(repo.dir, ignore_errors=True)
