@@ -269,7 +269,8 @@ def test_gc_model_with_retention_and_ref_log(tmp_path_factory: pytest.TempPathFa
                                                                if d < len(ids))))
             ids.append(repo.save(manifest, name=f"name{c}"))
             blob_of.append(blob)
-            chain.append(ids[-1])
+            if not chain or chain[-1] != ids[-1]:
+                chain.append(ids[-1])  # re-saving unchanged content makes no new version
             n += 1
         heads.append(chain)
     for t in h["tags"]:
@@ -328,6 +329,37 @@ def test_gc_model_with_retention_and_ref_log(tmp_path_factory: pytest.TempPathFa
                            if any(t not in links and t not in expected for _, t in links[m])}
     assert set(report.pruned) == thin_with_data_gone
     assert check(repo).ok
+
+
+def test_keep_last_counts_versions_not_saves(repo: Repository) -> None:
+    """Saving unchanged content makes no new version, so it does not use up a place
+    that keep_last keeps: four saves of two contents are two versions, both kept."""
+    def save(data: bytes, name: str, n: int) -> str:
+        blob = repo.store.put_bytes(data).id
+        return repo.save(FileArtifact(content=blob, size=len(data), message=f"version {n}"),
+                         name=name)
+
+    blob0 = repo.store.put_bytes(b"blob 0").id
+    blob1 = repo.store.put_bytes(b"blob 1").id
+    saved = [save(b"blob 0", name, n)
+             for n, name in enumerate(["name0"] * 2 + ["name1"] * 4 + ["name2"] * 2)]
+    saved += [save(b"blob 1", "name2", n) for n in (8, 9)]
+    first0, first1, first2 = saved[0], saved[2], saved[6]
+    assert set(saved) == {first0, first1, first2, saved[8]}
+    assert [v.id for v in repo.history("name2")] == [saved[8], first2]
+    repo.delete_name("name0")
+    repo.delete_name("name1")
+    age_all(repo)
+
+    report = collect_garbage(repo, expire=datetime.now(UTC) - timedelta(days=1),
+                             reflog_expire="now", keep_last=2)
+    assert {i.id for i in report.removed} == {first0, first1}
+    assert set(repo.store.ids()) == {saved[8], first2, blob1, blob0}
+    assert report.pruned == []
+    assert check(repo).ok
+    thinned = collect_garbage(repo, expire="now", reflog_expire="now", keep_last=1)
+    assert {i.id for i in thinned.removed} == {blob0}  # keep_last 1 lets first2's data go
+    assert thinned.pruned == [first2]
 
 
 def test_ref_log_damage_and_gc(repo: Repository, project: Path) -> None:
