@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from importlib.metadata import entry_points
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, Annotated, Any, ClassVar, NamedTuple, Self, TypeVar
 
 from pydantic import (
@@ -67,6 +67,14 @@ class Link(NamedTuple):
     id: str
     rel: Rel
     target: Target
+
+
+class Saved(NamedTuple):
+    """A manifest just stored: its id, document and links."""
+
+    id: str
+    document: dict[str, Any]
+    links: list[Link]
 
 
 @dataclass(frozen=True)
@@ -354,7 +362,7 @@ def entry_path_problem(path: str) -> str | None:
         return "empty"
     if "\x00" in path:
         return "contains NUL"
-    if path.startswith("/") or PurePosixPath(path).is_absolute():
+    if path.startswith("/"):
         return "absolute"
     parts = path.split("/")
     if any(part in ("", ".", "..") for part in parts):
@@ -603,12 +611,20 @@ class Registry:
 
     def save(self, manifest: AnyManifest) -> str:
         """Store ``manifest`` after checking every object it links to exists."""
+        return self.save_document(manifest.document()).id
+
+    def save_document(self, document: dict[str, Any]) -> Saved:
+        """Store a manifest's ``document`` (checked by its model already) after
+        checking every object it links to exists; its id and links."""
         store = self._require_store()
-        for link in manifest.links:
-            if not store.exists(link.id):
-                raise NotFound(f"manifest links to {link.rel.value} {link.id}, "
+        data = canonical_json(document)
+        links = links_in(data, document)
+        for oid in {link.id for link in links}:
+            if not store.exists(oid):
+                link = next(lk for lk in links if lk.id == oid)
+                raise NotFound(f"manifest links to {link.rel.value} {oid}, "
                                "which is not in the store")
-        return store.put_bytes(manifest.to_bytes()).id
+        return Saved(store.put_bytes(data).id, document, links)
 
 
 def _validate(cls: type[Manifest], fields: dict[str, Any], label: str) -> Manifest:

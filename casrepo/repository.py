@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from pydantic import ValidationError
 
@@ -59,6 +59,8 @@ from casrepo.manifest import (
 )
 from casrepo.pruned import PRUNED_FILE, PrunedLog
 from casrepo.refs import ANY, RefChanged, RefKind, RefStore
+from casrepo.statcache import CACHE_FILE as STAT_CACHE_FILE
+from casrepo.statcache import StatCache, StatKey, key_of
 from casrepo.store import BUFFER_SIZE, ObjectStore, PutResult
 
 if TYPE_CHECKING:
@@ -129,6 +131,14 @@ class Repository:
         """How long writers wait for a running gc before giving up (Busy, exit 75)."""
         self.created = False
         self._index: ManifestIndex | None = None
+        self._stat_cache: StatCache | None = None
+
+    @property
+    def stat_cache(self) -> StatCache:
+        """The stat cache of ``add`` (see :mod:`casrepo.statcache`)."""
+        if self._stat_cache is None:
+            self._stat_cache = StatCache(self.dir / STAT_CACHE_FILE)
+        return self._stat_cache
 
     @property
     def index(self) -> ManifestIndex:
@@ -152,6 +162,8 @@ class Repository:
         """Close the index connection (it closes by itself when the process ends)."""
         if self._index is not None:
             self._index.close()
+        if self._stat_cache is not None:
+            self._stat_cache.close()
 
     # -- opening -----------------------------------------------------------------
 
@@ -412,11 +424,13 @@ class Repository:
     def add(self, path: Path | str, *, name: str | None = None, kind: str | None = None,
             inputs: Sequence[str] = (), meta: Mapping[str, str] | None = None,
             message: str | None = None, progress: Progress | None = None,
-            link: str = "copy") -> AddResult:
+            link: str = "copy", rehash: bool = False) -> AddResult:
         """Store a file or directory as an artifact; with ``name``, move the name to it.
 
         ``link`` is ``copy``, ``hardlink`` or ``move`` (see
-        :meth:`casrepo.store.ObjectStore.put_files` for the trade-offs).
+        :meth:`casrepo.store.ObjectStore.put_files` for the trade-offs). Files
+        unchanged since an earlier add (by the stat cache, :mod:`casrepo.statcache`)
+        are not read again, unless ``rehash``.
         """
         if link not in ("copy", "hardlink", "move"):
             raise UsageError(f"unknown link mode {link!r} (use 'copy', 'hardlink' or 'move')")
@@ -441,7 +455,11 @@ class Repository:
         reserved = sorted(set(own) & ADD_SETS)
         if reserved:
             raise UsageError(f"--meta {reserved[0]}: add sets this field itself")
-        scan, scan_bytes = _scan_directory(source, self.dir) if is_dir else (None, 0)
+        started_ns = time.time_ns()  # before any stat the stat cache may record
+        if is_dir:
+            scan, _ = _scan_directory(source, self.dir)
+        else:
+            scan = [_Scanned(source.name, str(source), source.stat())]
         common: dict[str, Any] = dict(name=name, message=message, meta=rest,
                                       inputs=input_ids, **own)
         _check_fields(cls, common, is_dir)
@@ -452,42 +470,72 @@ class Repository:
         with self.writing():
             for input_id in input_ids:  # gc may have run since we resolved them
                 self._pin(input_id)
-            written = 0
-            nbytes = 0
+            results = self._put_scanned(source, scan, is_dir, store_link, rehash, started_ns,
+                                        progress)
+            written = sum(not result.is_duplicate for result in results)
+            nbytes = sum(result.size for result in results if not result.is_duplicate)
             content: dict[str, Any]
-            if scan is not None:
-                def stored(i: int, result: PutResult) -> None:
-                    if progress:
-                        progress(scan[i][0], result.size)
-
-                results = self.store.put_files([path for _, path, _ in scan], stored=stored,
-                                               total_size=scan_bytes, link=store_link)
-                entries = []
-                for (rel, _, executable), result in zip(scan, results, strict=True):
-                    written += not result.is_duplicate
-                    nbytes += 0 if result.is_duplicate else result.size
-                    entries.append(DirEntry(path=rel, content=result.id, size=result.size,
-                                            executable=executable))
-                content = {"entries": tuple(entries)}
+            if is_dir:
+                content = {"entries": tuple(
+                    DirEntry(path=file.rel, content=result.id, size=result.size,
+                             executable=bool(file.stat.st_mode & 0o111))
+                    for file, result in zip(scan, results, strict=True))}
             else:
-                executable = _is_executable(source)  # before a move takes the file away
-                result = self.store.put_file(source, link=store_link)
-                written += not result.is_duplicate
-                nbytes += 0 if result.is_duplicate else result.size
-                content = {"content": result.id, "size": result.size, "filename": source.name,
-                           "executable": executable}
-                if progress:
-                    progress(source.name, result.size)
+                content = {"content": results[0].id, "size": results[0].size,
+                           "filename": source.name,
+                           "executable": bool(scan[0].stat.st_mode & 0o111)}
             oid, manifest, previous, unchanged = self._commit(
                 lambda previous: cls.model_validate({**common, **content, "previous": previous}),
                 name, message)
         if link == "move":
-            for path in [p for _, p, _ in scan] if scan is not None else [source]:
+            for file in scan:
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+                    os.unlink(file.path)
         if unchanged:
             return AddResult(oid, manifest, name, previous, written, nbytes, True)
         return AddResult(oid, manifest, name, previous, written + 1, nbytes, False)
+
+    def _put_scanned(self, source: Path, scan: Sequence[_Scanned], is_dir: bool, link: str,
+                     rehash: bool, started_ns: int,
+                     progress: Progress | None) -> list[PutResult]:
+        """Store the files of an add, reusing those the stat cache knows unchanged
+        (their objects still stored), and record what was read."""
+        root = os.path.abspath(source)
+        keys = [f"{root}/{file.rel}" for file in scan] if is_dir else [root]
+        known: dict[str, tuple[StatKey, str]] = {}
+        if not rehash:
+            if is_dir:
+                known = self.stat_cache.under(root)
+            elif (hit := self.stat_cache.get(root)) is not None:
+                known = {root: hit}
+        results: list[PutResult | None] = [None] * len(scan)
+
+        def stored(i: int, result: PutResult) -> None:
+            results[i] = result
+            if progress:
+                progress(scan[i].rel, result.size)
+
+        todo = []
+        for i, (key, file) in enumerate(zip(keys, scan, strict=True)):
+            hit = known.get(key)
+            if hit is not None and hit[0] == key_of(file.stat):
+                reused = self.store.reuse(hit[1], file.stat.st_size)
+                if reused is not None:
+                    stored(i, reused)
+                    continue
+            todo.append(i)
+        if todo and is_dir:
+            self.store.put_files([scan[i].path for i in todo], link=link,
+                                 stored=lambda j, result: stored(todo[j], result),
+                                 total_size=sum(scan[i].stat.st_size for i in todo))
+        elif todo:
+            stored(0, self.store.put_file(source, link=link))
+        done = [result for result in results if result is not None]
+        assert len(done) == len(scan)
+        if link != "move":  # a moved file is gone: nothing to find again
+            self.stat_cache.record([(keys[i], scan[i].stat, done[i].id) for i in todo
+                                    if done[i].size == scan[i].stat.st_size], started_ns)
+        return done
 
     def _commit(self, build: Callable[[str | None], Manifest], name: str | None,
                 message: str | None) -> tuple[str, Manifest, str | None, bool]:
@@ -501,9 +549,10 @@ class Repository:
         for attempt in range(ADD_RETRIES):
             previous = self.refs.read(RefKind.NAME, name) if name else None
             manifest = build(previous)
-            if previous is not None and _same_version(self.document(previous), manifest):
+            document = manifest.document()
+            if previous is not None and _same_version(self.document(previous), document):
                 return previous, manifest, previous, True
-            oid = self._store(manifest)
+            oid = self._store(manifest, document)
             if name is None:
                 return oid, manifest, None, False
             try:
@@ -514,11 +563,12 @@ class Repository:
                     raise
         raise AssertionError("unreachable")
 
-    def _store(self, manifest: AnyManifest) -> str:
-        """Save a manifest in the store and record it in the index."""
-        oid = self.registry.save(manifest)
-        self.index.record(oid, manifest.document(), manifest.links)
-        return oid
+    def _store(self, manifest: AnyManifest, document: dict[str, Any] | None = None) -> str:
+        """Save a manifest (whose ``document`` the caller may have made already) in
+        the store and record it in the index."""
+        saved = self.registry.save_document(manifest.document() if document is None else document)
+        self.index.record(saved.id, saved.document, saved.links)
+        return saved.id
 
     # -- refs ----------------------------------------------------------------------
 
@@ -831,60 +881,72 @@ def _check_fields(cls: type[Manifest], common: dict[str, Any], is_dir: bool) -> 
         raise UsageError(f"invalid value for {where}: {first['msg']}") from None
 
 
-def _same_version(previous: dict[str, Any], manifest: Manifest) -> bool:
-    """True when ``manifest`` would repeat ``previous`` but for its time, message and link back."""
+def _same_version(previous: dict[str, Any], document: dict[str, Any]) -> bool:
+    """True when ``document`` would repeat ``previous`` but for its time, message and link back."""
     ignore = {"created", "previous", "message"}
-    new = {k: v for k, v in manifest.document().items() if k not in ignore}
+    new = {k: v for k, v in document.items() if k not in ignore}
     old = {k: v for k, v in previous.items() if k not in ignore}
     return new == old
 
 
-def _is_executable(path: Path) -> bool:
-    return bool(path.stat().st_mode & 0o111)
+class _Scanned(NamedTuple):
+    """One file found by :func:`_scan_directory`."""
+
+    rel: str
+    """Its path relative to the directory added (POSIX)."""
+    path: str
+    stat: os.stat_result
+    """Taken before its bytes are read (the stat cache records it)."""
 
 
-def _scan_directory(root: Path, repo_dir: Path) -> tuple[list[tuple[str, Path, bool]], int]:
-    """Every file under ``root`` (sorted, relative POSIX paths), checked before writing,
-    and their total size.
+def _scan_directory(root: Path, repo_dir: Path) -> tuple[list[_Scanned], int]:
+    """Every file under ``root`` (sorted by relative POSIX path), checked before
+    writing, and their total size.
 
     The repository's own directory is left out: ``add .`` in the project stores
     the project, not the store inside it."""
-    scan: list[tuple[str, Path, bool]] = []
+    scan: list[_Scanned] = []
     total = 0
-    def unreadable(error: OSError) -> None:
-        raise UsageError(f"cannot add {root}: cannot read {error.filename}: {error.strerror}")
-
-    for current, dirs, files in os.walk(root, onerror=unreadable):
-        dirs.sort()
-        base = Path(current)
-        dirs[:] = [d for d in dirs if not _same_dir(base / d, repo_dir)]
-        for d in dirs:
-            if (base / d).is_symlink():
-                raise UsageError(f"cannot add {base / d}: symlinks to directories are not supported")
-        for filename in sorted(files):
-            path = base / filename
-            rel = path.relative_to(root).as_posix()
+    try:
+        repo_st = os.stat(repo_dir)
+        skip = (repo_st.st_dev, repo_st.st_ino)
+    except OSError:
+        skip = None
+    pending = [(str(root), "")]
+    while pending:
+        directory, prefix = pending.pop()
+        try:
+            with os.scandir(directory) as it:
+                entries = list(it)
+        except OSError as e:
+            raise UsageError(f"cannot add {root}: cannot read {e.filename}: {e.strerror}") from None
+        for entry in entries:
+            rel = prefix + entry.name
             try:
                 rel.encode("utf-8")
             except UnicodeEncodeError:
-                raise UsageError(f"cannot add {path!r}: its name is not valid UTF-8") from None
+                raise UsageError(f"cannot add {entry.path!r}: its name is not valid UTF-8") from None
             try:
-                st = path.stat()  # follows a symlink to a file: its content is stored
+                if entry.is_dir(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    if (st.st_dev, st.st_ino) != skip:
+                        pending.append((entry.path, rel + "/"))
+                    continue
+                st = entry.stat()  # follows a symlink to a file: its content is stored
             except FileNotFoundError:
-                raise UsageError(f"cannot add {path}: broken symlink") from None
+                raise UsageError(f"cannot add {entry.path}: broken symlink") from None
+            except OSError as e:
+                raise UsageError(f"cannot add {root}: cannot read {entry.path}: "
+                                 f"{e.strerror}") from None
+            if stat.S_ISDIR(st.st_mode):
+                raise UsageError(f"cannot add {entry.path}: symlinks to directories are not "
+                                 "supported")
             if not stat.S_ISREG(st.st_mode):
-                raise UsageError(f"cannot add {path}: not a regular file")
-            scan.append((rel, path, bool(st.st_mode & 0o111)))
+                raise UsageError(f"cannot add {entry.path}: not a regular file")
+            scan.append(_Scanned(rel, entry.path, st))
             total += st.st_size
-    scan.sort(key=lambda item: item[0])
+    scan.sort(key=lambda item: item.rel)
     return scan, total
-
-
-def _same_dir(path: Path, other: Path) -> bool:
-    try:
-        return os.path.samefile(path, other)
-    except OSError:
-        return False
 
 
 def _single_blob(manifest: AnyManifest) -> tuple[str, bool]:

@@ -213,7 +213,7 @@ class ObjectStore:
             if data is not None:
                 # One read; the hashed buffer is what gets written.
                 oid = hashlib.sha256(data).hexdigest()
-                existing = self._trusted_existing(oid, len(data))
+                existing = self.reuse(oid, len(data))
                 if existing is not None:
                     return _Staged(None, existing)
                 out, tmp_name = self._open_temp()
@@ -244,7 +244,7 @@ class ObjectStore:
             except BaseException:
                 _unlink_quietly(tmp)
                 raise
-            existing = self._trusted_existing(oid, size)
+            existing = self.reuse(oid, size)
             if existing is not None:
                 _unlink_quietly(tmp)
                 return _Staged(None, existing)
@@ -279,7 +279,7 @@ class ObjectStore:
                     os.fsync(fd)
             finally:
                 os.close(fd)
-            existing = self._trusted_existing(oid, size)
+            existing = self.reuse(oid, size)
             if existing is not None:
                 os.unlink(tmp)  # the store has these bytes already
                 return _Staged(None, existing)
@@ -323,7 +323,7 @@ class ObjectStore:
 
     def put_bytes(self, data: bytes) -> PutResult:
         oid = hashlib.sha256(data).hexdigest()
-        existing = self._trusted_existing(oid, len(data))
+        existing = self.reuse(oid, len(data))
         if existing is not None:
             return existing
         fd, name = self._open_temp()
@@ -370,8 +370,9 @@ class ObjectStore:
             raise
         return tmp, hasher.hexdigest(), size
 
-    def _trusted_existing(self, oid: str, size: int) -> PutResult | None:
-        """A stored copy of the right size, freshened; None if it must be written."""
+    def reuse(self, oid: str, size: int) -> PutResult | None:
+        """A stored copy of the right size, freshened (a dedup hit); None if it must
+        be written."""
         dest = self._path_str(check_object_id(oid))
         try:
             st = os.lstat(dest)
@@ -394,7 +395,7 @@ class ObjectStore:
         bytes over an object is harmless)."""
         try:
             if recheck:
-                existing = self._trusted_existing(oid, size)
+                existing = self.reuse(oid, size)
                 if existing is not None:
                     _unlink_quietly(tmp)
                     return existing

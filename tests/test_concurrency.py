@@ -129,7 +129,7 @@ def test_add_reusing_an_old_blob_while_gc_waits(repo: Repository, project: Path,
 
     writer = Repository.open(repo.dir)
     checked, resume = threading.Event(), threading.Event()
-    trusted = writer.store._trusted_existing
+    trusted = writer.store.reuse
 
     def paused(oid: str, size: int) -> Any:
         found = trusted(oid, size)
@@ -138,7 +138,7 @@ def test_add_reusing_an_old_blob_while_gc_waits(repo: Repository, project: Path,
             assert resume.wait(60)
         return found
 
-    writer.store._trusted_existing = paused  # type: ignore[method-assign]
+    writer.store.reuse = paused  # type: ignore[method-assign]
     result: dict[str, Any] = {}
     thread = threading.Thread(target=lambda: result.update(add=writer.add(src, name="new")))
     thread.start()

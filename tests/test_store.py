@@ -6,6 +6,7 @@ import os
 import stat
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hashfs import HashFS
@@ -203,6 +204,23 @@ def test_a_file_changing_during_add_is_stored_under_the_hash_of_what_was_written
     monkeypatch.setattr(copying, "_kernel_copy", copy_then_change)
     result = store.put_file(src)
     assert store.compute_id(result.id) == result.id  # the key is the stored bytes' hash
+
+
+def test_a_hashing_failure_stops_the_copy(store: ObjectStore, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    class Failing:
+        def update(self, data: object) -> None:
+            raise MemoryError("no room to hash")
+
+        def hexdigest(self) -> str:
+            raise AssertionError("never reached")
+
+    monkeypatch.setattr(copying, "hashlib", SimpleNamespace(sha256=Failing))
+    src = tmp_path / "src.bin"
+    src.write_bytes(os.urandom(LARGE_FILE + 1))
+    with pytest.raises(MemoryError):
+        store.put_file(src)
+    assert list((tmp_path / "tmp").iterdir()) == []
 
 
 def test_put_files_stores_a_batch_with_duplicates(store: ObjectStore, tmp_path: Path) -> None:

@@ -90,11 +90,15 @@ def init(path: str, as_json: bool) -> None:
               help="copy: the store keeps its own copy; hardlink: the store takes the file itself, "
                    "made read-only (no copy); move: the file moves into the store (its path is "
                    "gone). Both fall back to a copy across filesystems.")
+@click.option("--rehash", is_flag=True,
+              help="Read and hash every file, even those whose size, times and inode show them "
+                   "unchanged since an earlier add.")
 @click.option("-m", "--message", metavar="MSG", help="A message stored in the manifest and the ref log.")
 @json_option
 @pass_state
 def add(state: State, path: str, name: str | None, kind: str | None, inputs: tuple[str, ...],
-        meta: tuple[str, ...], link: str, message: str | None, as_json: bool) -> None:
+        meta: tuple[str, ...], link: str, rehash: bool, message: str | None,
+        as_json: bool) -> None:
     """Store a file or directory as an artifact and print its manifest id."""
     _check_name(name, "name", "--name")
     parsed_meta = _parse_meta(meta)
@@ -108,7 +112,7 @@ def add(state: State, path: str, name: str | None, kind: str | None, inputs: tup
         line(counter["files"], counter["bytes"])
 
     result = repo.add(path, name=name, kind=kind, inputs=inputs, meta=parsed_meta,
-                      message=message, progress=progress, link=link)
+                      message=message, progress=progress, link=link, rehash=rehash)
     line.done()
     kind_name = type(result.manifest).kind
     if as_json:

@@ -1,0 +1,139 @@
+"""The stat cache: the files ``add`` has hashed, so that unchanged ones are not read again.
+
+Like git's index and DVC's state database, it maps a source path to what the
+file's ``stat`` said just before its bytes were read (device, inode, size,
+mtime and ctime, in nanoseconds) and the id those bytes hashed to. A file whose
+``stat`` is the same again is taken to hold the same bytes: ``add`` reuses the
+stored object (freshened, as any dedup hit) without opening the file.
+
+A write changes a file's ctime, which no program can set back, so a changed
+file is always noticed but for one case: a second write within the clock tick
+of the first, after the first add read the file. That is git's "racy" case,
+and it is handled the same way: a file modified less than :data:`RACY_NS`
+before the add started is not recorded, so it is hashed again next time.
+
+The cache only ever saves reading a file: an entry is used only when its object
+is in the store with the recorded size, and losing the file (or any error in
+it) costs one full read. ``add --rehash`` ignores it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+CACHE_FILE = "stat-cache.sqlite"
+RACY_NS = 2_000_000_000
+"""How recently modified a file may be and still be recorded: well above any
+filesystem's timestamp granularity (ext4 and XFS tick in milliseconds, FAT in
+2 s)."""
+BUSY_TIMEOUT = 1.0
+"""Seconds to wait for another add's write; then this add simply does not record."""
+SCHEMA_VERSION = 1
+
+
+class StatKey(NamedTuple):
+    """What must be unchanged for a file's bytes to be taken as unchanged."""
+
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+
+def key_of(st: os.stat_result) -> StatKey:
+    return StatKey(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class StatCache:
+    """The cache file of one repository. Never raises for a damaged or busy
+    file: it then knows nothing and records nothing."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+        self._failed = False
+
+    def _connect(self) -> sqlite3.Connection | None:
+        if self._conn is not None or self._failed:
+            return self._conn
+        try:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+            try:
+                if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    with _transaction(conn):
+                        conn.execute("DROP TABLE IF EXISTS files")
+                        conn.execute("CREATE TABLE files (path TEXT PRIMARY KEY, dev INTEGER, "
+                                     "ino INTEGER, size INTEGER, mtime_ns INTEGER, "
+                                     "ctime_ns INTEGER, id TEXT) WITHOUT ROWID")
+                        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            except BaseException:
+                conn.close()
+                raise
+        except (sqlite3.Error, OSError):
+            self._failed = True
+            return None
+        self._conn = conn
+        return conn
+
+    def get(self, path: str) -> tuple[StatKey, str] | None:
+        """What was recorded for one file: its stat key and id."""
+        found = self._select("SELECT * FROM files WHERE path = ?", (path,))
+        return found.get(path)
+
+    def under(self, root: str) -> dict[str, tuple[StatKey, str]]:
+        """Everything recorded for files below the directory ``root``, by path."""
+        # Every path below root sorts between root + "/" and root + "0" ("/" + 1).
+        return self._select("SELECT * FROM files WHERE path > ? AND path < ?",
+                            (root.rstrip("/") + "/", root.rstrip("/") + "0"))
+
+    def _select(self, query: str, args: tuple[str, ...]) -> dict[str, tuple[StatKey, str]]:
+        if not self.path.exists():
+            return {}  # never create the file just to read it
+        conn = self._connect()
+        if conn is None:
+            return {}
+        try:
+            rows = conn.execute(query, args).fetchall()
+        except (sqlite3.Error, ValueError):  # ValueError: a name that is not UTF-8
+            return {}
+        return {row[0]: (StatKey(*row[1:6]), row[6]) for row in rows}
+
+    def record(self, entries: Iterable[tuple[str, os.stat_result, str]], started_ns: int) -> None:
+        """Remember each (path, stat taken before its bytes were read, id), but for
+        files modified too close to ``started_ns`` (when the add began) to be sure
+        a later write would change their stat."""
+        racy = started_ns - RACY_NS
+        rows = [(path, *key_of(st), oid) for path, st, oid in entries
+                if st.st_mtime_ns < racy and st.st_ctime_ns < racy]
+        if not rows:
+            return
+        conn = self._connect()
+        if conn is None:
+            return
+        with contextlib.suppress(sqlite3.Error, ValueError), _transaction(conn):
+            conn.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             rows)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
