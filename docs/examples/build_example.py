@@ -357,7 +357,8 @@ def populate(repo: Repository, work: Path) -> None:
 
 
 def _tidy(casrepo_dir: Path) -> None:
-    """Drop what the library recreates on demand: an empty tmp/ and lock files."""
+    """Drop what the library recreates on demand: an empty tmp/, lock files and the
+    stat cache."""
     tmp = casrepo_dir / "tmp"
     if tmp.is_dir():
         leftovers = sorted(p.name for p in tmp.iterdir())
@@ -371,6 +372,8 @@ def _tidy(casrepo_dir: Path) -> None:
                 raise RuntimeError(f"unexpected file in locks/: {path.name}")
             path.unlink()
         locks.rmdir()
+    for cache in casrepo_dir.glob("stat-cache.sqlite*"):
+        cache.unlink()  # add's stat cache: paths of this build's temp dir, of no use elsewhere
     expected = {"config.yaml", "objects", "refs", "logs"}
     extra = sorted(p.name for p in casrepo_dir.iterdir() if p.name not in expected)
     if extra:
