@@ -52,23 +52,30 @@ def copy_hashing(src_fd: int, dst_fd: int) -> tuple[str, int]:
 
     The copy runs in the kernel (copy_file_range: no trip through Python's
     memory) while a second thread hashes what already landed in ``dst_fd``;
-    hashlib and pread release the GIL, so the two use both cores.
+    hashlib and pread release the GIL, so the two use both cores. The hashing
+    thread reads into one 1 MiB buffer: reading 8 MiB into a new bytes object
+    each time cost 50% more (fresh pages to fault in, and a buffer too big for
+    the CPU's cache), measured in docs/decisions/0011-store-write-paths.md.
     """
     hasher = hashlib.sha256()
     done: queue.Queue[tuple[int, int] | None] = queue.Queue(maxsize=4)
     failure: list[BaseException] = []
 
     def hash_written() -> None:
+        # One small buffer, read into again and again: it stays in the CPU's cache
+        # for the hash, and no page is allocated per read.
+        buffer = bytearray(READ_BUFFER)
+        view = memoryview(buffer)
         try:
             while (item := done.get()) is not None:
                 offset, length = item
                 while length:
-                    data = os.pread(dst_fd, min(length, CHUNK), offset)
-                    if not data:
+                    n = os.preadv(dst_fd, [view[:min(length, READ_BUFFER)]], offset)
+                    if not n:
                         raise OSError(errno.EIO, "the written copy is shorter than expected")
-                    hasher.update(data)
-                    offset += len(data)
-                    length -= len(data)
+                    hasher.update(view[:n])
+                    offset += n
+                    length -= n
         except BaseException as e:  # reported by the copying thread
             failure.append(e)
             while done.get() is not None:  # let the producer finish
@@ -146,9 +153,18 @@ def hash_fd(fd: int) -> tuple[str, int]:
     """The sha256 and size of everything readable from ``fd``."""
     hasher = hashlib.sha256()
     size = 0
-    while chunk := os.read(fd, READ_BUFFER):
-        hasher.update(chunk)
-        size += len(chunk)
+    expected = os.fstat(fd).st_size
+    if expected < READ_BUFFER:  # small: read as is (a buffer would cost more to make)
+        while chunk := os.read(fd, expected + 1 if not size else READ_BUFFER):
+            hasher.update(chunk)
+            size += len(chunk)
+        return hasher.hexdigest(), size
+    # Large: one buffer read into again and again (see copy_hashing).
+    buffer = bytearray(READ_BUFFER)
+    view = memoryview(buffer)
+    while n := os.readv(fd, [buffer]):
+        hasher.update(view[:n])
+        size += n
     return hasher.hexdigest(), size
 
 

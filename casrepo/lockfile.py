@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -81,7 +82,9 @@ def process_start_time(pid: int) -> float | None:
         return None
 
 
+@functools.cache
 def host_tag() -> str:
+    """This host, in temp file names (once per process: it names every temp file)."""
     return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 

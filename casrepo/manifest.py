@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -613,13 +613,15 @@ class Registry:
         """Store ``manifest`` after checking every object it links to exists."""
         return self.save_document(manifest.document()).id
 
-    def save_document(self, document: dict[str, Any]) -> Saved:
+    def save_document(self, document: dict[str, Any],
+                      present: Collection[str] = frozenset()) -> Saved:
         """Store a manifest's ``document`` (checked by its model already) after
-        checking every object it links to exists; its id and links."""
+        checking every object it links to exists, but for those the caller has
+        just stored or found (``present``); its id and links."""
         store = self._require_store()
         data = canonical_json(document)
         links = links_in(data, document)
-        for oid in {link.id for link in links}:
+        for oid in {link.id for link in links}.difference(present):
             if not store.exists(oid):
                 link = next(lk for lk in links if lk.id == oid)
                 raise NotFound(f"manifest links to {link.rel.value} {oid}, "

@@ -11,7 +11,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -486,7 +486,7 @@ class Repository:
                            "executable": bool(scan[0].stat.st_mode & 0o111)}
             oid, manifest, previous, unchanged = self._commit(
                 lambda previous: cls.model_validate({**common, **content, "previous": previous}),
-                name, message)
+                name, message, present={result.id for result in results})
         if link == "move":
             for file in scan:
                 with contextlib.suppress(FileNotFoundError):
@@ -538,7 +538,8 @@ class Repository:
         return done
 
     def _commit(self, build: Callable[[str | None], Manifest], name: str | None,
-                message: str | None) -> tuple[str, Manifest, str | None, bool]:
+                message: str | None,
+                present: Collection[str] = frozenset()) -> tuple[str, Manifest, str | None, bool]:
         """Save ``build(previous)`` and move ``name`` to it by compare-and-swap.
 
         Another writer may move the name between our read and our update; the
@@ -552,7 +553,7 @@ class Repository:
             document = manifest.document()
             if previous is not None and _same_version(self.document(previous), document):
                 return previous, manifest, previous, True
-            oid = self._store(manifest, document)
+            oid = self._store(manifest, document, present)
             if name is None:
                 return oid, manifest, None, False
             try:
@@ -563,10 +564,13 @@ class Repository:
                     raise
         raise AssertionError("unreachable")
 
-    def _store(self, manifest: AnyManifest, document: dict[str, Any] | None = None) -> str:
+    def _store(self, manifest: AnyManifest, document: dict[str, Any] | None = None,
+               present: Collection[str] = frozenset()) -> str:
         """Save a manifest (whose ``document`` the caller may have made already) in
-        the store and record it in the index."""
-        saved = self.registry.save_document(manifest.document() if document is None else document)
+        the store and record it in the index; ``present``: see
+        :meth:`~casrepo.manifest.Registry.save_document`."""
+        saved = self.registry.save_document(
+            manifest.document() if document is None else document, present)
         self.index.record(saved.id, saved.document, saved.links)
         return saved.id
 

@@ -86,9 +86,12 @@ class ObjectStore:
 
     def _path_str(self, oid: str) -> str:
         """:meth:`path` as a string, without hashfs's or pathlib's overhead (hot path)."""
-        cut = self.depth * self.width
-        parts = [oid[i:i + self.width] for i in range(0, cut, self.width)]
-        return os.path.join(self._root_str, *parts, oid[cut:])
+        width = self.width
+        if self.depth == 1:
+            return f"{self._root_str}/{oid[:width]}/{oid[width:]}"
+        cut = self.depth * width
+        parts = [oid[i:i + width] for i in range(0, cut, width)]
+        return "/".join((self._root_str, *parts, oid[cut:]))
 
     def exists(self, oid: str) -> bool:
         return os.path.isfile(self._path_str(check_object_id(oid)))
@@ -309,11 +312,19 @@ class ObjectStore:
                     _unlink_quietly(Path(tmp))
                     results.append(PutResult(item.result.id, item.result.size, True))
                     continue
-                result = self._commit(Path(tmp), item.result.id, item.result.size, sync_dir=False,
-                                      recheck=len(staged) == 1)
+                if len(staged) == 1:  # look once more for a copy another writer stored
+                    result = self._commit(Path(tmp), item.result.id, item.result.size,
+                                          sync_dir=False)
+                    if not result.is_duplicate:
+                        touched.add(os.path.dirname(self._path_str(result.id)))
+                else:  # a batch does not: renaming the same bytes over an object is harmless
+                    try:
+                        touched.add(self._rename_into_place(tmp, item.result.id))
+                    except BaseException:
+                        _unlink_quietly(Path(tmp))
+                        raise
+                    result = item.result
                 installed.add(result.id)
-                if not result.is_duplicate:
-                    touched.add(os.path.dirname(self._path_str(result.id)))
                 results.append(result)
         finally:
             if sync_dirs:
@@ -388,34 +399,36 @@ class ObjectStore:
             return None  # not ours to touch: rewriting it freshens it too
         return PutResult(oid, size, True)
 
-    def _commit(self, tmp: Path, oid: str, size: int, sync_dir: bool = True,
-                recheck: bool = True) -> PutResult:
-        """Rename a synced temp file into place. ``recheck`` looks once more for a
-        copy another writer stored meanwhile (a batch skips it: renaming the same
-        bytes over an object is harmless)."""
+    def _commit(self, tmp: Path, oid: str, size: int, sync_dir: bool = True) -> PutResult:
+        """Rename a synced temp file into place, unless another writer stored the
+        object meanwhile."""
         try:
-            if recheck:
-                existing = self.reuse(oid, size)
-                if existing is not None:
-                    _unlink_quietly(tmp)
-                    return existing
-            dest = self._path_str(oid)
-            shard = os.path.dirname(dest)
-            self._make_dirs(shard)
-            try:
-                os.replace(tmp, dest)
-            except FileNotFoundError:
-                if not tmp.exists():
-                    raise
-                self._known_dirs.discard(shard)  # removed by hand meanwhile: make it again
-                self._make_dirs(shard)
-                os.replace(tmp, dest)
+            existing = self.reuse(oid, size)
+            if existing is not None:
+                _unlink_quietly(tmp)
+                return existing
+            shard = self._rename_into_place(str(tmp), oid)
             if sync_dir:
-                fsync_dir(Path(dest).parent)
+                fsync_dir(Path(shard))
         except BaseException:
             _unlink_quietly(tmp)
             raise
         return PutResult(oid, size, False)
+
+    def _rename_into_place(self, tmp: str, oid: str) -> str:
+        """Rename a temp file to object ``oid``'s path; the shard directory it went to."""
+        dest = self._path_str(oid)
+        shard = dest[:dest.rindex("/")]
+        self._make_dirs(shard)
+        try:
+            os.replace(tmp, dest)
+        except FileNotFoundError:
+            if not os.path.exists(tmp):
+                raise
+            self._known_dirs.discard(shard)  # removed by hand meanwhile: make it again
+            self._make_dirs(shard)
+            os.replace(tmp, dest)
+        return shard
 
     def _make_dirs(self, shard: str) -> None:
         if shard in self._known_dirs:
@@ -675,12 +688,16 @@ def _read_small(fd: int, size: int) -> bytes | None:
     size was read); None, with the file position back at 0, when it grew past it."""
     chunks: list[bytes] = []
     total = 0
-    while chunk := os.read(fd, size + 1 if not chunks else BUFFER_SIZE):
+    want = size + 1
+    while chunk := os.read(fd, want):
         chunks.append(chunk)
         total += len(chunk)
         if total >= LARGE_FILE:
             os.lseek(fd, 0, os.SEEK_SET)
             return None
+        if len(chunk) < want:
+            break  # a short read of a regular file is its end: no read just to see EOF
+        want = BUFFER_SIZE
     return b"".join(chunks)
 
 

@@ -1,5 +1,6 @@
 """The command-line interface (click); it parses, calls the library and prints."""
 
+import gc
 import signal
 
 from casrepo.cli import commands as _commands  # noqa: F401  (registers the commands)
@@ -12,7 +13,12 @@ def main() -> None:
     # as cat and git do, instead of printing a traceback.
     if hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    cli.main(prog_name="casrepo")
+    try:
+        cli.main(prog_name="casrepo")
+    finally:
+        # The process ends here: spare it the final collection of every object the
+        # imports made (pydantic's schemas, click's commands), about 25 ms.
+        gc.freeze()
 
 
 __all__ = ["cli", "main"]
