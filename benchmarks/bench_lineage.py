@@ -32,6 +32,7 @@ import networkx as nx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bytecode import compile_casrepo
 from lineage_data import Shape, build
 
 from casrepo.graph import lineage, why
@@ -99,6 +100,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path,
                         default=Path(tempfile.gettempdir()) / "casrepo-bench-lineage")
     args = parser.parse_args()
+    compile_casrepo()
 
     shape = Shape(args.names, args.versions, args.layers)
     project = args.workdir / shape.key()

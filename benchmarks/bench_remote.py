@@ -33,6 +33,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from bytecode import compile_casrepo
+
 PY = sys.executable
 KEY_ID, SECRET = "AKIABENCHMARK0000000", "benchmark-secret"
 BOTO_SCRIPT = """
@@ -220,6 +222,7 @@ def main() -> None:
     parser.add_argument("--large-mib", type=int, default=1024, help="the large file's size")
     parser.add_argument("--only", default="many,large", help="comma-separated: many, large")
     args = parser.parse_args()
+    compile_casrepo()
     os.environ.update(AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET,
                       AWS_DEFAULT_REGION="us-east-1")
     with tempfile.TemporaryDirectory(prefix="casrepo-bench-remote-") as tmp:
