@@ -319,7 +319,8 @@ class ObjectStore:
                         touched.add(os.path.dirname(self._path_str(result.id)))
                 else:  # a batch does not: renaming the same bytes over an object is harmless
                     try:
-                        touched.add(self._rename_into_place(tmp, item.result.id))
+                        touched.add(self._rename_into_place(tmp, item.result.id,
+                                                            durable=sync_dirs))
                     except BaseException:
                         _unlink_quietly(Path(tmp))
                         raise
@@ -415,22 +416,24 @@ class ObjectStore:
             raise
         return PutResult(oid, size, False)
 
-    def _rename_into_place(self, tmp: str, oid: str) -> str:
-        """Rename a temp file to object ``oid``'s path; the shard directory it went to."""
+    def _rename_into_place(self, tmp: str, oid: str, durable: bool = True) -> str:
+        """Rename a temp file to object ``oid``'s path; the shard directory it went to.
+        ``durable``: sync the parent of any directory made (else the caller syncs
+        the filesystem)."""
         dest = self._path_str(oid)
         shard = dest[:dest.rindex("/")]
-        self._make_dirs(shard)
+        self._make_dirs(shard, durable)
         try:
             os.replace(tmp, dest)
         except FileNotFoundError:
             if not os.path.exists(tmp):
                 raise
             self._known_dirs.discard(shard)  # removed by hand meanwhile: make it again
-            self._make_dirs(shard)
+            self._make_dirs(shard, durable)
             os.replace(tmp, dest)
         return shard
 
-    def _make_dirs(self, shard: str) -> None:
+    def _make_dirs(self, shard: str, durable: bool = True) -> None:
         if shard in self._known_dirs:
             return
         directory = Path(shard)
@@ -445,7 +448,8 @@ class ObjectStore:
         for d in reversed(missing):
             with contextlib.suppress(FileExistsError):
                 d.mkdir()
-            fsync_dir(d.parent)
+            if durable:
+                fsync_dir(d.parent)
         self._known_dirs.add(shard)
 
     # -- reading -------------------------------------------------------------
