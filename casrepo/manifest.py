@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import IO, Annotated, Any, ClassVar, NamedTuple, Self, TypeVar
 
@@ -432,6 +431,12 @@ class Registry:
     ``Registry(store, [CSVDataset, TSVDataset]).load(id)`` returns an instance of
     the class registered for the stored kind, or a :class:`GenericManifest`
     for a kind nobody registered.
+
+    With ``entry_points``, the kinds installed packages declare are loaded the
+    first time a kind is looked up that is not registered otherwise (or the
+    kinds are listed): commands that meet only the built-in kinds never pay
+    for the package metadata scan. A class registered here directly wins
+    over a package's class of the same kind.
     """
 
     def __init__(self, store: ObjectStore | None = None,
@@ -439,14 +444,26 @@ class Registry:
         self.store = store
         self._kinds: dict[str, type[Manifest]] = {}
         self._legacy: dict[str, type[Manifest]] = {}
-        self.load_errors: list[str] = []
-        """Kinds that could not be loaded; gc, fsck and lineage do not need them."""
+        self._load_errors: list[str] = []
+        self._entry_points_pending = entry_points
         for cls in BUILTIN_KINDS:
             self.register(cls)
-        if entry_points:
-            self.load_entry_points()
         for cls in kinds:
             self.register(cls)
+
+    @property
+    def load_errors(self) -> list[str]:
+        """Kinds that could not be loaded; gc, fsck and lineage do not need them."""
+        self._load_pending()
+        return self._load_errors
+
+    def _load_pending(self) -> bool:
+        """Load the installed packages' kinds if not done yet; True if it did now."""
+        if not self._entry_points_pending:
+            return False
+        self._entry_points_pending = False
+        self.load_entry_points()
+        return True
 
     def register(self, cls: type[M]) -> type[M]:
         """Register a manifest class (usable as a decorator)."""
@@ -471,17 +488,23 @@ class Registry:
 
     def load_entry_points(self) -> None:
         """Register the classes that installed packages declare under ``casrepo.kinds``."""
+        from importlib.metadata import entry_points  # 15 ms of import: only when needed
+
+        self._entry_points_pending = False
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             try:
                 self.register(ep.load())
             except Exception as e:  # a broken plugin must not break gc or fsck
-                self.load_errors.append(f"cannot load manifest kind {ep.name!r} "
-                                        f"from {ep.value}: {e}")
+                self._load_errors.append(f"cannot load manifest kind {ep.name!r} "
+                                         f"from {ep.value}: {e}")
 
     def kinds(self) -> dict[str, type[Manifest]]:
+        self._load_pending()
         return dict(sorted(self._kinds.items()))
 
     def get(self, kind: str) -> type[Manifest]:
+        if kind not in self._kinds:
+            self._load_pending()
         try:
             return self._kinds[kind]
         except KeyError:
@@ -496,6 +519,8 @@ class Registry:
         label = f"manifest {oid}" if oid else "manifest"
         if is_legacy(document):
             legacy_cls = self._legacy.get(document["class"])
+            if legacy_cls is None and self._load_pending():
+                legacy_cls = self._legacy.get(document["class"])
             if legacy_cls is None:
                 return GenericManifest(kind=f"legacy:{document['class']}", schema_version=0,
                                        fields=dict(document["value"]))
@@ -503,6 +528,8 @@ class Registry:
         fields = {k: v for k, v in document.items() if k not in RESERVED_FIELDS}
         kind, schema = document["kind"], document["schema"]
         cls = self._kinds.get(kind)
+        if cls is None and self._load_pending():
+            cls = self._kinds.get(kind)
         if cls is None:
             return GenericManifest(kind=kind, schema_version=schema, fields=fields)
         if schema > cls.schema_version:
