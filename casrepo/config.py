@@ -95,7 +95,7 @@ class Config(BaseModel):
             try:
                 registry.register(getattr(importlib.import_module(module_name), attr))
             except Exception as e:  # gc and fsck must run without the user's classes
-                registry.load_errors.append(f"config.yaml kinds: cannot load {spec!r}: {e}")
+                registry.add_load_error(f"config.yaml kinds: cannot load {spec!r}: {e}")
 
 
 def load_config(casrepo_dir: Path) -> Config:

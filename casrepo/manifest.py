@@ -434,9 +434,11 @@ class Registry:
 
     With ``entry_points``, the kinds installed packages declare are loaded the
     first time a kind is looked up that is not registered otherwise (or the
-    kinds are listed): commands that meet only the built-in kinds never pay
-    for the package metadata scan. A class registered here directly wins
-    over a package's class of the same kind.
+    kinds or load errors are listed): commands that meet only the built-in
+    kinds never pay for the package metadata scan. A class registered
+    directly, before or after, wins over a package's class of the same kind:
+    the package's is skipped (registering a second class directly is still a
+    ValueError).
     """
 
     def __init__(self, store: ObjectStore | None = None,
@@ -446,6 +448,8 @@ class Registry:
         self._legacy: dict[str, type[Manifest]] = {}
         self._load_errors: list[str] = []
         self._entry_points_pending = entry_points
+        self._from_packages: set[type[Manifest]] = set()
+        """Classes registered from entry points: a direct registration replaces them."""
         for cls in BUILTIN_KINDS:
             self.register(cls)
         for cls in kinds:
@@ -461,7 +465,6 @@ class Registry:
         """Load the installed packages' kinds if not done yet; True if it did now."""
         if not self._entry_points_pending:
             return False
-        self._entry_points_pending = False
         self.load_entry_points()
         return True
 
@@ -477,7 +480,7 @@ class Registry:
         if clash:
             raise ValueError(f"{cls.__name__} uses reserved field names: {sorted(clash)}")
         existing = self._kinds.get(kind)
-        if existing is not None and existing is not cls:
+        if existing is not None and existing is not cls and existing not in self._from_packages:
             if kind in {c.kind for c in BUILTIN_KINDS} and existing in BUILTIN_KINDS:
                 raise ValueError(f"{cls.__name__} must set its own kind (it inherits {kind!r})")
             raise ValueError(f"kind {kind!r} is already registered to {existing.__name__}")
@@ -491,12 +494,21 @@ class Registry:
         from importlib.metadata import entry_points  # 15 ms of import: only when needed
 
         self._entry_points_pending = False
+        builtin = {cls.kind for cls in BUILTIN_KINDS}
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             try:
-                self.register(ep.load())
+                cls = ep.load()
+                kind = getattr(cls, "kind", None)
+                if kind in self._kinds and kind not in builtin:
+                    continue  # registered directly (or by config.yaml): that class wins
+                self._from_packages.add(self.register(cls))
             except Exception as e:  # a broken plugin must not break gc or fsck
-                self._load_errors.append(f"cannot load manifest kind {ep.name!r} "
-                                         f"from {ep.value}: {e}")
+                self.add_load_error(f"cannot load manifest kind {ep.name!r} "
+                                    f"from {ep.value}: {e}")
+
+    def add_load_error(self, message: str) -> None:
+        """Note a kind that could not be loaded (see :attr:`load_errors`)."""
+        self._load_errors.append(message)
 
     def kinds(self) -> dict[str, type[Manifest]]:
         self._load_pending()

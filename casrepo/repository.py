@@ -457,7 +457,7 @@ class Repository:
             raise UsageError(f"--meta {reserved[0]}: add sets this field itself")
         started_ns = time.time_ns()  # before any stat the stat cache may record
         if is_dir:
-            scan, _ = _scan_directory(source, self.dir)
+            scan = _scan_directory(source, self.dir)
         else:
             scan = [_Scanned(source.name, str(source), source.stat())]
         common: dict[str, Any] = dict(name=name, message=message, meta=rest,
@@ -470,8 +470,10 @@ class Repository:
         with self.writing():
             for input_id in input_ids:  # gc may have run since we resolved them
                 self._pin(input_id)
-            results = self._put_scanned(source, scan, is_dir, store_link, rehash, started_ns,
-                                        progress)
+            # A move deletes the files afterwards: each must have been read by this add.
+            results = self._put_scanned(source, scan, is_dir, store_link, started_ns, progress,
+                                        lookup=not rehash and link != "move",
+                                        record=link != "move")
             written = sum(not result.is_duplicate for result in results)
             nbytes = sum(result.size for result in results if not result.is_duplicate)
             content: dict[str, Any]
@@ -496,45 +498,56 @@ class Repository:
         return AddResult(oid, manifest, name, previous, written + 1, nbytes, False)
 
     def _put_scanned(self, source: Path, scan: Sequence[_Scanned], is_dir: bool, link: str,
-                     rehash: bool, started_ns: int,
-                     progress: Progress | None) -> list[PutResult]:
-        """Store the files of an add, reusing those the stat cache knows unchanged
-        (their objects still stored), and record what was read."""
+                     started_ns: int, progress: Progress | None, *, lookup: bool,
+                     record: bool) -> list[PutResult]:
+        """Store the files of an add; with ``lookup``, reuse those the stat cache
+        knows unchanged (their objects still stored); with ``record``, record in
+        it what was read."""
         root = os.path.abspath(source)
         keys = [f"{root}/{file.rel}" for file in scan] if is_dir else [root]
         known: dict[str, tuple[StatKey, str]] = {}
-        if not rehash:
+        if lookup:
             if is_dir:
                 known = self.stat_cache.under(root)
             elif (hit := self.stat_cache.get(root)) is not None:
                 known = {root: hit}
         results: list[PutResult | None] = [None] * len(scan)
-
-        def stored(i: int, result: PutResult) -> None:
-            results[i] = result
-            if progress:
-                progress(scan[i].rel, result.size)
-
         todo = []
         for i, (key, file) in enumerate(zip(keys, scan, strict=True)):
             hit = known.get(key)
             if hit is not None and hit[0] == key_of(file.stat):
                 reused = self.store.reuse(hit[1], file.stat.st_size)
                 if reused is not None:
-                    stored(i, reused)
+                    results[i] = reused
+                    if progress:
+                        progress(file.rel, reused.size)
                     continue
             todo.append(i)
-        if todo and is_dir:
-            self.store.put_files([scan[i].path for i in todo], link=link,
-                                 stored=lambda j, result: stored(todo[j], result),
-                                 total_size=sum(scan[i].stat.st_size for i in todo))
-        elif todo:
-            stored(0, self.store.put_file(source, link=link))
+        if todo:
+            def stored(j: int, result: PutResult) -> None:
+                if progress:
+                    progress(scan[todo[j]].rel, result.size)
+
+            if is_dir:
+                put = self.store.put_files([scan[i].path for i in todo], link=link,
+                                           stored=stored,
+                                           total_size=sum(scan[i].stat.st_size for i in todo))
+            else:
+                put = [self.store.put_file(source, link=link)]
+                stored(0, put[0])
+            for i, result in zip(todo, put, strict=True):
+                results[i] = result
         done = [result for result in results if result is not None]
-        assert len(done) == len(scan)
-        if link != "move":  # a moved file is gone: nothing to find again
-            self.stat_cache.record([(keys[i], scan[i].stat, done[i].id) for i in todo
-                                    if done[i].size == scan[i].stat.st_size], started_ns)
+        if len(done) != len(scan):
+            raise AssertionError("a file of the add has no result")
+        if record:
+            # What the store read: the fstat of the file it opened (a symlink may
+            # have been pointed elsewhere since the scan).
+            read = [(keys[i], st, result.id) for i in todo
+                    if (st := (result := done[i]).source) is not None
+                    and stat.S_ISREG(st.st_mode) and st.st_size == result.size]
+            self.stat_cache.record(read, started_ns,
+                                   forget=set(known).difference(keys) if is_dir else ())
         return done
 
     def _commit(self, build: Callable[[str | None], Manifest], name: str | None,
@@ -903,14 +916,13 @@ class _Scanned(NamedTuple):
     """Taken before its bytes are read (the stat cache records it)."""
 
 
-def _scan_directory(root: Path, repo_dir: Path) -> tuple[list[_Scanned], int]:
+def _scan_directory(root: Path, repo_dir: Path) -> list[_Scanned]:
     """Every file under ``root`` (sorted by relative POSIX path), checked before
-    writing, and their total size.
+    writing.
 
     The repository's own directory is left out: ``add .`` in the project stores
     the project, not the store inside it."""
     scan: list[_Scanned] = []
-    total = 0
     try:
         repo_st = os.stat(repo_dir)
         skip = (repo_st.st_dev, repo_st.st_ino)
@@ -921,7 +933,7 @@ def _scan_directory(root: Path, repo_dir: Path) -> tuple[list[_Scanned], int]:
         directory, prefix = pending.pop()
         try:
             with os.scandir(directory) as it:
-                entries = list(it)
+                entries = sorted(it, key=lambda entry: entry.name)  # errors in a stable order
         except OSError as e:
             raise UsageError(f"cannot add {root}: cannot read {e.filename}: {e.strerror}") from None
         for entry in entries:
@@ -948,9 +960,8 @@ def _scan_directory(root: Path, repo_dir: Path) -> tuple[list[_Scanned], int]:
             if not stat.S_ISREG(st.st_mode):
                 raise UsageError(f"cannot add {entry.path}: not a regular file")
             scan.append(_Scanned(rel, entry.path, st))
-            total += st.st_size
     scan.sort(key=lambda item: item.rel)
-    return scan, total
+    return scan
 
 
 def _single_blob(manifest: AnyManifest) -> tuple[str, bool]:

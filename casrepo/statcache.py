@@ -21,16 +21,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+from casrepo.ids import is_object_id
+
+if TYPE_CHECKING:
+    import sqlite3
 
 CACHE_FILE = "stat-cache.sqlite"
 RACY_NS = 2_000_000_000
-"""How recently modified a file may be and still be recorded: well above any
-filesystem's timestamp granularity (ext4 and XFS tick in milliseconds, FAT in
-2 s)."""
+"""How long before the add a file must have been modified last to be recorded: at
+least any filesystem's timestamp tick (ext4 and XFS tick in milliseconds, FAT
+and exFAT in 2 s)."""
 BUSY_TIMEOUT = 1.0
 """Seconds to wait for another add's write; then this add simply does not record."""
 SCHEMA_VERSION = 1
@@ -47,7 +51,22 @@ class StatKey(NamedTuple):
 
 
 def key_of(st: os.stat_result) -> StatKey:
-    return StatKey(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    # SQLite integers are signed 64-bit; FUSE and overlay filesystems hand out
+    # device and inode numbers up to 2**64.
+    return StatKey(_signed(st.st_dev), _signed(st.st_ino), st.st_size, st.st_mtime_ns,
+                   st.st_ctime_ns)
+
+
+def _signed(number: int) -> int:
+    return number - (1 << 64) if number >= 1 << 63 else number
+
+
+def _errors() -> tuple[type[Exception], ...]:
+    """What using the cache may raise (ValueError: a name not UTF-8; OverflowError:
+    a number SQLite cannot hold)."""
+    import sqlite3
+
+    return sqlite3.Error, OSError, ValueError, OverflowError
 
 
 class StatCache:
@@ -62,6 +81,8 @@ class StatCache:
     def _connect(self) -> sqlite3.Connection | None:
         if self._conn is not None or self._failed:
             return self._conn
+        import sqlite3  # only when add gets here: other commands never load it
+
         try:
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
             try:
@@ -77,7 +98,7 @@ class StatCache:
             except BaseException:
                 conn.close()
                 raise
-        except (sqlite3.Error, OSError):
+        except _errors():
             self._failed = True
             return None
         self._conn = conn
@@ -102,23 +123,30 @@ class StatCache:
             return {}
         try:
             rows = conn.execute(query, args).fetchall()
-        except (sqlite3.Error, ValueError):  # ValueError: a name that is not UTF-8
+        except _errors():
             return {}
-        return {row[0]: (StatKey(*row[1:6]), row[6]) for row in rows}
+        # A damaged row is no row: ids reach the store's paths only when well-formed.
+        return {row[0]: (StatKey(*row[1:6]), row[6]) for row in rows
+                if all(type(v) is int for v in row[1:6]) and isinstance(row[6], str)
+                and is_object_id(row[6])}
 
-    def record(self, entries: Iterable[tuple[str, os.stat_result, str]], started_ns: int) -> None:
+    def record(self, entries: Iterable[tuple[str, os.stat_result, str]], started_ns: int,
+               forget: Iterable[str] = ()) -> None:
         """Remember each (path, stat taken before its bytes were read, id), but for
         files modified too close to ``started_ns`` (when the add began) to be sure
-        a later write would change their stat."""
+        a later write would change their stat; and drop the paths in ``forget``
+        (files gone from a directory added again)."""
         racy = started_ns - RACY_NS
         rows = [(path, *key_of(st), oid) for path, st, oid in entries
                 if st.st_mtime_ns < racy and st.st_ctime_ns < racy]
-        if not rows:
+        gone = [(path,) for path in forget]
+        if not rows and not gone:
             return
         conn = self._connect()
         if conn is None:
             return
-        with contextlib.suppress(sqlite3.Error, ValueError), _transaction(conn):
+        with contextlib.suppress(*_errors()), _transaction(conn):
+            conn.executemany("DELETE FROM files WHERE path = ?", gone)
             conn.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
                              rows)
 
@@ -133,7 +161,8 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        with contextlib.suppress(Exception):  # never leave the write lock held
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")

@@ -20,7 +20,7 @@ import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, BinaryIO
 
@@ -45,6 +45,9 @@ class PutResult:
     id: str
     size: int
     is_duplicate: bool
+    source: os.stat_result | None = field(default=None, compare=False)
+    """The ``fstat`` of the file the bytes were read from, taken before reading it
+    (None for bytes and streams): what the stat cache records."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ class ObjectStore:
         self.tmp_dir = Path(tmp_dir) if tmp_dir is not None else self.root.parent / "tmp"
         self._tmp_str = str(self.tmp_dir)
         self._known_dirs: set[str] = set()
+        self._unsynced_dirs: set[str] = set()
+        """Shard directories a batch made, durable only once its final sync is done."""
         """Shard directories seen to exist (gc never removes them)."""
         self.depth = depth
         self.width = width
@@ -178,6 +183,8 @@ class ObjectStore:
             # One sync before the renames (the bytes), one after (the names).
             results = self._install(staged, sync_dirs=False)
             syncfs(self._root_str)
+            self._known_dirs |= self._unsynced_dirs
+            self._unsynced_dirs.clear()
             return results
         for name in pending:
             fsync_path(name)
@@ -218,7 +225,7 @@ class ObjectStore:
                 oid = hashlib.sha256(data).hexdigest()
                 existing = self.reuse(oid, len(data))
                 if existing is not None:
-                    return _Staged(None, existing)
+                    return _Staged(None, replace(existing, source=st))
                 out, tmp_name = self._open_temp()
                 try:
                     view = memoryview(data)
@@ -231,7 +238,7 @@ class ObjectStore:
                     _unlink_quietly(Path(tmp_name))
                     raise
                 os.close(out)
-                return _Staged(tmp_name, PutResult(oid, len(data), False))
+                return _Staged(tmp_name, PutResult(oid, len(data), False, st))
             out_fd, tmp_name = self._open_temp()
             tmp = Path(tmp_name)
             try:
@@ -250,8 +257,8 @@ class ObjectStore:
             existing = self.reuse(oid, size)
             if existing is not None:
                 _unlink_quietly(tmp)
-                return _Staged(None, existing)
-            return _Staged(str(tmp), PutResult(oid, size, False))
+                return _Staged(None, replace(existing, source=st))
+            return _Staged(str(tmp), PutResult(oid, size, False, st))
         finally:
             os.close(fd)
 
@@ -274,7 +281,8 @@ class ObjectStore:
         try:
             fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
             try:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
                     os.unlink(tmp)
                     return None
                 oid, size = hash_fd(fd)
@@ -285,13 +293,13 @@ class ObjectStore:
             existing = self.reuse(oid, size)
             if existing is not None:
                 os.unlink(tmp)  # the store has these bytes already
-                return _Staged(None, existing)
+                return _Staged(None, replace(existing, source=st))
             try:
                 os.chmod(tmp, OBJECT_MODE)  # the source's inode too: edits by path now fail
             except PermissionError:
                 os.unlink(tmp)  # another user's file: copy it instead
                 return None
-            return _Staged(tmp, PutResult(oid, size, False))
+            return _Staged(tmp, PutResult(oid, size, False, st))
         except BaseException:
             _unlink_quietly(Path(tmp))  # only our extra link: the source stays
             raise
@@ -310,11 +318,11 @@ class ObjectStore:
                 tmp, item.tmp = item.tmp, None
                 if item.result.id in installed:  # the same bytes twice in one batch
                     _unlink_quietly(Path(tmp))
-                    results.append(PutResult(item.result.id, item.result.size, True))
+                    results.append(replace(item.result, is_duplicate=True))
                     continue
                 if len(staged) == 1:  # look once more for a copy another writer stored
-                    result = self._commit(Path(tmp), item.result.id, item.result.size,
-                                          sync_dir=False)
+                    result = replace(self._commit(Path(tmp), item.result.id, item.result.size,
+                                                  sync_dir=False), source=item.result.source)
                     if not result.is_duplicate:
                         touched.add(os.path.dirname(self._path_str(result.id)))
                 else:  # a batch does not: renaming the same bytes over an object is harmless
@@ -434,9 +442,17 @@ class ObjectStore:
         return shard
 
     def _make_dirs(self, shard: str, durable: bool = True) -> None:
-        if shard in self._known_dirs:
+        if shard in self._known_dirs or (not durable and shard in self._unsynced_dirs):
             return
         directory = Path(shard)
+        if shard in self._unsynced_dirs:  # made by a batch that did not get to its sync
+            d = directory
+            while d != self.root and self.root in d.parents:
+                fsync_dir(d.parent)
+                d = d.parent
+            self._unsynced_dirs.discard(shard)
+            self._known_dirs.add(shard)
+            return
         if directory.is_dir():
             self._known_dirs.add(shard)
             return
@@ -450,7 +466,7 @@ class ObjectStore:
                 d.mkdir()
             if durable:
                 fsync_dir(d.parent)
-        self._known_dirs.add(shard)
+        (self._known_dirs if durable else self._unsynced_dirs).add(shard)
 
     # -- reading -------------------------------------------------------------
 
@@ -699,8 +715,8 @@ def _read_small(fd: int, size: int) -> bytes | None:
         if total >= LARGE_FILE:
             os.lseek(fd, 0, os.SEEK_SET)
             return None
-        if len(chunk) < want:
-            break  # a short read of a regular file is its end: no read just to see EOF
+        if total == size and len(chunk) < want:
+            break  # all its stat promised, and a short read: its end, no read just to see EOF
         want = BUFFER_SIZE
     return b"".join(chunks)
 

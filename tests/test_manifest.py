@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from casrepo.canonical import canonical_json, digest
-from casrepo.errors import IntegrityError, NotFound
+from casrepo.errors import IntegrityError, NotFound, UsageError
 from casrepo.manifest import (
     BlobRef,
     DirectoryArtifact,
@@ -247,7 +247,38 @@ def test_entry_point_kinds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.syspath_prepend(str(pkg))
     registry = Registry(entry_points=True)
     assert registry.get("demo.parquet").__name__ == "Parquet"
+
+    class Mine(FileArtifact):
+        kind: ClassVar[str] = "demo.parquet"
+
+    # A class registered directly wins over the package's, before the lazy load...
+    before = Registry(kinds=[Mine], entry_points=True)
+    assert before.get("demo.parquet") is Mine and before.load_errors == []
+    # ... and after it.
+    after = Registry(entry_points=True)
+    assert "demo.parquet" in after.kinds()
+    assert after.register(Mine) is Mine and after.get("demo.parquet") is Mine
+    with pytest.raises(ValueError, match="already registered"):
+        class Other(FileArtifact):
+            kind: ClassVar[str] = "demo.parquet"
+        after.register(Other)
     sys.modules.pop("demo_kinds", None)
+
+
+def test_the_built_in_kinds_need_no_package_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    scans = []
+    real = importlib.metadata.entry_points
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda **kw: scans.append(kw) or real(**kw))
+    registry = Registry(entry_points=True)
+    assert registry.get("file") is FileArtifact and scans == []
+    registry.get("directory")
+    assert scans == []
+    with pytest.raises(UsageError):
+        registry.get("no.such.kind")
+    assert len(scans) == 1
 
 
 json_values = st.recursive(

@@ -212,3 +212,94 @@ def test_the_cli_reuses_unchanged_files_across_processes(project: Path, tmp_path
     write(src / "sub0" / "f0.bin", b"changed")
     assert add() == [str(src / "sub0" / "f0.bin")]
     assert add("--rehash") == files
+
+
+def test_a_symlink_pointed_elsewhere_during_the_add_records_what_was_read(
+        repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        not_racy: None) -> None:
+    src = tmp_path / "data"
+    write(src / "v1.bin", b"version one")
+    write(src / "v2.bin", b"version two")
+    (src / "latest").symlink_to("v1.bin")
+    stage = ObjectStore._stage
+
+    def flip_then_stage(self: ObjectStore, path: Path | str, *args: object,
+                        **kwargs: object) -> object:
+        if str(path).endswith("latest"):  # scanned as v1, read as v2
+            (src / "latest").unlink()
+            (src / "latest").symlink_to("v2.bin")
+        return stage(self, path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ObjectStore, "_stage", flip_then_stage)
+    repo.add(src, name="d")
+    monkeypatch.setattr(ObjectStore, "_stage", stage)
+    (src / "latest").unlink()
+    (src / "latest").symlink_to("v1.bin")  # back to v1, whose stat the scan took
+    repo.add(src, name="d")
+    assert contents(repo, "d")["latest"] == b"version one"
+    hit = StatCache(repo.dir / CACHE_FILE).get(str(src / "latest"))
+    assert hit is not None and hit[1] == hashlib.sha256(b"version one").hexdigest()
+
+
+def test_move_reads_every_file_itself(repo: Repository, tmp_path: Path, staged: list[str],
+                                      not_racy: None) -> None:
+    src = data_dir(tmp_path / "data")
+    repo.add(src, name="d")  # recorded
+    staged.clear()
+    repo.add(src, name="d", link="move")
+    assert len(staged) == 20  # every file read by the add that deletes it
+    assert not list(src.rglob("*.bin"))
+
+
+def test_counts_of_a_directory_with_equal_files(repo: Repository, tmp_path: Path) -> None:
+    src = tmp_path / "data"
+    write(src / "a.bin", b"same")
+    write(src / "b.bin", b"same")
+    result = repo.add(src)
+    assert (result.objects_written, result.bytes_written) == (2, 4)  # one blob, the manifest
+
+
+def test_rehash_records_what_it_read(repo: Repository, tmp_path: Path, staged: list[str],
+                                     not_racy: None) -> None:
+    src = data_dir(tmp_path / "data", 3)
+    repo.add(src, name="d", rehash=True)
+    staged.clear()
+    repo.add(src, name="d")
+    assert staged == []
+
+
+def test_files_gone_from_a_directory_are_forgotten(repo: Repository, tmp_path: Path,
+                                                   not_racy: None) -> None:
+    src = data_dir(tmp_path / "data", 5)
+    repo.add(src, name="d")
+    gone = next(src.rglob("*.bin"))
+    gone.unlink()
+    repo.add(src, name="d")
+    cache = StatCache(repo.dir / CACHE_FILE)
+    assert str(gone) not in cache.under(str(src)) and len(cache.under(str(src))) == 4
+
+
+def test_inode_numbers_beyond_signed_64_bits(tmp_path: Path) -> None:
+    """FUSE and overlay filesystems hand out inode numbers up to 2**64."""
+    cache = StatCache(tmp_path / CACHE_FILE)
+    st = os.stat_result((0o100644, 2**64 - 5, 2**63, 1, 0, 0, 10, 0, 0, 0),
+                        {"st_atime_ns": 1, "st_mtime_ns": 1, "st_ctime_ns": 1})
+    oid = "a" * 64
+    cache.record([("/data/f", st, oid)], started_ns=time.time_ns())
+    hit = cache.get("/data/f")
+    assert hit is not None and hit == (statcache.key_of(st), oid)
+
+
+def test_damaged_rows_are_ignored(repo: Repository, tmp_path: Path, staged: list[str],
+                                  not_racy: None) -> None:
+    import sqlite3
+
+    src = write(tmp_path / "f.bin", b"data")
+    repo.add(src, name="f")
+    repo.close()
+    with sqlite3.connect(repo.dir / CACHE_FILE) as conn:
+        conn.execute("UPDATE files SET id = '../../../../etc/passwd'")
+    fresh = Repository.open(repo.dir)
+    staged.clear()
+    fresh.add(src, name="f")
+    assert staged == [str(src)]

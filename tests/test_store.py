@@ -263,3 +263,25 @@ def test_a_small_file_growing_during_the_read_takes_the_large_path(
     result = store.put_file(src)
     assert result.size == LARGE_FILE + 7
     assert store.compute_id(result.id) == result.id
+
+
+def test_a_read_error_after_a_short_read_is_not_stored_as_the_whole_file(
+        store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A media error partway returns the bytes before it, then fails: the file must
+    not be stored as that prefix."""
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"x" * 10_000)
+    real = os.read
+    calls = []
+
+    def failing_read(fd: int, n: int) -> bytes:
+        calls.append(n)
+        if len(calls) == 1:
+            return real(fd, 4096)  # short
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr("casrepo.store.os.read", failing_read)
+    with pytest.raises(OSError):
+        store.put_file(src)
+    monkeypatch.undo()
+    assert list(store.ids()) == []
