@@ -60,7 +60,7 @@ from casrepo.manifest import (
 from casrepo.pruned import PRUNED_FILE, PrunedLog
 from casrepo.refs import ANY, RefChanged, RefKind, RefStore
 from casrepo.statcache import CACHE_FILE as STAT_CACHE_FILE
-from casrepo.statcache import StatCache, StatKey, key_of
+from casrepo.statcache import Recorded, StatCache, unchanged_id
 from casrepo.store import BUFFER_SIZE, ObjectStore, PutResult
 
 if TYPE_CHECKING:
@@ -505,7 +505,7 @@ class Repository:
         it what was read."""
         root = os.path.abspath(source)
         keys = [f"{root}/{file.rel}" for file in scan] if is_dir else [root]
-        known: dict[str, tuple[StatKey, str]] = {}
+        known: dict[str, Recorded] = {}
         if lookup:
             if is_dir:
                 known = self.stat_cache.under(root)
@@ -514,9 +514,9 @@ class Repository:
         results: list[PutResult | None] = [None] * len(scan)
         todo = []
         for i, (key, file) in enumerate(zip(keys, scan, strict=True)):
-            hit = known.get(key)
-            if hit is not None and hit[0] == key_of(file.stat):
-                reused = self.store.reuse(hit[1], file.stat.st_size)
+            oid = unchanged_id(known.get(key), file.stat)
+            if oid is not None:
+                reused = self.store.reuse(oid, file.stat.st_size)
                 if reused is not None:
                     results[i] = reused
                     if progress:

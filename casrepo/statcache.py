@@ -50,6 +50,20 @@ class StatKey(NamedTuple):
     ctime_ns: int
 
 
+Recorded = tuple[int, int, int, int, int, str]
+"""A row as stored: the stat key's five numbers, then the id (unchecked: see
+:func:`unchanged_id`)."""
+
+
+def unchanged_id(recorded: Recorded | None, st: os.stat_result) -> str | None:
+    """The id recorded for a file whose stat is ``st`` now, if it is unchanged (and
+    the row well-formed: ids reach the store's paths only when they are ids)."""
+    if recorded is None or recorded[:5] != key_of(st):
+        return None
+    oid = recorded[5]
+    return oid if isinstance(oid, str) and is_object_id(oid) else None
+
+
 def key_of(st: os.stat_result) -> StatKey:
     # SQLite integers are signed 64-bit; FUSE and overlay filesystems hand out
     # device and inode numbers up to 2**64.
@@ -104,18 +118,18 @@ class StatCache:
         self._conn = conn
         return conn
 
-    def get(self, path: str) -> tuple[StatKey, str] | None:
-        """What was recorded for one file: its stat key and id."""
+    def get(self, path: str) -> Recorded | None:
+        """What was recorded for one file."""
         found = self._select("SELECT * FROM files WHERE path = ?", (path,))
         return found.get(path)
 
-    def under(self, root: str) -> dict[str, tuple[StatKey, str]]:
+    def under(self, root: str) -> dict[str, Recorded]:
         """Everything recorded for files below the directory ``root``, by path."""
         # Every path below root sorts between root + "/" and root + "0" ("/" + 1).
         return self._select("SELECT * FROM files WHERE path > ? AND path < ?",
                             (root.rstrip("/") + "/", root.rstrip("/") + "0"))
 
-    def _select(self, query: str, args: tuple[str, ...]) -> dict[str, tuple[StatKey, str]]:
+    def _select(self, query: str, args: tuple[str, ...]) -> dict[str, Recorded]:
         if not self.path.exists():
             return {}  # never create the file just to read it
         conn = self._connect()
@@ -125,10 +139,7 @@ class StatCache:
             rows = conn.execute(query, args).fetchall()
         except _errors():
             return {}
-        # A damaged row is no row: ids reach the store's paths only when well-formed.
-        return {row[0]: (StatKey(*row[1:6]), row[6]) for row in rows
-                if all(type(v) is int for v in row[1:6]) and isinstance(row[6], str)
-                and is_object_id(row[6])}
+        return {row[0]: row[1:] for row in rows}
 
     def record(self, entries: Iterable[tuple[str, os.stat_result, str]], started_ns: int,
                forget: Iterable[str] = ()) -> None:
