@@ -29,6 +29,21 @@ def test_a_real_command_still_loads_what_it_needs(tmp_path: object) -> None:
     assert "casrepo.repository" in loaded and "pydantic" in loaded
 
 
+def test_reading_commands_load_no_sqlite(tmp_path: Path) -> None:
+    """The index and the stat cache are SQLite files: only the commands that use
+    them load sqlite3."""
+    from casrepo import Repository
+
+    repo = Repository.init(tmp_path)
+    (tmp_path / "f.txt").write_text("data")
+    repo.add(tmp_path / "f.txt", name="f")
+    repo.close()
+    casrepo_dir = str(tmp_path / ".casrepo")
+    for args in (["refs"], ["show", "f"], ["log", "f"], ["get", "f", str(tmp_path / "out")]):
+        loaded = loaded_after(["--repo", casrepo_dir, *args])
+        assert "sqlite3" not in loaded, args
+
+
 def test_lineage_and_why_print_without_networkx(tmp_path: Path) -> None:
     """Trees, JSON, DOT and Mermaid are drawn from casrepo's own graph; networkx is
     for library callers who ask an answer for its ``graph``."""
