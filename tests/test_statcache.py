@@ -212,6 +212,8 @@ def test_the_cli_reuses_unchanged_files_across_processes(project: Path, tmp_path
     write(src / "sub0" / "f0.bin", b"changed")
     assert add() == [str(src / "sub0" / "f0.bin")]
     assert add("--rehash") == files
+    # Each process closed its SQLite files: no write-ahead log is left behind.
+    assert sorted(p.name for p in (project / ".casrepo").glob("*.sqlite*")) == [CACHE_FILE]
 
 
 def test_a_symlink_pointed_elsewhere_during_the_add_records_what_was_read(

@@ -37,6 +37,9 @@ class State:
                 self._repo = Repository.open(self.repo_path)
             else:
                 self._repo = Repository.discover()
+            # Close its SQLite files when the command ends, so they are checkpointed
+            # and their -wal and -shm files removed (the exit does not collect them).
+            click.get_current_context().call_on_close(self._repo.close)
         return self._repo
 
 
