@@ -469,29 +469,37 @@ def test_remote_commands_check_their_input(run: CliRun, machines: tuple[Path, Pa
     assert assert_ok(run("remote", "list", "--json", cwd=a)).json()["remotes"] == []
 
 
-def test_pull_killed_midway_leaves_nothing_half_written(run: CliRun, machines: tuple[Path, Path],
-                                                        spot: Spot) -> None:
+def _pull_once_arriving(run: CliRun, machines: tuple[Path, Path], spot: Spot, count: int,
+                        size: int, arrived: int) -> tuple[subprocess.Popen[str], bool]:
+    """Push ``count`` random files of ``size`` bytes from the first machine, start a
+    real ``casrepo pull`` on the second, and return it once ``arrived`` objects
+    are arriving in its tmp/ (or it ended first: then False)."""
     a, b = machines
-    root = a / "many"
-    for i in range(300):
-        write(root / f"{i:04d}.bin", os.urandom(32 << 10))
+    for i in range(count):
+        write(a / "many" / f"{i:04d}.bin", os.urandom(size))
     last_id(run("add", "many", "--name", "datasets/many", cwd=a))
     _add_remote(run, a, spot)
     assert_ok(run("push", cwd=a))
     _add_remote(run, b, spot)
     env = {k: v for k, v in os.environ.items() if k not in ("CASREPO_DIR", "CASREPO_DEBUG")}
     proc = subprocess.Popen([sys.executable, "-m", "casrepo", "pull"], cwd=b, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     tmp = b / ".casrepo" / "tmp"
     deadline = time.monotonic() + 60
-    arriving = False
     while proc.poll() is None and time.monotonic() < deadline:
-        if tmp.is_dir() and len(os.listdir(tmp)) >= 20:  # objects arriving
-            arriving = True
-            break
-        time.sleep(0.005)
+        if tmp.is_dir() and len(os.listdir(tmp)) >= arrived:
+            return proc, True
+        time.sleep(0.002)
+    return proc, False
+
+
+def test_pull_killed_midway_leaves_nothing_half_written(run: CliRun, machines: tuple[Path, Path],
+                                                        spot: Spot) -> None:
+    a, b = machines
+    root = a / "many"
+    proc, arriving = _pull_once_arriving(run, machines, spot, 300, 32 << 10, 20)
     proc.kill()  # SIGKILL: no cleanup runs
-    proc.wait()
+    proc.communicate()
     repo = Repository.open(b / ".casrepo")
     if repo.list_refs():  # it finished before the kill: then it must be whole
         assert_ok(run("fsck", cwd=b))
@@ -647,22 +655,8 @@ def test_ctrl_c_during_pull_stores_and_leaves_nothing(run: CliRun, machines: tup
                                                       spot: Spot) -> None:
     import signal
 
-    a, b = machines
-    for i in range(400):
-        write(a / "many" / f"{i:04d}.bin", os.urandom(64 << 10))
-    last_id(run("add", "many", "--name", "datasets/many", cwd=a))
-    _add_remote(run, a, spot)
-    assert_ok(run("push", cwd=a))
-    _add_remote(run, b, spot)
-    env = {k: v for k, v in os.environ.items() if k not in ("CASREPO_DIR", "CASREPO_DEBUG")}
-    proc = subprocess.Popen([sys.executable, "-m", "casrepo", "pull"], cwd=b, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    tmp = b / ".casrepo" / "tmp"
-    deadline = time.monotonic() + 60
-    while proc.poll() is None and time.monotonic() < deadline:
-        if tmp.is_dir() and len(os.listdir(tmp)) >= 10:
-            break
-        time.sleep(0.002)
+    b = machines[1]
+    proc, _ = _pull_once_arriving(run, machines, spot, 400, 64 << 10, 10)
     assert proc.poll() is None, "the pull ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
