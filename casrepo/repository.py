@@ -754,13 +754,21 @@ class Repository:
             open_up_dir(staging)  # mkdtemp makes it private
             try:
                 jobs = []
+                made = {staging}
                 for rel, blob, executable in files:
                     out = staging.joinpath(*rel.split("/"))
-                    _mkdirs_inside(staging, out.parent)
+                    if out.parent not in made:  # the staging directory is ours alone
+                        _mkdirs_inside(staging, out.parent)
+                        made.add(out.parent)
                     jobs.append((blob, out, executable, link))
-                with ThreadPoolExecutor(min(4, (os.cpu_count() or 1) * 2),
-                                        thread_name_prefix="casrepo-get") as pool:
-                    total = sum(pool.map(lambda job: self._export_blob(*job), jobs))
+                # Threads where hashing dominates, as for add (copying.PARALLEL_MIN):
+                # for small files they only contend for the GIL.
+                if manifest.size >= copying.PARALLEL_MIN * len(files) and len(files) > 1:
+                    with ThreadPoolExecutor(min(4, (os.cpu_count() or 1) * 2),
+                                            thread_name_prefix="casrepo-get") as pool:
+                        total = sum(pool.map(lambda job: self._export_blob(*job), jobs))
+                else:
+                    total = sum(self._export_blob(*job) for job in jobs)
                 _replace(staging, target)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -800,8 +808,9 @@ class Repository:
         read-only object itself (no copy at all; see docs/cli.md for the
         trade-off); an executable file is always copied.
         """
+        path = self.store.path(blob)
         try:
-            src = os.open(self.store.path(blob), os.O_RDONLY)
+            src = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             raise IntegrityError(f"object {blob} is missing from the store") from None
         try:
@@ -809,7 +818,7 @@ class Repository:
                 digest, size = copying.hash_fd(src)
                 self._verify(blob, digest)
                 try:
-                    os.link(self.store.path(blob), out, follow_symlinks=False)
+                    os.link(path, out, follow_symlinks=False)
                     return size
                 except OSError as e:  # another filesystem, or links not allowed: copy
                     if e.errno not in copying.CANNOT_LINK:
