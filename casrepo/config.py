@@ -5,15 +5,15 @@ from __future__ import annotations
 import importlib
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from casrepo.durable import fsync_dir, write_all
+from casrepo.durable import fsync_dir, write_temp
 from casrepo.errors import NotARepository, UsageError
+from casrepo.lockfile import temp_prefix
 from casrepo.manifest import Registry
 
 FORMAT_VERSION = 1
@@ -127,19 +127,15 @@ def load_config(casrepo_dir: Path) -> Config:
 
 
 def save_config(casrepo_dir: Path, config: Config) -> None:
-    """Replace config.yaml atomically: a synced temp file renamed over it."""
+    """Replace config.yaml atomically: a synced temp file in ``tmp/`` (where gc and
+    fsck find a killed writer's leftovers) renamed over it."""
     path = casrepo_dir / CONFIG_FILE
-    fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".tmp", dir=casrepo_dir)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    tmp = write_temp(casrepo_dir / "tmp", temp_prefix("config"),
+                     config.to_yaml().encode("utf-8"), mode)
     try:
-        try:
-            write_all(fd, config.to_yaml().encode("utf-8"))
-            mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-            os.fchmod(fd, mode)  # mkstemp makes it private
-            os.fsync(fd)
-        finally:
-            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     fsync_dir(casrepo_dir)

@@ -54,6 +54,26 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+def write_temp(directory: Path, prefix: str, data: bytes, mode: int) -> Path:
+    """A new file in ``directory`` (made if missing) holding ``data``, with ``mode``
+    and synced: the first half of an atomic replace (rename it over the target)."""
+    import tempfile
+
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
+    try:
+        try:
+            os.fchmod(fd, mode)  # mkstemp makes it private
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return Path(tmp)
+
+
 def fsync_path(path: str) -> None:
     """fsync(2) of the file at ``path``."""
     fd = os.open(path, os.O_RDONLY)

@@ -40,6 +40,7 @@ from casrepo.manifest import (
     read_json_object,
 )
 from casrepo.refs import RefKind, RefStore
+from casrepo.sqlitefile import transaction
 from casrepo.store import ObjectStore
 
 if TYPE_CHECKING:
@@ -157,7 +158,7 @@ class ManifestIndex:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-                with _transaction(conn):
+                with transaction(conn):
                     if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
                         _create_schema(conn, [])
         except BaseException:
@@ -180,7 +181,7 @@ class ManifestIndex:
             conn = self._existing()
             if conn is None or _state(conn, "complete") != 1:
                 return
-            with _transaction(conn):
+            with transaction(conn):
                 _insert(conn, [_as_row(describe(oid, document), links)])
         except sqlite3.Error:
             self.close()
@@ -192,7 +193,7 @@ class ManifestIndex:
             conn = self._existing()
             if conn is None or not ids:
                 return
-            with _transaction(conn):
+            with transaction(conn):
                 for chunk in _chunks(ids):
                     marks = ",".join("?" * len(chunk))
                     numbers = [n for (n,) in conn.execute(
@@ -289,7 +290,7 @@ class ManifestIndex:
 
     def _fill(self, conn: sqlite3.Connection, offset: int, rows: list[_Row],
               refs: dict[str, str]) -> None:
-        with _transaction(conn):
+        with transaction(conn):
             _create_schema(conn, rows)
             conn.executemany("INSERT INTO refs (ref, id) VALUES (?, ?)", refs.items())
             _set_state(conn, "log_offset", offset)
@@ -309,7 +310,7 @@ class ManifestIndex:
             changes, new_offset = self._logged_changes(offset, size)
         targets = [new for _, new in changes if new is not None]
         rows = self._walk(targets, lambda oid: _is_indexed(conn, oid))
-        with _transaction(conn):
+        with transaction(conn):
             _insert(conn, rows)
             if replace:
                 conn.execute("DELETE FROM refs")
@@ -627,17 +628,6 @@ def _no_cyclic_gc() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-@contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 def _chunks(items: list[str]) -> Iterator[list[str]]:

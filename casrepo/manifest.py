@@ -69,10 +69,9 @@ class Link(NamedTuple):
 
 
 class Saved(NamedTuple):
-    """A manifest just stored: its id, document and links."""
+    """A manifest just stored: its id and links."""
 
     id: str
-    document: dict[str, Any]
     links: list[Link]
 
 
@@ -660,12 +659,14 @@ class Registry:
         store = self._require_store()
         data = canonical_json(document)
         links = links_in(data, document)
-        for oid in {link.id for link in links}.difference(present):
-            if not store.exists(oid):
-                link = next(lk for lk in links if lk.id == oid)
-                raise NotFound(f"manifest links to {link.rel.value} {oid}, "
-                               "which is not in the store")
-        return Saved(store.put_bytes(data).id, document, links)
+        checked = set(present)
+        for link in links:  # in document order: the first missing one is named
+            if link.id not in checked:
+                if not store.exists(link.id):
+                    raise NotFound(f"manifest links to {link.rel.value} {link.id}, "
+                                   "which is not in the store")
+                checked.add(link.id)
+        return Saved(store.put_bytes(data).id, links)
 
 
 def _validate(cls: type[Manifest], fields: dict[str, Any], label: str) -> Manifest:

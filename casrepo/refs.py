@@ -14,7 +14,6 @@ import getpass
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Final
 
 from casrepo import clock
-from casrepo.durable import append_line, current_umask, fsync_dir, write_all
+from casrepo.durable import append_line, current_umask, fsync_dir, write_temp
 from casrepo.errors import Conflict, IntegrityError, NotFound
 from casrepo.ids import check_ref_name, is_object_id, ref_name_problem
 from casrepo.lockfile import ExclusiveLock, temp_prefix
@@ -230,21 +229,10 @@ class RefStore:
                        "other refs beside it keep being deleted")
 
     def _prepare(self, value: str) -> Path:
-        """The new content of a ref, written and synced in ``tmp/``."""
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=temp_prefix("ref"), suffix=".tmp", dir=self.tmp_dir)
-        try:
-            # mkstemp makes it private; a ref is read by everyone the umask allows
-            # (a team sharing a repository or a filesystem remote).
-            os.fchmod(fd, 0o666 & ~current_umask())
-            write_all(fd, (value + "\n").encode("ascii"))
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            os.unlink(tmp)
-            raise
-        os.close(fd)
-        return Path(tmp)
+        """The new content of a ref, written and synced in ``tmp/``; read by everyone
+        the umask allows (a team sharing a repository or a filesystem remote)."""
+        return write_temp(self.tmp_dir, temp_prefix("ref"), (value + "\n").encode("ascii"),
+                          0o666 & ~current_umask())
 
     def _install(self, kind: RefKind, name: str, tmp: Path, path: Path) -> None:
         for _ in range(100):

@@ -384,7 +384,7 @@ class Repository:
         """
         if name is None:
             with self.writing():
-                return self._store(manifest)
+                return self._store(manifest.document())
         if isinstance(manifest, GenericManifest):
             raise UsageError("a manifest of an unregistered kind cannot be saved under a name")
         if ref_name_problem(name) is not None:
@@ -566,7 +566,7 @@ class Repository:
             document = manifest.document()
             if previous is not None and _same_version(self.document(previous), document):
                 return previous, manifest, previous, True
-            oid = self._store(manifest, document, present)
+            oid = self._store(document, present)
             if name is None:
                 return oid, manifest, None, False
             try:
@@ -577,14 +577,11 @@ class Repository:
                     raise
         raise AssertionError("unreachable")
 
-    def _store(self, manifest: AnyManifest, document: dict[str, Any] | None = None,
-               present: Collection[str] = frozenset()) -> str:
-        """Save a manifest (whose ``document`` the caller may have made already) in
-        the store and record it in the index; ``present``: see
-        :meth:`~casrepo.manifest.Registry.save_document`."""
-        saved = self.registry.save_document(
-            manifest.document() if document is None else document, present)
-        self.index.record(saved.id, saved.document, saved.links)
+    def _store(self, document: dict[str, Any], present: Collection[str] = frozenset()) -> str:
+        """Save a manifest's document in the store and record it in the index;
+        ``present``: see :meth:`~casrepo.manifest.Registry.save_document`."""
+        saved = self.registry.save_document(document, present)
+        self.index.record(saved.id, document, saved.links)
         return saved.id
 
     # -- refs ----------------------------------------------------------------------

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from casrepo.ids import is_object_id
+from casrepo.sqlitefile import transaction
 
 if TYPE_CHECKING:
     import sqlite3
@@ -102,7 +103,7 @@ class StatCache:
             try:
                 if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
                     conn.execute("PRAGMA journal_mode=WAL")
-                    with _transaction(conn):
+                    with transaction(conn):
                         conn.execute("DROP TABLE IF EXISTS files")
                         conn.execute("CREATE TABLE files (path TEXT PRIMARY KEY, dev INTEGER, "
                                      "ino INTEGER, size INTEGER, mtime_ns INTEGER, "
@@ -156,7 +157,7 @@ class StatCache:
         conn = self._connect()
         if conn is None:
             return
-        with contextlib.suppress(*_errors()), _transaction(conn):
+        with contextlib.suppress(*_errors()), transaction(conn):
             conn.executemany("DELETE FROM files WHERE path = ?", gone)
             conn.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
                              rows)
@@ -166,14 +167,3 @@ class StatCache:
             self._conn.close()
             self._conn = None
 
-
-@contextlib.contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        with contextlib.suppress(Exception):  # never leave the write lock held
-            conn.execute("ROLLBACK")
-        raise

@@ -75,9 +75,9 @@ class ObjectStore:
         self.tmp_dir = Path(tmp_dir) if tmp_dir is not None else self.root.parent / "tmp"
         self._tmp_str = str(self.tmp_dir)
         self._known_dirs: set[str] = set()
+        """Shard directories seen to exist (gc never removes them)."""
         self._unsynced_dirs: set[str] = set()
         """Shard directories a batch made, durable only once its final sync is done."""
-        """Shard directories seen to exist (gc never removes them)."""
         self.depth = depth
         self.width = width
         self._fs = HashFS(str(self.root), depth=depth, width=width, algorithm="sha256",

@@ -493,6 +493,24 @@ def _pull_once_arriving(run: CliRun, machines: tuple[Path, Path], spot: Spot, co
     return proc, False
 
 
+def test_remotes_added_by_two_processes_both_stay(tmp_path: Path) -> None:
+    """Each update of config.yaml starts from the file as it is under the lock, not
+    from what a process read when it opened the repository."""
+    from casrepo.remote.sync import add_remote, remove_remote
+
+    Repository.init(tmp_path / "p")
+    first = Repository.open(tmp_path / "p" / ".casrepo")
+    second = Repository.open(tmp_path / "p" / ".casrepo")  # both read the config now
+    add_remote(first, "a", str(tmp_path / "ra"))
+    add_remote(second, "b", str(tmp_path / "rb"))
+    assert sorted(Repository.open(first.dir).config.remotes) == ["a", "b"]
+    remove_remote(first, "b")
+    assert sorted(Repository.open(first.dir).config.remotes) == ["a"]
+    # The temp file of each write went through tmp/, where gc and fsck look.
+    assert sorted(p.name for p in first.dir.iterdir() if p.is_file()) == ["config.yaml"]
+    assert list((first.dir / "tmp").iterdir()) == []
+
+
 def test_pull_killed_midway_leaves_nothing_half_written(run: CliRun, machines: tuple[Path, Path],
                                                         spot: Spot) -> None:
     a, b = machines

@@ -176,7 +176,9 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print one JS
 
 
 class ProgressLine:
-    """'storing: N files, SIZE' on one stderr line, redrawn, only while a terminal watches."""
+    """'storing: N files, SIZE' on one stderr line, redrawn, only while a terminal watches.
+    As a context manager it clears the line however the block ends, so that an error
+    message starts a line of its own."""
 
     def __init__(self, verb: str, unit: str, enabled: bool) -> None:
         self.verb = verb
@@ -192,4 +194,11 @@ class ProgressLine:
 
     def done(self) -> None:
         if self.shown:
+            self.shown = False
             click.echo("\r\x1b[K", err=True, nl=False)
+
+    def __enter__(self) -> ProgressLine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done()

@@ -33,7 +33,6 @@ LINK_KEY = "@link"
 that printing needs no import of the manifest models."""
 
 
-
 def _parse_meta(pairs: tuple[str, ...]) -> dict[str, str]:
     meta: dict[str, str] = {}
     for pair in pairs:
@@ -111,9 +110,9 @@ def add(state: State, path: str, name: str | None, kind: str | None, inputs: tup
         counter["bytes"] += size
         line(counter["files"], counter["bytes"])
 
-    result = repo.add(path, name=name, kind=kind, inputs=inputs, meta=parsed_meta,
-                      message=message, progress=progress, link=link, rehash=rehash)
-    line.done()
+    with line:
+        result = repo.add(path, name=name, kind=kind, inputs=inputs, meta=parsed_meta,
+                          message=message, progress=progress, link=link, rehash=rehash)
     kind_name = type(result.manifest).kind
     if as_json:
         emit_json({"id": result.id, "kind": kind_name, "name": result.name,

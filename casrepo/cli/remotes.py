@@ -188,14 +188,13 @@ def _reporting(verb: str, as_json: bool, direction: str) -> Iterator[ProgressLin
     """Progress while it runs; the report even when some refs were rejected (exit 5)."""
     from casrepo.remote.sync import RefsRejected
 
-    progress = ProgressLine(verb, "objects", is_terminal() and not as_json)
-    try:
-        yield progress
-    except RefsRejected as e:
-        progress.done()
-        _print_report(e.report, verb, as_json, direction)
-        raise
-    progress.done()
+    with ProgressLine(verb, "objects", is_terminal() and not as_json) as progress:
+        try:
+            yield progress
+        except RefsRejected as e:
+            progress.done()
+            _print_report(e.report, verb, as_json, direction)
+            raise
 
 
 @cli.command(epilog=examples("casrepo push", "casrepo push origin models/churn v1",

@@ -87,11 +87,6 @@ class Remote(ABC):
         """Every object on the remote (one listing)."""
 
     @abstractmethod
-    def upload(self, oid: str, path: Path, size: int) -> None:
-        """Store the local object file ``path`` as ``oid`` (IntegrityError and
-        nothing left behind when its bytes do not hash to ``oid``)."""
-
-    @abstractmethod
     def download(self, oid: str, sink: Sink) -> None:
         """Write the bytes of ``oid`` into ``sink`` (NotFound when absent)."""
 
@@ -130,14 +125,12 @@ class Remote(ABC):
         """Point a ref at ``new`` if it still is as ``expected`` (None: absent);
         :class:`~casrepo.refs.RefChanged` (exit 5) when it changed meanwhile."""
 
+    @abstractmethod
     def upload_many(self, items: list[tuple[str, Path, int]],
                     done: Callable[[str, int], None] | None = None) -> None:
-        """Upload ``(id, local path, size)`` items, calling ``done(id, size)`` as each
-        lands; a backend may batch or parallelise."""
-        for oid, path, size in items:
-            self.upload(oid, path, size)
-            if done is not None:
-                done(oid, size)
+        """Store ``(id, local object file, size)`` items, calling ``done(id, size)`` as
+        each lands (IntegrityError, and nothing of it left behind, for a file whose
+        bytes do not hash to its id); a backend may batch or parallelise."""
 
     def writing(self) -> AbstractContextManager[None]:
         """Held while a push writes (a filesystem remote's writers' lock)."""

@@ -101,9 +101,6 @@ class FilesystemRemote(Remote):
             for info in self.repo.store.scan():
                 yield RemoteObject(info.id, info.size, info.mtime)
 
-    def upload(self, oid: str, path: Path, size: int) -> None:
-        self.upload_many([(oid, path, size)])
-
     def upload_many(self, items: list[tuple[str, Path, int]],
                     done: Callable[[str, int], None] | None = None) -> None:
         """One batch into the remote's store: hashed as written, one sync."""

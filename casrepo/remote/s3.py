@@ -248,7 +248,7 @@ class S3Remote(Remote):
                     if is_object_id(oid):
                         yield RemoteObject(oid, item["Size"], item["LastModified"].timestamp())
 
-    def upload(self, oid: str, path: Path, size: int) -> None:
+    def _upload(self, oid: str, path: Path, size: int) -> None:
         key = self._object_key(oid)
         with self._call(f"upload object {oid}"), open(path, "rb") as source:
             if size < LARGE_OBJECT:
@@ -271,25 +271,17 @@ class S3Remote(Remote):
                     done: Callable[[str, int], None] | None = None) -> None:
         self._store_shape()
 
-        def one(item: tuple[str, Path, int]) -> tuple[str, int]:
-            self.upload(*item)
-            return item[0], item[2]
-
-        small = [item for item in items if item[2] < LARGE_OBJECT]
-
         def counted(item: tuple[str, Path, int]) -> None:
-            one(item)
+            self._upload(*item)
             if done is not None:
                 with self._counting:
                     done(item[0], item[2])
 
         with Parallel(WORKERS, "casrepo-s3") as pool:
-            pool.map(counted, small)
+            pool.map(counted, [item for item in items if item[2] < LARGE_OBJECT])
         for item in items:  # large ones one at a time: each is a parallel transfer already
             if item[2] >= LARGE_OBJECT:
-                one(item)
-                if done is not None:
-                    done(item[0], item[2])
+                counted(item)
 
     def download(self, oid: str, sink: Sink) -> None:
         key = self._object_key(oid)

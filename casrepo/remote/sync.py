@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from casrepo.config import RemoteConfig, save_config
+from casrepo.config import RemoteConfig, load_config, save_config
 from casrepo.errors import Conflict, IntegrityError, NotFound, RemoteError, UsageError
 from casrepo.ids import is_object_id, ref_name_problem
 from casrepo.lockfile import ExclusiveLock
@@ -108,7 +108,7 @@ def add_remote(repo: Repository, name: str, url: str, *, endpoint_url: str | Non
                                                    or locking != "conditional"):
         raise UsageError("--endpoint-url, --profile, --region and --locking are for s3:// remotes")
     with _config_lock(repo):
-        config = repo.config.model_copy(deep=True)
+        config = load_config(repo.dir)  # as it is now: another process may have changed it
         if name in config.remotes:
             raise Conflict(f"remote {name!r} exists (remove it first to change it)")
         config.remotes[name] = settings
@@ -123,7 +123,7 @@ def add_remote(repo: Repository, name: str, url: str, *, endpoint_url: str | Non
 
 def remove_remote(repo: Repository, name: str) -> RemoteConfig:
     with _config_lock(repo):
-        config = repo.config.model_copy(deep=True)
+        config = load_config(repo.dir)  # as it is now: another process may have changed it
         settings = config.remotes.pop(name, None)
         if settings is None:
             raise NotFound(f"no remote {name!r}")
@@ -185,9 +185,9 @@ def push(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, force: b
             if new:
                 remote.record_pruned(new)
         with remote.updating_refs():
-            there = remote.ref_names() if refs else set()
+            clashes = _Clashes(remote.ref_names() if refs else set())
             for kind, name, oid in refs:
-                clash = _clash(kind, name, there)
+                clash = clashes.find(kind, name)
                 if clash is not None:
                     report.refs.append(RefUpdate(kind, name, None, oid, "rejected", clash))
                     continue
@@ -197,14 +197,34 @@ def push(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, force: b
     return report
 
 
-def _clash(kind: RefKind, name: str, there: set[tuple[RefKind, str]]) -> str | None:
-    """Why ``name`` cannot sit beside the remote's refs: 'm' and 'm/x' cannot both be
-    names (no repository could hold them), as in git."""
-    for other_kind, other in there:
-        if other_kind is kind and (other.startswith(name + "/") or name.startswith(other + "/")):
-            return (f"{kind.label} {other!r} exists on the remote, and a {kind.label} cannot be "
-                    "both a ref and a directory of refs; rename one")
-    return None
+class _Clashes:
+    """Which of the remote's refs a ref cannot sit beside: 'm' and 'm/x' cannot both
+    be names (no repository could hold them), as in git. Indexed once per push, so
+    each ref is looked up by its own prefixes rather than against every remote ref."""
+
+    def __init__(self, there: set[tuple[RefKind, str]]) -> None:
+        self._names = there
+        self._under: dict[tuple[RefKind, str], str] = {}
+        """A directory of refs on the remote -> one ref below it."""
+        for kind, name in sorted(there):
+            for directory in _directories(name):
+                self._under.setdefault((kind, directory), name)
+
+    def find(self, kind: RefKind, name: str) -> str | None:
+        """Why ``name`` cannot be pushed, or None."""
+        other = self._under.get((kind, name))
+        if other is None:
+            other = next((d for d in _directories(name) if (kind, d) in self._names), None)
+        if other is None:
+            return None
+        return (f"{kind.label} {other!r} exists on the remote, and a {kind.label} cannot be "
+                "both a ref and a directory of refs; rename one")
+
+
+def _directories(name: str) -> list[str]:
+    """'a/b/c' -> ['a', 'a/b']: the directories of refs a ref name lies in."""
+    parts = name.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def _push_ref(repo: Repository, remote: Remote, kind: RefKind, name: str, oid: str,
@@ -481,9 +501,11 @@ def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
                 wave = list(dict.fromkeys(roots))
                 while wave:
                     seen.update(wave)
-                    local = [oid for oid in wave if repo.store.exists(oid)]
+                    local: list[str] = []
+                    missing: list[str] = []
+                    for oid in wave:
+                        (local if repo.store.exists(oid) else missing).append(oid)
                     report.skipped += len(local)
-                    missing = [oid for oid in wave if oid not in set(local)]
                     arrived = _arrived(pool.map(download, missing, received))
                     nxt: list[str] = []
                     for oid in local:
@@ -513,7 +535,8 @@ def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
             # Blobs first, then manifests deepest first: a reader never meets a
             # manifest whose links are not there yet.
             repo.store.install_received(blob_sinks + manifests)
-            skipped = [b for b in need if not repo.store.exists(b)]
+            arrived_blobs = {sink.id for sink in blob_sinks}
+            skipped = [b for b in need if b not in arrived_blobs]
             if skipped:  # pruned there: record it here, so get says so (exit 4)
                 there = remote_pruned()
                 owners = {o for b in skipped for o in blob_owners.get(b, []) if o in there}
