@@ -43,6 +43,16 @@ def add_record(found: dict[str, PrunedEntry], text: str | bytes) -> None:
         found.setdefault(oid, entry)
 
 
+def by_run(entries: dict[str, PrunedEntry]) -> list[tuple[str, dict[str, Any], list[str]]]:
+    """Pruned manifests grouped by the gc run that pruned them: (time, rules, sorted
+    ids) for each run, as one record holds them."""
+    groups: dict[tuple[str, str], tuple[str, dict[str, Any], list[str]]] = {}
+    for oid, entry in sorted(entries.items()):
+        key = (entry.time, json.dumps(entry.rules, sort_keys=True))
+        groups.setdefault(key, (entry.time, entry.rules, []))[2].append(oid)
+    return list(groups.values())
+
+
 class PrunedLog:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -67,6 +77,11 @@ class PrunedLog:
                     raise IntegrityError(f"line {number} of {self.path} is corrupt") from None
         self._cache = (st.st_size, st.st_mtime_ns, found)
         return found
+
+    def extend(self, entries: dict[str, PrunedEntry]) -> None:
+        """Record manifests pruned elsewhere (a remote's record), one line per gc run."""
+        for time, rules, manifests in by_run(entries):
+            self.append(time, rules, manifests)
 
     def append(self, time: str, rules: dict[str, Any], manifests: Iterable[str]) -> None:
         """Record one gc run's pruned manifests, durably."""

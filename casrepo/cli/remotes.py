@@ -278,6 +278,7 @@ def clone(url: str, directory: str, remote_name: str, endpoint_url: str | None, 
         repo, report = clone_url(url, directory, name=remote_name, endpoint_url=endpoint_url,
                                  profile=profile, region=region, locking=locking,
                                  progress=progress)
+    repo.close()  # its SQLite files, as for any command (see State.repo)
     if as_json:
         data = _report_json(report, "downloaded")
         data["path"] = str(repo.dir)

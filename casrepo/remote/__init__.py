@@ -237,16 +237,6 @@ def _interrupts_held(interrupted: list[int]) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def group_pruned(entries: dict[str, PrunedEntry]) -> dict[tuple[str, str], list[str]]:
-    """Pruned manifests grouped by the gc run that pruned them: (time, rules as JSON) -> ids."""
-    import json
-
-    groups: dict[tuple[str, str], list[str]] = {}
-    for oid, entry in sorted(entries.items()):
-        groups.setdefault((entry.time, json.dumps(entry.rules, sort_keys=True)), []).append(oid)
-    return groups
-
-
 def check_remote_name(name: str) -> str:
     if not REMOTE_NAME_RE.fullmatch(name):
         raise UsageError(f"invalid remote name {name!r}: use letters, digits, '.', '_' and '-' "

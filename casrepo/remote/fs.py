@@ -12,7 +12,6 @@ where it does not, two machines' pushes are not serialised (docs/remotes.md).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from casrepo.config import CONFIG_FILE
 from casrepo.errors import CasrepoError, Conflict, NotARepository, NotFound, RemoteError
 from casrepo.pruned import PrunedEntry
 from casrepo.refs import RefKind
-from casrepo.remote import Remote, RemoteObject, RemoteRef, Sink, corrupt_local, group_pruned
+from casrepo.remote import Remote, RemoteObject, RemoteRef, Sink, corrupt_local
 from casrepo.repository import CASREPO_DIR, Repository, create_layout
 from casrepo.store import BUFFER_SIZE
 
@@ -141,8 +140,7 @@ class FilesystemRemote(Remote):
 
     def record_pruned(self, entries: dict[str, PrunedEntry]) -> None:
         with self._io():
-            for (time, rules), manifests in group_pruned(entries).items():
-                self.repo.pruned.append(time, json.loads(rules), manifests)
+            self.repo.pruned.extend(entries)
 
     def refs(self) -> list[RemoteRef]:
         with self._io():

@@ -12,12 +12,12 @@ sweep: an unreadable root is never "no roots".
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from casrepo import clock
+from casrepo.canonical import digest
 from casrepo.errors import IntegrityError, NotFound, RemoteError
 from casrepo.manifest import MAX_MANIFEST_SIZE, Target, parse_document
 from casrepo.remote import Remote, RemoteObject, RemoteRef
@@ -140,8 +140,9 @@ def _document(repo: Repository, remote: Remote, oid: str, size: int,
     IntegrityError when ``strict`` (it is reached), else None."""
     if size > MAX_MANIFEST_SIZE:
         return None
+    local = repo.store.exists(oid)
     try:
-        if repo.store.exists(oid):
+        if local:
             data = repo.store.read_small(oid, MAX_MANIFEST_SIZE)
         else:
             sink = _Buffer(MAX_MANIFEST_SIZE if strict else PEEK_LIMIT)
@@ -155,9 +156,10 @@ def _document(repo: Repository, remote: Remote, oid: str, size: int,
         return None
     if data is None or not data.startswith(b"{"):
         return None
-    if hashlib.sha256(data).hexdigest() != oid:
+    if digest(data) != oid:
         if strict:
-            raise IntegrityError(f"remote {remote.name!r}: object {oid} is corrupt there "
+            where = "here (run casrepo fsck)" if local else "there"
+            raise IntegrityError(f"remote {remote.name!r}: object {oid} is corrupt {where} "
                                  "(its bytes do not hash to its id); remote gc removes nothing")
         return None
     return parse_document(data)

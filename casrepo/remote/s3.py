@@ -42,7 +42,7 @@ from casrepo.copying import hash_fd
 from casrepo.errors import Busy, CasrepoError, IntegrityError, NotFound, RemoteError, UsageError
 from casrepo.ids import is_object_id, ref_name_problem
 from casrepo.lockfile import host_tag
-from casrepo.pruned import PrunedEntry, add_record
+from casrepo.pruned import PrunedEntry, add_record, by_run
 from casrepo.refs import RefChanged, RefKind
 from casrepo.remote import (
     S3_URL_RE,
@@ -52,7 +52,6 @@ from casrepo.remote import (
     RemoteRef,
     Sink,
     corrupt_local,
-    group_pruned,
 )
 from casrepo.store import BUFFER_SIZE
 
@@ -338,8 +337,8 @@ class S3Remote(Remote):
 
     def record_pruned(self, entries: dict[str, PrunedEntry]) -> None:
         with self._call("record pruned data"):
-            for (time_, rules), manifests in group_pruned(entries).items():
-                body = json.dumps({"time": time_, "rules": json.loads(rules), "manifests": manifests},
+            for time_, rules, manifests in by_run(entries):
+                body = json.dumps({"time": time_, "rules": rules, "manifests": manifests},
                                   sort_keys=True).encode()
                 key = self._key(f"pruned/{hashlib.sha256(body).hexdigest()}.json")
                 self._client.put_object(Bucket=self.bucket, Key=key, Body=body)

@@ -15,7 +15,6 @@ Order is what keeps both sides consistent:
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import threading
@@ -39,7 +38,6 @@ from casrepo.remote import (
     RemoteRef,
     check_endpoint,
     check_remote_name,
-    group_pruned,
     normalize_url,
     open_remote,
     remote_config,
@@ -540,8 +538,7 @@ def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
             if skipped:  # pruned there: record it here, so get says so (exit 4)
                 there = remote_pruned()
                 owners = {o for b in skipped for o in blob_owners.get(b, []) if o in there}
-                for (when, rules), manifests_ in group_pruned({o: there[o] for o in owners}).items():
-                    repo.pruned.append(when, json.loads(rules), manifests_)
+                repo.pruned.extend({o: there[o] for o in owners})
         except BaseException:
             for sink in created:  # the pool has ended: every task is done or never ran
                 sink.discard()
