@@ -10,9 +10,13 @@ from collections.abc import Iterable
 
 
 class CasrepoError(Exception):
-    """Base of every casrepo error; ``exit_code`` is the CLI's exit status."""
+    """Base of every casrepo error; ``exit_code`` is the CLI's exit status.
 
-    exit_code = 1
+    Raise a subclass: the base's code is the one for internal errors (exit 1 is kept
+    for false answers, such as ``why`` finding no path).
+    """
+
+    exit_code = 70
 
 
 class UsageError(CasrepoError):
@@ -71,6 +75,14 @@ class RemoteError(CasrepoError):
     """A remote that cannot be reached or refused a request."""
 
     exit_code = 7
+
+
+class SystemFailure(CasrepoError):
+    """The system refused: an OS error (disk full, permission denied, a read-only file
+    system) or a program casrepo runs is missing or failed (Graphviz's dot).
+    The exit code is sysexits.h's EX_IOERR; an ``OSError`` that reaches the CLI gets it too."""
+
+    exit_code = 74
 
 
 class Busy(CasrepoError):

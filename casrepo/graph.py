@@ -28,7 +28,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from casrepo.errors import CasrepoError, IntegrityError, NotFound, UsageError
+from casrepo.errors import CasrepoError, IntegrityError, NotFound, SystemFailure, UsageError
 from casrepo.index import Edge, IndexedManifest, describe
 from casrepo.manifest import Rel, Target
 from casrepo.refs import RefKind
@@ -641,7 +641,7 @@ def write_picture(dot: str, fmt: str, output: Path | str) -> Path:
     _check_output(Path(output))
     program = shutil.which("dot")
     if program is None:
-        raise CasrepoError(f"drawing {fmt} needs Graphviz's 'dot' program, which was not found "
+        raise SystemFailure(f"drawing {fmt} needs Graphviz's 'dot' program, which was not found "
                            f"on PATH: {GRAPHVIZ_HINT}")
 
     def draw(tmp: Path) -> None:
@@ -649,6 +649,6 @@ def write_picture(dot: str, fmt: str, output: Path | str) -> Path:
                               capture_output=True, check=False)
         if proc.returncode != 0:
             first = (proc.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[0]
-            raise CasrepoError(f"Graphviz's dot failed (exit {proc.returncode}): {first}")
+            raise SystemFailure(f"Graphviz's dot failed (exit {proc.returncode}): {first}")
 
     return _write_atomically(Path(output), draw)

@@ -28,7 +28,7 @@ from hashfs import HashFS
 
 from casrepo.copying import CANNOT_LINK, LARGE_FILE, PARALLEL_MIN, copy_hashing, hash_fd
 from casrepo.durable import fsync_dir, fsync_path, syncfs
-from casrepo.errors import AmbiguousRev, CasrepoError, IntegrityError, NotFound
+from casrepo.errors import AmbiguousRev, IntegrityError, NotFound, SystemFailure
 from casrepo.ids import ID_LENGTH, check_object_id, check_prefix, is_object_id
 from casrepo.lockfile import temp_abandoned, temp_prefix
 
@@ -745,7 +745,7 @@ def _scandir(directory: Path | str) -> list[os.DirEntry[str]]:
     except NotADirectoryError:
         return []
     except OSError as e:
-        raise CasrepoError(f"cannot read {directory}: {e.strerror}") from e
+        raise SystemFailure(f"cannot read {directory}: {e.strerror}") from e
 
 
 def _unlink_quietly(path: Path) -> None:

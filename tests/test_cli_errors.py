@@ -595,3 +595,32 @@ def test_truncated_object_is_an_error_and_rewritten_by_add(run: Any, repo: Repos
     assert_ok(run("fsck"))
     assert_ok(run("get", "datasets/iris", "out.csv"))
     assert (project / "out.csv").read_bytes() == data
+
+
+# -- what is not the user's doing -----------------------------------------------------
+
+
+def test_a_bug_exits_70_with_one_line_asking_for_a_report(run: Any, iris: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("a-bug")
+
+    monkeypatch.setattr(Repository, "list_refs", broken)
+    line = assert_error(run("refs"), 70, "internal error", "KeyError", "a-bug", "--debug")
+    assert "report" in line
+    debug = run("--debug", "refs")
+    assert debug.exit_code == 70 and "Traceback" in debug.stderr and "KeyError" in debug.stderr
+
+
+def test_an_os_refusal_exits_74_naming_the_file(run: Any, iris: str, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    def refused(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(tmp_path / "x"))
+
+    monkeypatch.setattr(Repository, "list_refs", refused)
+    assert_error(run("refs"), 74, "Permission denied", str(tmp_path / "x"))
+
+
+def test_an_error_quoting_huge_input_stays_one_bounded_line(run: Any, iris: str) -> None:
+    line = assert_error(run("show", "x" * 100_000), USAGE, "malformed rev")
+    assert len(line) < 2100

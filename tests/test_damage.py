@@ -11,7 +11,7 @@ import pytest
 from hashfs import HashFS
 
 from casrepo import FileArtifact, IntegrityError, NotFound, Repository
-from casrepo.errors import Busy
+from casrepo.errors import Busy, UsageError
 from casrepo.fsck import check
 from casrepo.gc import collect_garbage
 from casrepo.reach import mark
@@ -121,7 +121,7 @@ def test_broken_configured_kind_does_not_stop_gc_or_fsck(project: Path) -> None:
     collect_garbage(repo, expire="now")
     report = check(repo)
     assert report.ok and report.problems[0].subject == "kinds"
-    with pytest.raises(Exception, match="no_such_module"):
+    with pytest.raises(UsageError, match=r"unknown kind 'thing' .*no_such_module"):
         repo.registry.get("thing")
 
 

@@ -6,7 +6,7 @@ SIGXFSZ), or come back short when it straddles the limit; it needs no
 privileges and hits exactly the file we aim at. A small tmpfs (root only)
 gives the real ENOSPC.
 
-What every failed command must leave: exit 1 (an OS error) with one line
+What every failed command must leave: exit 74 (an OS error) with one line
 `casrepo: error: ...`, the source untouched, fsck clean, no temp file, the
 ref where it was, and the same command working once there is room again.
 """
@@ -126,7 +126,7 @@ def test_add_of_content_past_the_file_size_limit_fails_cleanly(
 
     result = casrepo(project, "add", str(source), "--name", "x", fsize=1 * MiB)
 
-    assert_error(result, 1, EFBIG)
+    assert_error(result, 74, EFBIG)
     assert digest(source) == source_digest
     assert_fsck_clean(run, project)
     assert refs_of(run, project).get("names/x") == before
@@ -145,7 +145,7 @@ def test_directory_whose_manifest_is_past_the_limit_fails_cleanly(
 
     result = casrepo(project, "add", str(source), "--name", "x", fsize=limit)
 
-    assert_error(result, 1, EFBIG)
+    assert_error(result, 74, EFBIG)
     assert object_count(project) - objects == 300, "the blobs should fit: the manifest must be what failed"
     assert_fsck_clean(run, project)
     assert refs_of(run, project)["names/x"] == before
@@ -166,7 +166,7 @@ def assert_ref_move_all_or_nothing(run: Any, project: Path, result: Ran, ref: st
         assert log and log[0]["ref"] == ref and log[0]["new"] == now, \
             f"{ref} moved to {now} without a ref log line"
     else:
-        assert_error(result, 1, why)
+        assert_error(result, 74, why)
         assert now == before, f"exit {result.exit_code}, yet {ref} moved from {before} to {now}"
     assert_fsck_clean(run, project)
 
@@ -283,7 +283,7 @@ def test_add_on_a_full_filesystem_fails_cleanly(small_fs: Path, tmp_path: Path, 
 
     result = casrepo(project, "add", str(source), "--name", "x")
 
-    assert_error(result, 1, ENOSPC)
+    assert_error(result, 74, ENOSPC)
     assert digest(source) == source_digest
     assert_fsck_clean(run, project)
     assert refs_of(run, project)["names/x"] == before

@@ -462,7 +462,7 @@ def graphviz() -> str:
     if os.environ.get("CI") == "true":
         assert program is not None, "CI must install Graphviz (see .ci/run)"
     if program is None:
-        pytest.skip("Graphviz's dot is not installed")
+        pytest.skip("Graphviz's dot is not installed (apt-get install graphviz)")
     return program
 
 
@@ -514,7 +514,7 @@ def test_picture_usage_errors(run: Any, repo: Repository, tmp_path: Path, fmt: s
 @pytest.mark.parametrize("fmt", ["svg", "png"])
 def test_picture_without_graphviz(run: Any, repo: Repository, tmp_path: Path,
                                   monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
-    """dot missing from PATH: exit 1, one line saying what to install, no file left behind."""
+    """dot missing from PATH: exit 74, one line saying what to install, no file left behind."""
     build(repo, CHAIN)
     empty = tmp_path / "empty-path"
     empty.mkdir()
@@ -522,10 +522,10 @@ def test_picture_without_graphviz(run: Any, repo: Repository, tmp_path: Path,
     outdir = tmp_path / "out"
     outdir.mkdir()
     out = outdir / f"lineage.{fmt}"
-    line = assert_error(run("lineage", "report", "--format", fmt, "-o", str(out)), 1, "Graphviz")
+    line = assert_error(run("lineage", "report", "--format", fmt, "-o", str(out)), 74, "Graphviz")
     assert "apt-get install graphviz" in line and "--format dot" in line
     assert list(outdir.iterdir()) == []
-    assert_error(run("why", "report", "raw", "--format", fmt, "-o", str(out)), 1, "Graphviz")
+    assert_error(run("why", "report", "raw", "--format", fmt, "-o", str(out)), 74, "Graphviz")
     assert list(outdir.iterdir()) == []
 
 

@@ -338,7 +338,7 @@ def test_get_copies_and_hardlinks_verified(repo: Repository, project: Path,
     (tmp_path / "copy" / "big.bin").write_bytes(b"edited")  # a copy is the user's own
     assert repo.store.compute_id(hashlib.sha256(files["big.bin"]).hexdigest()) \
         == hashlib.sha256(files["big.bin"]).hexdigest()
-    assert oid
+    assert repo.resolve("tree") == oid
 
 
 def test_get_refuses_corrupt_objects_in_every_mode(repo: Repository, project: Path,

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from casrepo import __version__
-from casrepo.errors import CasrepoError, NotARepository
+from casrepo.errors import CasrepoError, NotARepository, SystemFailure
 
 if TYPE_CHECKING:
     from casrepo.repository import Repository
 
 INTERRUPTED = 130
+INTERNAL_ERROR = CasrepoError.exit_code  # 70, sysexits.h's EX_SOFTWARE
 
 
 @dataclass
@@ -47,6 +48,14 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+_MAX_MESSAGE = 2000
+
+
+def _bounded(text: str) -> str:
+    """A message cut to a screenful: it may quote hostile input at length."""
+    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + " …"
+
+
 _SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
 
 
@@ -61,7 +70,7 @@ def redact(text: str) -> str:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"casrepo: error: {redact(_one_line(message))}", err=True)
+    click.echo(f"casrepo: error: {_bounded(redact(_one_line(message)))}", err=True)
     sys.exit(code)
 
 
@@ -97,14 +106,17 @@ class CasrepoGroup(click.Group):
                 _print_traceback()
             _fail(str(e), e.exit_code)
         except OSError as e:
+            # The system refused (disk full, permission denied): not a bug, not a "no".
             if debug:
                 _print_traceback()
             where = f": {e.filename}" if e.filename else ""
-            _fail(f"{e.strerror or e}{where}", 1)
+            _fail(f"{e.strerror or e}{where}", SystemFailure.exit_code)
         except Exception as e:
             if debug:
                 _print_traceback()
-            _fail(f"internal error: {type(e).__name__}: {e} (run with --debug for a traceback)", 1)
+            _fail(f"internal error (a bug in casrepo): {type(e).__name__}: {e}; "
+                  "please report it with the output of the same command run with --debug",
+                  INTERNAL_ERROR)
         code = result if isinstance(result, int) else 0
         if standalone_mode:
             sys.exit(code)
