@@ -100,9 +100,9 @@ def collect_garbage(repo: Repository, *, expire: datetime | str | None = "config
         # reachable from recent objects for the same reason).
         # Their links are kept from this scan, so the mark need not read them again.
         known: dict[str, list[Link]] = {}
-        for oid, document, data in repo.registry.recent_manifests(cutoff):
+        for oid, document, data in repo.manifests.recent_manifests(cutoff):
             with contextlib.suppress(IntegrityError):
-                known[oid] = repo.registry.links(document, data)
+                known[oid] = repo.manifests.links(document, data)
         soft = _reflog_targets(repo, reflog_expire)
         report("mark", 0, 0)
         reach = mark(repo, list(known), retention=retention, soft_roots=soft, known_links=known)

@@ -274,7 +274,7 @@ class _Walker:
             referrers = sorted(self.graph.pred[oid])
             document = (self.repo.linked_document(oid, f"manifest {referrers[0]}") if referrers
                         else self.repo.document(oid))
-            for link in self.repo.registry.links(document):
+            for link in self.repo.manifests.links(document):
                 if link.target is Target.MANIFEST and link.rel.value in self.rels:
                     edges.append(Edge(oid, link.id, link.rel.value))
         return edges

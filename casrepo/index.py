@@ -33,6 +33,7 @@ from casrepo.manifest import (
     _LINK_BYTES,
     MAX_MANIFEST_SIZE,
     Link,
+    ManifestStore,
     Registry,
     Target,
     is_legacy,
@@ -125,10 +126,10 @@ T = TypeVar("T")
 class ManifestIndex:
     """The index of one repository; opened lazily, safe to share between processes."""
 
-    def __init__(self, path: Path, registry: Registry, refs: RefStore,
+    def __init__(self, path: Path, manifests: ManifestStore, refs: RefStore,
                  recent_since: Callable[[], float | None] = lambda: None) -> None:
         self.path = path
-        self.registry = registry
+        self.manifest_store = manifests
         self.refs = refs
         self.recent_since = recent_since
         """The start of gc's grace period: manifests modified since are indexed on a
@@ -382,11 +383,11 @@ class ManifestIndex:
     def _recent_rows(self, since: float | None) -> dict[str, _Row]:
         """Rows for the manifests among objects modified since ``since``. A large
         store is read by one process per core: parsing JSON is CPU-bound."""
-        store = self.registry._require_store()
+        store = self.manifest_store.store
         shards = store.shard_dirs()
         workers = min(os.cpu_count() or 1, 8)
         if workers < 2 or _few_objects(shards):
-            return {row[0]: row for row in _read_plain(self.registry, shards, since)}
+            return {row[0]: row for row in _read_plain(self.manifest_store, shards, since)}
         step = -(-len(shards) // (workers * 4))
         parts = [shards[i:i + step] for i in range(0, len(shards), step)]
         shape = (str(store.root), store.depth, store.width, since)
@@ -424,7 +425,7 @@ class ManifestIndex:
     def _read_row(self, oid: str) -> _Row | None:
         """The row of manifest ``oid``; None (and a warning) if it cannot be read as one."""
         with suppress(CasrepoError, OSError):
-            data = self.registry._require_store().read_small(oid, MAX_MANIFEST_SIZE)
+            data = self.manifest_store.store.read_small(oid, MAX_MANIFEST_SIZE)
             if data is not None and data.startswith(b"{") and digest(data) == oid:
                 row = _canonical_row(oid, data)
                 if row is not None:
@@ -432,8 +433,8 @@ class ManifestIndex:
         # Anything unusual: read it again the way every other reader does, for the
         # same answer and the same warning.
         try:
-            document, data = self.registry.read_verified(oid)
-            return _as_row(describe(oid, document), self.registry.links(document, data))
+            document, data = self.manifest_store.read_verified(oid)
+            return _as_row(describe(oid, document), self.manifest_store.links(document, data))
         except CasrepoError as e:
             self.warnings.append(str(e))
             return None
@@ -530,15 +531,15 @@ def _as_row(info: IndexedManifest, links: list[Link]) -> _Row:
             [(k.id, k.rel._value_, k.target._value_) for k in links])
 
 
-def _read_plain(registry: Registry, shards: list[tuple[str, str]],
+def _read_plain(manifests: ManifestStore, shards: list[tuple[str, str]],
                 since: float | None) -> list[_Row]:
     """Rows for the intact manifests modified since ``since`` in some shard
     directories; anything else is skipped (a young object that no link calls a
-    manifest is nobody's damage). The same choice as ``Registry.manifest_at``
-    and ``Registry.links``, by :func:`_canonical_row` where it can."""
+    manifest is nobody's damage). The same choice as ``ManifestStore.manifest_at``
+    and ``ManifestStore.links``, by :func:`_canonical_row` where it can."""
     rows: list[_Row] = []
     with _no_cyclic_gc():
-        for info in registry._require_store().scan(shards):
+        for info in manifests.store.scan(shards):
             if (since is not None and info.mtime < since) or info.size > MAX_MANIFEST_SIZE:
                 continue
             data = read_json_object(info.location, info.size)
@@ -550,7 +551,7 @@ def _read_plain(registry: Registry, shards: list[tuple[str, str]],
                 if document is None:
                     continue
                 try:
-                    links = registry.links(document, data)
+                    links = manifests.links(document, data)
                 except CasrepoError:
                     continue
                 row = _as_row(describe(info.id, document), links)
@@ -595,7 +596,8 @@ def _canonical_row(oid: str, data: bytes) -> _Row | None:
 def _read_plain_in_worker(shape: tuple[str, int, int, float | None],
                           shards: list[tuple[str, str]]) -> list[_Row]:
     root, depth, width, since = shape
-    return _read_plain(Registry(ObjectStore(root, depth=depth, width=width)), shards, since)
+    store = ObjectStore(root, depth=depth, width=width)
+    return _read_plain(ManifestStore(store, Registry()), shards, since)
 
 
 def _few_objects(shards: list[tuple[str, str]]) -> bool:

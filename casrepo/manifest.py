@@ -425,8 +425,11 @@ BUILTIN_KINDS: tuple[type[Manifest], ...] = (Artifact, FileArtifact, DirectoryAr
 
 
 class Registry:
-    """Maps kinds to manifest classes; loads and saves manifests in a store.
+    """Maps kinds to manifest classes and builds the right model for a document.
 
+    It holds no repository state, so one registry can serve several
+    repositories (each reads and saves through its own :class:`ManifestStore`).
+    Given a store, it also loads and saves there, as cas-manifest did:
     ``Registry(store, [CSVDataset, TSVDataset]).load(id)`` returns an instance of
     the class registered for the stored kind, or a :class:`GenericManifest`
     for a kind nobody registered.
@@ -556,12 +559,38 @@ class Registry:
             raise NotFound(f"object {oid or '?'} is a blob, not a manifest")
         return self.from_document(document, oid)
 
-    # -- store access ------------------------------------------------------------
+    # -- a store of its own (the cas-manifest idiom) ------------------------------
 
-    def _require_store(self) -> ObjectStore:
+    def _manifests(self) -> ManifestStore:
         if self.store is None:
-            raise CasrepoError("this registry has no store")
-        return self.store
+            raise UsageError("this registry has no store: use Registry(store, kinds), "
+                             "or a Repository's manifests")
+        return ManifestStore(self.store, self)
+
+    def read_document(self, oid: str) -> dict[str, Any]:
+        """The verified document of manifest ``oid`` in this registry's store."""
+        return self._manifests().read_document(oid)
+
+    def load(self, oid: str) -> AnyManifest:
+        """Load manifest ``oid`` (a full id or a unique prefix) from this registry's store."""
+        return self._manifests().load(oid)
+
+    def save(self, manifest: AnyManifest) -> str:
+        """Store ``manifest`` in this registry's store (see :meth:`ManifestStore.save`)."""
+        return self._manifests().save(manifest)
+
+
+class ManifestStore:
+    """Reads and saves manifests in one object store, building each one with the
+    class a :class:`Registry` holds for its kind.
+
+    A repository owns one (``repo.manifests``); the registry only lends it
+    kinds, so one registry can serve many repositories.
+    """
+
+    def __init__(self, store: ObjectStore, registry: Registry) -> None:
+        self.store = store
+        self.registry = registry
 
     def read_document(self, oid: str) -> dict[str, Any]:
         """The verified document of manifest ``oid`` (full id)."""
@@ -569,10 +598,9 @@ class Registry:
 
     def read_verified(self, oid: str) -> tuple[dict[str, Any], bytes]:
         """The verified document of manifest ``oid`` (full id) and its bytes."""
-        store = self._require_store()
         # A large blob named where a manifest is needed is never read into
         # memory (invariant 8).
-        data = store.read_small(oid, MAX_MANIFEST_SIZE)
+        data = self.store.read_small(oid, MAX_MANIFEST_SIZE)
         if data is None:
             raise NotFound(f"object {oid} is a blob, not a manifest")
         return self._verified(oid, data)
@@ -590,8 +618,7 @@ class Registry:
     def recent_manifests(self, since: float | None) -> Iterator[tuple[str, dict[str, Any], bytes]]:
         """(id, document, bytes) of every manifest in the store modified at or after
         ``since`` (a timestamp; None for all). Large blobs are peeked at, never read whole."""
-        store = self._require_store()
-        for info in store.scan():
+        for info in self.store.scan():
             if (since is None or info.mtime >= since) and info.size <= MAX_MANIFEST_SIZE:
                 found = self.manifest_at(info.id, info.location, info.size)
                 if found is not None:
@@ -622,7 +649,6 @@ class Registry:
     def _legacy_links(self, document: dict[str, Any]) -> list[Link]:
         """cas-manifest 0.4 objects carry bare ids: every full id they hold that is
         in the store counts as content (a manifest if it parses as one), so gc keeps it."""
-        store = self._require_store()
         found: list[Link] = []
         stack: list[Any] = [document["value"]]
         while stack:
@@ -631,7 +657,7 @@ class Registry:
                 stack.extend(value.values())
             elif isinstance(value, list):
                 stack.extend(value)
-            elif isinstance(value, str) and is_object_id(value) and store.exists(value):
+            elif isinstance(value, str) and is_object_id(value) and self.store.exists(value):
                 try:
                     self.read_document(value)
                     target = Target.MANIFEST
@@ -642,10 +668,9 @@ class Registry:
 
     def load(self, oid: str) -> AnyManifest:
         """Load manifest ``oid`` (a full id or a unique prefix), verified."""
-        store = self._require_store()
         if not is_object_id(oid) and is_id_prefix(oid):
-            oid = store.resolve_unique(oid)
-        return self.from_document(self.read_document(oid), oid)
+            oid = self.store.resolve_unique(oid)
+        return self.registry.from_document(self.read_document(oid), oid)
 
     def save(self, manifest: AnyManifest) -> str:
         """Store ``manifest`` after checking every object it links to exists."""
@@ -656,17 +681,16 @@ class Registry:
         """Store a manifest's ``document`` (checked by its model already) after
         checking every object it links to exists, but for those the caller has
         just stored or found (``present``); its id and links."""
-        store = self._require_store()
         data = canonical_json(document)
         links = links_in(data, document)
         checked = set(present)
         for link in links:  # in document order: the first missing one is named
             if link.id not in checked:
-                if not store.exists(link.id):
+                if not self.store.exists(link.id):
                     raise NotFound(f"manifest links to {link.rel.value} {link.id}, "
                                    "which is not in the store")
                 checked.add(link.id)
-        return Saved(store.put_bytes(data).id, links)
+        return Saved(self.store.put_bytes(data).id, links)
 
 
 def _validate(cls: type[Manifest], fields: dict[str, Any], label: str) -> Manifest:

@@ -122,8 +122,8 @@ class _Walk:
             self.result.links[oid] = known
             return known
         try:
-            document, data = self.repo.registry.read_verified(oid)
-            links = self.repo.registry.links(document, data)
+            document, data = self.repo.manifests.read_verified(oid)
+            links = self.repo.manifests.links(document, data)
         except NotFound as e:
             if strict:
                 message = str(e) if self.repo.store.exists(oid) else f"object {oid} is missing"

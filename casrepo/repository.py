@@ -51,6 +51,7 @@ from casrepo.manifest import (
     FileArtifact,
     GenericManifest,
     Manifest,
+    ManifestStore,
     Registry,
     Rel,
     Target,
@@ -120,7 +121,8 @@ class Repository:
                                  depth=config.store.depth, width=config.store.width)
         self.refs = RefStore(casrepo_dir, self.tmp_dir)
         self.registry = registry if registry is not None else Registry(entry_points=True)
-        self.registry.store = self.store
+        self.manifests = ManifestStore(self.store, self.registry)
+        """Reads and saves manifests here; the registry only lends its kinds."""
         config.register_kinds(self.registry)
         self._locks_dir = casrepo_dir / "locks"
         self.pruned = PrunedLog(casrepo_dir / "logs" / PRUNED_FILE)
@@ -146,7 +148,7 @@ class Repository:
         if self._index is None:
             from casrepo.index import INDEX_FILE, ManifestIndex
 
-            self._index = ManifestIndex(self.dir / INDEX_FILE, self.registry, self.refs,
+            self._index = ManifestIndex(self.dir / INDEX_FILE, self.manifests, self.refs,
                                         self._grace_start)
         return self._index
 
@@ -320,11 +322,11 @@ class Repository:
         """The verified JSON document of manifest ``oid`` (fetched from the default
         remote first when it is missing here and config.yaml asks for that)."""
         try:
-            return self.registry.read_document(oid)
+            return self.manifests.read_document(oid)
         except NotFound:
             if self.store.exists(oid) or not self.fetch_missing([oid]):
                 raise
-        return self.registry.read_document(oid)
+        return self.manifests.read_document(oid)
 
     def fetch_missing(self, ids: Sequence[str]) -> bool:
         """Fetch objects (and what they link to) missing here from the default
@@ -580,7 +582,7 @@ class Repository:
     def _store(self, document: dict[str, Any], present: Collection[str] = frozenset()) -> str:
         """Save a manifest's document in the store and record it in the index;
         ``present``: see :meth:`~casrepo.manifest.Registry.save_document`."""
-        saved = self.registry.save_document(document, present)
+        saved = self.manifests.save_document(document, present)
         self.index.record(saved.id, document, saved.links)
         return saved.id
 

@@ -181,8 +181,8 @@ def test_unindexed_manifests_are_found_through_the_ref_log(repo: Repository) -> 
     with the unnamed manifests between it and what the index already holds."""
     ids = dag(repo)
     assert down(repo, "base") == below_base(ids)
-    hidden = repo.registry.save(Artifact(name="hidden", inputs=(ids["a"],)))
-    tip = repo.registry.save(Artifact(name="tip", inputs=(hidden,)))
+    hidden = repo.manifests.save(Artifact(name="hidden", inputs=(ids["a"],)))
+    tip = repo.manifests.save(Artifact(name="tip", inputs=(hidden,)))
     repo.refs.update(RefKind.NAME, "tip", tip)
     assert {hidden, tip}.isdisjoint(indexed_ids(repo))
 
@@ -205,7 +205,7 @@ def test_a_shrunken_ref_log_makes_readers_look_at_every_ref(repo: Repository) ->
     replacement = log.with_name("rotated.tmp")
     replacement.write_bytes(first_line)
     os.replace(replacement, log)
-    hidden = repo.registry.save(Artifact(name="hidden", inputs=(ids["base"],)))
+    hidden = repo.manifests.save(Artifact(name="hidden", inputs=(ids["base"],)))
     repo.refs.update(RefKind.NAME, "hidden", hidden)
     assert log.stat().st_size < log_offset(repo)  # the situation under test
 
@@ -213,7 +213,7 @@ def test_a_shrunken_ref_log_makes_readers_look_at_every_ref(repo: Repository) ->
     assert down(reader, "base") == below_base(ids) | {hidden}
     assert log_offset(repo) == log.stat().st_size
     # and the next log line is read from the right place again
-    later = repo.registry.save(Artifact(name="later", inputs=(hidden,)))
+    later = repo.manifests.save(Artifact(name="later", inputs=(hidden,)))
     repo.refs.update(RefKind.NAME, "later", later)
     assert down(fresh(repo), "base") == below_base(ids) | {hidden, later}
 
@@ -412,7 +412,7 @@ def test_read_only_repository_answers_from_memory(repo: Repository) -> None:
     """A read-only .casrepo whose index needs catching up is still queried correctly."""
     ids = dag(repo)
     assert down(repo, "base") == below_base(ids)
-    hidden = repo.registry.save(Artifact(name="hidden", inputs=(ids["base"],)))
+    hidden = repo.manifests.save(Artifact(name="hidden", inputs=(ids["base"],)))
     repo.refs.update(RefKind.NAME, "hidden", hidden)
     repo.close()
     with read_only(index_path(repo), repo.dir):

@@ -18,6 +18,7 @@ from casrepo import (
     IntegrityError,
     NotARepository,
     NotFound,
+    Registry,
     Repository,
     UsageError,
 )
@@ -414,3 +415,20 @@ def test_links_fall_back_to_a_copy_across_filesystems(repo: Repository, project:
     repo.add(other, name="g", link="move")
     assert not other.exists()  # copied, then the source removed
     assert repo.store.compute_id(repo.load("g").content) == repo.load("g").content  # type: ignore[union-attr]
+
+
+def test_one_registry_serves_two_repositories(tmp_path: Path) -> None:
+    """A Registry holds kinds only: opening a second repository with it must not
+    point the first one's manifest reads at the second one's store."""
+    registry = Registry()
+    first = Repository.init(tmp_path / "a", registry=registry)
+    (tmp_path / "a" / "f.txt").write_text("in a")
+    oid = first.add(tmp_path / "a" / "f.txt", name="f").id
+    second = Repository.init(tmp_path / "b", registry=registry)
+    (tmp_path / "b" / "g.txt").write_text("in b")
+    other = second.add(tmp_path / "b" / "g.txt", name="g").id
+    assert first.resolve("f") == oid and first.load(oid[:8]) == first.load("f")
+    assert first.document(oid)["name"] == "f"
+    assert second.document(other)["name"] == "g"
+    with pytest.raises(NotFound):
+        first.resolve("g")

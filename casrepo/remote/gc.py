@@ -96,7 +96,7 @@ def collect_remote(repo: Repository, remote: Remote, *, expire: str | None = Non
                 document = _document(repo, remote, oid, objects[oid].size, strict)
                 if document is None:
                     continue
-                for link in repo.registry.links(document):
+                for link in repo.manifests.links(document):
                     if link.target is Target.BLOB:
                         if link.id in objects:
                             marked.add(link.id)

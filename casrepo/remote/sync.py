@@ -508,12 +508,12 @@ def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
                     nxt: list[str] = []
                     for oid in local:
                         try:
-                            document = repo.registry.read_document(oid)
+                            document = repo.manifests.read_document(oid)
                         except NotFound:
                             if oid in root_set:
                                 continue  # a blob asked for by id, here already
                             raise
-                        nxt.extend(_follow(oid, repo.registry.links(document), seen, blobs,
+                        nxt.extend(_follow(oid, repo.manifests.links(document), seen, blobs,
                                            blob_owners))
                     for sink in arrived:
                         parsed, data = _parse_received(sink)
@@ -522,7 +522,7 @@ def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
                                 continue  # a blob asked for by id: stored as it is
                             raise IntegrityError(f"object {sink.id} on remote {remote.name!r} is "
                                                  "linked as a manifest but is not one")
-                        links = repo.registry.links(parsed, data)
+                        links = repo.manifests.links(parsed, data)
                         fetched.append((sink.id, parsed, links))
                         nxt.extend(_follow(sink.id, links, seen, blobs, blob_owners))
                     wave = list(dict.fromkeys(nxt))
