@@ -735,9 +735,10 @@ class Repository:
         oid = self.resolve_manifest(rev)
         manifest = self.registry.from_document(self.document(oid), oid)
         target = Path(dest)
-        here, repo_dir = Path(os.path.abspath(target)), self.dir
-        if here == repo_dir or repo_dir in here.parents or here in repo_dir.parents:
-            raise Conflict(f"refusing to write {target}: it would overwrite the repository")
+        self.check_outside(target)
+        if target.name in ("", ".", ".."):
+            raise UsageError(f"cannot write to {str(dest)!r}: DEST must end in a file or "
+                             "directory name")
         if os.path.lexists(target) and not force:
             raise Conflict(f"destination exists: {target} (use --force to replace it)")
         if isinstance(manifest, DirectoryArtifact):
@@ -784,6 +785,40 @@ class Repository:
                 staging.unlink()
             raise
         return GetResult(oid, target, 1, size)
+
+    def check_outside(self, path: Path) -> None:
+        """Raise :class:`Conflict` if writing ``path`` (or replacing it) would write into
+        the repository, or replace it or a directory that holds it.
+
+        Checked as the filesystem sees it, not as the path is spelled: symlinks in
+        it are resolved (``self -> .`` makes ``self/.casrepo`` the repository), and
+        directories are compared by device and inode too (a bind mount, a
+        case-insensitive name). A final symlink to such a directory is refused as
+        well, though replacing it would replace only the link: whoever typed it
+        almost certainly meant the directory.
+        """
+        repo = self.dir
+        repo_id = _dir_id(repo)
+        if repo_id is None:
+            return
+        holders = {repo_id} | {i for up in repo.parents if (i := _dir_id(up)) is not None}
+        followed = Path(os.path.realpath(path))
+        spelled = (Path(os.path.realpath(path.parent)) / path.name
+                   if path.name not in ("", ".", "..") else followed)
+        for candidate in dict.fromkeys((spelled, followed)):
+            # A symlink at the end of ``spelled`` is the link itself (--force replaces it).
+            own_id = _dir_id(candidate) if candidate == followed else None
+            above = {_dir_id(up) for up in candidate.parents}
+            if candidate == repo or own_id == repo_id:
+                problem = "is the repository"
+            elif repo in candidate.parents or repo_id in above:
+                problem = "is inside the repository"
+            elif candidate in repo.parents or own_id in holders:
+                problem = "holds the repository"
+            else:
+                continue
+            where = "links to a path that " if candidate != spelled else ""
+            raise Conflict(f"refusing to write {path}: it {where}{problem} ({repo})")
 
     def write_to(self, rev: str, sink: BinaryIO) -> GetResult:
         """Write a file artifact's bytes to an open binary stream, verifying them."""
@@ -968,6 +1003,15 @@ def _scan_directory(root: Path, repo_dir: Path) -> list[_Scanned]:
             scan.append(_Scanned(rel, entry.path, st))
     scan.sort(key=lambda item: item.rel)
     return scan
+
+
+def _dir_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of what ``path`` names, following symlinks; None if nothing."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _single_blob(manifest: AnyManifest) -> tuple[str, bool]:

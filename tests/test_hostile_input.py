@@ -1,0 +1,113 @@
+"""Hostile input (issue 12): paths, names and arguments chosen to break casrepo.
+
+Each test checks the documented exit code (never an internal error), that
+nothing is written where it should not be, and that the repository still
+works afterwards.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_support import assert_error, assert_ok, last_id, snapshot, tree, write
+
+from casrepo.repository import Repository
+
+USAGE, CONFLICT, INTEGRITY = 2, 5, 6
+
+
+def assert_healthy(run: Any, *names: str) -> None:
+    """fsck finds nothing wrong and every name in ``names`` is still listed."""
+    assert_ok(run("fsck"))
+    listed = assert_ok(run("refs")).stdout
+    for name in names:
+        assert name in listed, listed
+
+
+def objects(repo: Repository) -> set[str]:
+    return {info.id for info in repo.store.scan()}
+
+
+def no_staging(directory: Path) -> None:
+    left = [p.name for p in directory.iterdir() if p.name.startswith((".casrepo-get-", ".casrepo-"))
+            and p.name != ".casrepo"]
+    assert left == [], left
+
+
+@pytest.fixture
+def stored(run: Any, repo: Repository, project: Path) -> dict[str, str]:
+    """A directory artifact `d` and a file artifact `good`."""
+    write(project / "d" / "a.txt", b"a\n")
+    write(project / "f.txt", b"hello\n")
+    return {"d": last_id(run("add", "d", "--name", "d")),
+            "good": last_id(run("add", "f.txt", "--name", "good"))}
+
+
+# -- 1. get never replaces or writes into the repository ------------------------------
+
+
+@pytest.mark.parametrize(("dest", "reason"), [
+    ("self/.casrepo", "is the repository"),       # ln -s . self
+    ("self", "holds the repository"),             # a symlink to the project
+    (".", "holds the repository"),
+    ("..", "holds the repository"),
+    ("self/..", "holds the repository"),
+    (".casrepo", "is the repository"),
+    (".casrepo/tmp", "is inside the repository"),
+    ("self/.casrepo/objects/new", "is inside the repository"),
+    ("objects-link/new", "is inside the repository"),  # objects-link -> .casrepo/objects
+])
+@pytest.mark.parametrize("force", [True, False])
+def test_get_refuses_to_write_the_repository(run: Any, project: Path, tmp_path: Path,
+                                             stored: dict[str, str], dest: str, reason: str,
+                                             force: bool) -> None:
+    (project / "self").symlink_to(".")
+    (project / "objects-link").symlink_to(".casrepo/objects")
+    before = snapshot(tmp_path, skip=("index.sqlite", "index.sqlite-wal", "index.sqlite-shm",
+                                      "locks"))
+    for name in ("d", "good"):
+        args = ["get", name, dest] + (["--force"] if force else [])
+        assert_error(run(*args), CONFLICT, "refusing to write", reason)
+    assert snapshot(tmp_path, skip=("index.sqlite", "index.sqlite-wal", "index.sqlite-shm",
+                                    "locks")) == before
+    assert_healthy(run, "d", "good")
+
+
+def test_get_refuses_the_project_through_a_symlinked_parent(
+        run: Any, project: Path, tmp_path: Path, stored: dict[str, str]) -> None:
+    # As /home -> /data/home: the repository is found under its resolved path,
+    # the destination typed through the link.
+    alias = tmp_path / "alias"
+    alias.symlink_to(tmp_path, target_is_directory=True)
+    for dest in (alias / "project", alias / "project" / ".casrepo",
+                 alias / "alias" / "project" / ".casrepo" / "refs"):
+        assert_error(run("get", "d", str(dest), "--force"), CONFLICT, "refusing to write")
+    assert_error(run("get", "d", str(tmp_path), "--force"), CONFLICT, "holds the repository")
+    assert_healthy(run, "d", "good")
+    assert (project / "d" / "a.txt").read_bytes() == b"a\n"
+
+
+def test_get_still_writes_beside_the_repository(run: Any, project: Path, tmp_path: Path,
+                                                stored: dict[str, str]) -> None:
+    """Through a symlinked parent, or replacing a symlink to elsewhere, get still works."""
+    (project / "self").symlink_to(".")
+    assert_ok(run("get", "good", "self/copy.txt"))
+    assert (project / "copy.txt").read_bytes() == b"hello\n"
+    elsewhere = tmp_path / "elsewhere"
+    write(elsewhere / "keep.txt", b"keep\n")
+    (project / "out").symlink_to(elsewhere, target_is_directory=True)
+    assert_ok(run("get", "d", "out", "--force"))
+    assert tree(project / "out") == {"a.txt": (b"a\n", False)}
+    assert (elsewhere / "keep.txt").read_bytes() == b"keep\n"
+    assert_healthy(run, "d", "good")
+
+
+def test_get_refuses_a_dest_that_names_no_entry(run: Any, tmp_path: Path,
+                                                stored: dict[str, str]) -> None:
+    """'x/..' outside the project: not the repository, but nothing get can replace."""
+    other = tmp_path / "other"
+    (other / "x").mkdir(parents=True)
+    assert_error(run("get", "good", str(other / "x" / ".."), "--force"), USAGE, "DEST")
+    assert sorted(p.name for p in other.iterdir()) == ["x"]
