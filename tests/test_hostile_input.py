@@ -7,6 +7,8 @@ works afterwards.
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +113,74 @@ def test_get_refuses_a_dest_that_names_no_entry(run: Any, tmp_path: Path,
     (other / "x").mkdir(parents=True)
     assert_error(run("get", "good", str(other / "x" / ".."), "--force"), USAGE, "DEST")
     assert sorted(p.name for p in other.iterdir()) == ["x"]
+
+
+# -- 2. lineage -o / why -o never replace what is not a regular file -----------------
+
+
+def _special_files(directory: Path) -> dict[str, str]:
+    """Non-regular files to aim -o at: name -> what the error says it is."""
+    directory.mkdir()
+    made = {}
+    try:
+        os.mknod(directory / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        made["null"] = "a character device"
+    except PermissionError:  # not root: a FIFO is non-regular too
+        os.mkfifo(directory / "null")
+        made["null"] = "a FIFO"
+    os.mkfifo(directory / "fifo")
+    made["fifo"] = "a FIFO"
+    write(directory / "target.txt", b"the link's target\n")
+    (directory / "link").symlink_to("target.txt")
+    made["link"] = "a symlink"
+    (directory / "dangling").symlink_to("nowhere")
+    made["dangling"] = "a symlink"
+    return made
+
+
+def _fingerprint(directory: Path) -> dict[str, tuple[Any, ...]]:
+    found = {}
+    for path in directory.iterdir():
+        st = path.lstat()
+        link = os.readlink(path) if path.is_symlink() else None
+        data = path.read_bytes() if stat.S_ISREG(st.st_mode) else None
+        found[path.name] = (st.st_mode, st.st_rdev, st.st_ino, link, data)
+    return found
+
+
+@pytest.mark.parametrize("command", [("lineage", "good"), ("why", "good", "d"),
+                                     ("lineage", "good", "--format", "dot"),
+                                     ("why", "good", "d", "--json")])
+def test_output_refuses_devices_and_symlinks(run: Any, tmp_path: Path, stored: dict[str, str],
+                                             command: tuple[str, ...]) -> None:
+    devtest = tmp_path / "devtest"
+    special = _special_files(devtest)
+    before = _fingerprint(devtest)
+    for name, what in special.items():
+        out = devtest / name
+        assert_error(run(*command, "-o", str(out)), USAGE, f"it is {what}", "regular file")
+    assert _fingerprint(devtest) == before  # nothing replaced, no temp file left
+    assert_healthy(run, "d", "good")
+
+
+def test_output_replaces_a_regular_file_atomically(run: Any, tmp_path: Path,
+                                                   stored: dict[str, str]) -> None:
+    out = tmp_path / "reports"
+    out.mkdir()
+    write(out / "lineage.txt", b"old\n")
+    assert_ok(run("lineage", "good", "-o", str(out / "lineage.txt")))
+    assert_ok(run("lineage", "good", "--json", "-o", str(out / "new.json")))
+    text = (out / "lineage.txt").read_text()
+    assert "good" in text and text.endswith("\n")
+    assert stat.S_ISREG((out / "new.json").lstat().st_mode)
+    assert sorted(p.name for p in out.iterdir()) == ["lineage.txt", "new.json"]
+
+
+def test_output_refuses_the_repository(run: Any, project: Path, stored: dict[str, str]) -> None:
+    config = project / ".casrepo" / "config.yaml"
+    before = config.read_bytes()
+    for command in (("lineage", "good"), ("why", "good", "d", "--json")):
+        assert_error(run(*command, "-o", ".casrepo/config.yaml"), CONFLICT,
+                     "inside the repository")
+    assert config.read_bytes() == before
+    assert_healthy(run, "d", "good")
