@@ -657,7 +657,12 @@ class Registry:
         checking every object it links to exists, but for those the caller has
         just stored or found (``present``); its id and links."""
         store = self._require_store()
-        data = canonical_json(document)
+        try:
+            data = canonical_json(document)
+        except UnicodeEncodeError as e:  # a lone surrogate: bytes that were not UTF-8
+            bad = e.object[max(e.start - 20, 0):e.end + 20] if isinstance(e.object, str) else ""
+            raise UsageError("a manifest cannot hold text that is not valid UTF-8: "
+                             f"...{bad.encode('utf-8', 'backslashreplace').decode()}...") from None
         links = links_in(data, document)
         checked = set(present)
         for link in links:  # in document order: the first missing one is named

@@ -382,6 +382,7 @@ class Repository:
         its ``name`` and ``previous`` are set, and the name moves by
         compare-and-swap (re-saving the same content makes no new version).
         """
+        require_utf8(message, "the message")
         if name is None:
             with self.writing():
                 return self._store(manifest.document())
@@ -402,6 +403,7 @@ class Repository:
         ``name`` and ``message`` work as in :meth:`save`; ``message`` is also
         stored in the manifest.
         """
+        require_utf8(message, "the message")
         if name is not None and ref_name_problem(name) is not None:
             raise InvalidName(f"invalid name {name!r}: {ref_name_problem(name)}")
         with self.writing():
@@ -455,6 +457,11 @@ class Repository:
         reserved = sorted(set(own) & ADD_SETS)
         if reserved:
             raise UsageError(f"--meta {reserved[0]}: add sets this field itself")
+        require_utf8(message, "the message")
+        for key, value in (meta or {}).items():
+            require_utf8(f"{key}={value}", "the metadata")
+        if not is_dir:
+            _require_utf8_name(str(source), source.name)
         started_ns = time.time_ns()  # before any stat the stat cache may record
         if is_dir:
             scan = _scan_directory(source, self.dir)
@@ -606,6 +613,7 @@ class Repository:
 
     def set_name(self, name: str, rev: str, message: str | None = None) -> tuple[str, str | None]:
         """Point a name at a manifest unconditionally; returns (id, former target)."""
+        require_utf8(message, "the message")
         with self.writing():
             oid = self._pin(rev)
             return oid, self.refs.update(RefKind.NAME, name, oid, ANY, message)
@@ -615,6 +623,7 @@ class Repository:
         return self._delete_ref(RefKind.NAME, name, message)
 
     def _delete_ref(self, kind: RefKind, name: str, message: str | None) -> str | None:
+        require_utf8(message, "the message")
         # Under the writers' lock: gc reads the refs and the ref log as one picture.
         with self.writing():
             try:
@@ -630,6 +639,7 @@ class Repository:
         """Create tag ``tag`` at REV; returns (id, former id). Exists and not force: Conflict."""
         if ref_name_problem(tag) is not None:
             raise InvalidName(f"invalid tag {tag!r}: {ref_name_problem(tag)}")
+        require_utf8(message, "the message")
         with self.writing():
             oid = self._pin(rev)
             if force:
@@ -979,10 +989,7 @@ def _scan_directory(root: Path, repo_dir: Path) -> list[_Scanned]:
             raise UsageError(f"cannot add {root}: cannot read {e.filename}: {e.strerror}") from None
         for entry in entries:
             rel = prefix + entry.name
-            try:
-                rel.encode("utf-8")
-            except UnicodeEncodeError:
-                raise UsageError(f"cannot add {entry.path!r}: its name is not valid UTF-8") from None
+            _require_utf8_name(entry.path, entry.name)
             try:
                 if entry.is_dir(follow_symlinks=False):
                     st = entry.stat(follow_symlinks=False)
@@ -1003,6 +1010,39 @@ def _scan_directory(root: Path, repo_dir: Path) -> list[_Scanned]:
             scan.append(_Scanned(rel, entry.path, st))
     scan.sort(key=lambda item: item.rel)
     return scan
+
+
+def shown(text: str) -> str:
+    """``text`` fit to print: bytes that are not UTF-8 (which Python holds as lone
+    surrogates) shown as backslash escapes, e.g. ``bad\\xff``."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def require_utf8(text: str | None, what: str) -> None:
+    """UsageError unless ``text`` is valid UTF-8: manifests and the ref log are UTF-8
+    JSON, which cannot hold the bytes of a name or argument that is not
+    (docs/format.md, "Text")."""
+    if text is not None and not is_utf8(text):
+        raise UsageError(f"{what} is not valid UTF-8: '{shown(text)}' (casrepo stores text as "
+                         "UTF-8)")
+
+
+def _require_utf8_name(path: str, name: str) -> None:
+    if not is_utf8(name):
+        raise UsageError(f"cannot add '{shown(path)}': its name is not valid UTF-8 (casrepo "
+                         "stores names as UTF-8: rename it)")
 
 
 def _dir_id(path: Path) -> tuple[int, int] | None:

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import assert_error, assert_ok, last_id, snapshot, tree, write
+from cli_support import assert_error, assert_ok, last_id, make_tree, snapshot, tree, write
 
+from casrepo.manifest import FileArtifact
 from casrepo.repository import Repository
 
 USAGE, CONFLICT, INTEGRITY = 2, 5, 6
@@ -184,3 +185,73 @@ def test_output_refuses_the_repository(run: Any, project: Path, stored: dict[str
                      "inside the repository")
     assert config.read_bytes() == before
     assert_healthy(run, "d", "good")
+
+
+# -- 12. text that is not UTF-8 is refused (exit 2), nothing half-stored ---------------
+
+BAD = os.fsdecode(b"bad\xff")
+"""A name that is not valid UTF-8, as Python holds it (a lone surrogate)."""
+
+
+def test_add_refuses_a_file_name_that_is_not_utf8(run_process: Any, repo: Repository,
+                                                  project: Path) -> None:
+    write(project / BAD, b"data\n")
+    before = objects(repo)
+    assert_error(run_process("add", BAD, "--name", "x"), USAGE, "bad\\xff", "not valid UTF-8")
+    assert objects(repo) == before
+    assert_healthy(run_process)
+    assert "x" not in assert_ok(run_process("refs")).stdout
+
+
+@pytest.mark.parametrize("where", [BAD, f"sub/{BAD}", f"{BAD}/inner.txt"])
+def test_add_refuses_a_directory_holding_such_a_name(run_process: Any, repo: Repository,
+                                                     project: Path, where: str) -> None:
+    make_tree(project / "tree")
+    write(project / "tree" / where, b"x\n")
+    before = objects(repo)
+    line = assert_error(run_process("add", "tree", "--name", "tree"), USAGE, "not valid UTF-8")
+    assert "bad\\xff" in line
+    assert objects(repo) == before  # not one file of the tree stored
+    assert assert_ok(run_process("refs")).stdout == ""
+    assert_healthy(run_process)
+
+
+@pytest.mark.parametrize("args", [
+    ("add", "f.txt", "--name", "x", "-m", os.fsdecode(b"\xff")),
+    ("add", "f.txt", "--name", "x", "--meta", os.fsdecode(b"k=\xff")),
+    ("add", "f.txt", "--name", "x", "--meta", os.fsdecode(b"\xfe=v")),
+    ("tag", "v1", "good", "-m", os.fsdecode(b"caf\xe9")),
+    ("name", "x", "good", "-m", os.fsdecode(b"\xff")),
+    ("tag", "-d", "v0", "-m", os.fsdecode(b"\xff")),
+    ("name", "-d", "good", "-m", os.fsdecode(b"\xff")),
+])
+def test_arguments_that_are_not_utf8(run_process: Any, repo: Repository, project: Path,
+                                     args: tuple[str, ...]) -> None:
+    write(project / "f.txt", b"hello\n")
+    good = last_id(run_process("add", "f.txt", "--name", "good"))
+    assert_ok(run_process("tag", "v0", "good"))
+    before = objects(repo)
+    assert_error(run_process(*args), USAGE, "not valid UTF-8", "\\x")
+    assert objects(repo) == before
+    refs = assert_ok(run_process("refs")).stdout
+    assert refs.split() == ["name", good[:12], "good", "tag", good[:12], "v0"]
+    assert_healthy(run_process)
+
+
+def test_a_parent_directory_that_is_not_utf8_is_fine(run_process: Any, project: Path,
+                                                     repo: Repository) -> None:
+    """Only names that would be stored must be UTF-8: the base name of a file, the
+    paths inside a directory."""
+    write(project / BAD / "ok.txt", b"ok\n")
+    last_id(run_process("add", f"{BAD}/ok.txt", "--name", "file"))
+    last_id(run_process("add", BAD, "--name", "dir"))
+    assert_ok(run_process("get", "dir", "copy"))
+    assert tree(project / "copy") == {"ok.txt": (b"ok\n", False)}
+
+
+def test_the_api_refuses_text_that_is_not_utf8(repo: Repository) -> None:
+    with pytest.raises(Exception, match="not valid UTF-8"):
+        repo.pack(FileArtifact, b"x", meta={"k": BAD})
+    with pytest.raises(Exception, match="not valid UTF-8"):
+        repo.pack(FileArtifact, b"x", name="n", message=BAD)
+    assert repo.list_refs() == []
