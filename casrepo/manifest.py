@@ -350,14 +350,25 @@ class DirEntry(BaseModel):
     def _safe_path(cls, value: str) -> str:
         problem = entry_path_problem(value)
         if problem:
-            raise ValueError(f"unsafe entry path {value!r}: {problem}")
+            shown = value if len(value) <= 100 else value[:100] + "..."
+            raise ValueError(f"unsafe entry path {shown!r}: {problem}")
         return value
 
 
+MAX_ENTRY_PATH_BYTES = 4095
+"""The longest entry path, in UTF-8 bytes: Linux's PATH_MAX less its NUL. add reads
+every file by a path at least this long, so it never stores a longer one; a longer
+one in a forged manifest could not be written anywhere."""
+
+
 def entry_path_problem(path: str) -> str | None:
-    """Why ``path`` cannot be a directory entry (it would leave the directory), or None."""
+    """Why ``path`` cannot be a directory entry (it would leave the directory, or no
+    system could write it), or None."""
     if not path:
         return "empty"
+    if len(path) > MAX_ENTRY_PATH_BYTES // 4 and (
+            len(path.encode("utf-8", "surrogatepass")) > MAX_ENTRY_PATH_BYTES):
+        return f"longer than {MAX_ENTRY_PATH_BYTES} bytes"
     if "\x00" in path:
         return "contains NUL"
     if path.startswith("/"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -22,10 +23,11 @@ from pydantic import ValidationError
 
 from casrepo import clock, copying
 from casrepo.config import CONFIG_FILE, Config, load_config
-from casrepo.durable import fsync_dir, open_up_dir
+from casrepo.durable import fsync_dir, open_up_dir, remove_tree
 from casrepo.errors import (
     AmbiguousRev,
     Busy,
+    CasrepoError,
     Conflict,
     DataPruned,
     IntegrityError,
@@ -778,8 +780,11 @@ class Repository:
                 else:
                     total = sum(self._export_blob(*job) for job in jobs)
                 _replace(staging, target)
-            except BaseException:
-                shutil.rmtree(staging, ignore_errors=True)
+            except BaseException as e:
+                remove_tree(staging)  # however deep the entries made it
+                if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:
+                    raise CasrepoError(f"cannot write {target}: a path in it is too long for "
+                                       f"this system ({e.strerror})") from None
                 raise
             return GetResult(oid, target, len(files), total)
         blob, executable = _single_blob(manifest)
@@ -1084,7 +1089,7 @@ def _replace(staging: Path, target: Path) -> None:
         aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
         os.rename(target, aside / "old")
         os.rename(staging, target)
-        shutil.rmtree(aside, ignore_errors=True)
+        remove_tree(aside)
     elif staging.is_dir():
         os.unlink(target)  # a file or symlink in the way: rename cannot replace it by a dir
         os.rename(staging, target)

@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 from cli_support import assert_error, assert_ok, last_id, make_tree, snapshot, tree, write
+from pydantic import ValidationError
 
-from casrepo.manifest import FileArtifact
+from casrepo.canonical import canonical_json
+from casrepo.manifest import DirectoryArtifact, DirEntry, FileArtifact
 from casrepo.repository import Repository
 
 USAGE, CONFLICT, INTEGRITY = 2, 5, 6
@@ -255,3 +257,115 @@ def test_the_api_refuses_text_that_is_not_utf8(repo: Repository) -> None:
     with pytest.raises(Exception, match="not valid UTF-8"):
         repo.pack(FileArtifact, b"x", name="n", message=BAD)
     assert repo.list_refs() == []
+
+
+# -- 13. absurdly long entry paths: exit 6, and no staging directory left behind -----------
+
+
+@pytest.fixture
+def deep_trees(tmp_path: Path) -> Any:
+    """Removes the test's directory afterwards, pass or fail: pytest's own clean-up
+    (shutil.rmtree) would hit the recursion limit on a tree 2,000 levels deep."""
+    yield
+    from casrepo.durable import remove_tree
+
+    remove_tree(tmp_path)
+
+
+def _forge(repo: Repository, run: Any, name: str, path: str) -> str:
+    """Store a directory manifest with one entry at ``path`` (bypassing validation) and
+    point ``name`` at it."""
+    blob = repo.store.put_bytes(b"deep\n").id
+    document = DirectoryArtifact(entries=(DirEntry(path="x", content=blob, size=5),)).document()
+    document["entries"][0]["path"] = path
+    oid = repo.store.put_bytes(canonical_json(document)).id
+    assert_ok(run("name", name, oid))
+    return oid
+
+
+def test_get_refuses_a_forged_2100_component_path(run: Any, repo: Repository, project: Path,
+                                                 stored: dict[str, str], deep_trees: None) -> None:
+    oid = _forge(repo, run, "deep", "/".join(["a"] * 2100))
+    for _ in range(2):  # every attempt, not only the first
+        assert_error(run("get", "deep", "out"), INTEGRITY, "longer than 4095 bytes")
+        assert_error(run("get", "deep", "d", "--force"), INTEGRITY, "longer than 4095 bytes")
+        no_staging(project)
+    assert not os.path.lexists(project / "out")
+    assert tree(project / "d") == {"a.txt": (b"a\n", False)}
+    assert_ok(run("refs"))
+    checked = run("fsck")  # the forged manifest is invalid, and fsck says so
+    assert checked.exit_code == INTEGRITY and "longer than 4095 bytes" in checked.stdout
+    assert_ok(run("name", "-d", "deep"))
+    assert_ok(run("gc", "--prune-expire", "now", "--reflog-expire", "now"))
+    assert not repo.store.exists(oid)
+    assert_healthy(run, "d", "good")
+
+
+DEEP = "/".join(["a"] * 2000)
+"""An entry path 2,000 directories deep, 3,999 bytes: valid, but deeper than Python's
+recursion limit."""
+
+
+def test_a_deep_valid_path_round_trips(run: Any, repo: Repository, project: Path, deep_trees: None) -> None:
+    """Written, replaced with --force (the old tree removed), and left no staging."""
+    blob = repo.store.put_bytes(b"deep\n").id
+    repo.save(DirectoryArtifact(entries=(DirEntry(path=DEEP, content=blob, size=5),)),
+              name="deep")
+    assert_ok(run("get", "deep", "out"))
+    assert (project / "out" / DEEP).read_bytes() == b"deep\n"
+    assert_ok(run("get", "deep", "out", "--force"))
+    assert (project / "out" / DEEP).read_bytes() == b"deep\n"
+    no_staging(project)
+    assert sorted(p.name for p in project.iterdir()) == [".casrepo", "out"]
+    assert_healthy(run, "deep")
+
+
+def test_a_path_too_long_for_dest_fails_cleanly(run: Any, repo: Repository, tmp_path: Path,
+                                               project: Path, deep_trees: None) -> None:
+    """Under a long DEST the same path passes PATH_MAX: an OS error (exit 1, one line,
+    not an internal error), and the half-made staging tree is removed."""
+    blob = repo.store.put_bytes(b"deep\n").id
+    repo.save(DirectoryArtifact(entries=(DirEntry(path=DEEP, content=blob, size=5),)),
+              name="deep")
+    parent = tmp_path / ("p" * 200)
+    parent.mkdir()
+    line = assert_error(run("get", "deep", str(parent / "out")), 1, "too long")
+    assert "internal error" not in line
+    assert list(parent.iterdir()) == []
+    assert_healthy(run, "deep")
+
+
+def test_entry_paths_longer_than_path_max_are_invalid() -> None:
+    from casrepo.manifest import MAX_ENTRY_PATH_BYTES
+
+    blob = "0" * 64
+    longest = "/".join(["b"] * (MAX_ENTRY_PATH_BYTES // 2)) + "cc"
+    assert len(longest.encode()) == MAX_ENTRY_PATH_BYTES
+    DirEntry(path=longest, content=blob, size=0)
+    with pytest.raises(ValidationError, match="longer than 4095 bytes"):
+        DirEntry(path=longest + "c", content=blob, size=0)
+    with pytest.raises(ValidationError, match="longer than 4095 bytes"):
+        DirEntry(path="é" * 2048, content=blob, size=0)  # 4,096 bytes in 2,048 characters
+
+
+def test_remove_tree_however_deep(tmp_path: Path) -> None:
+    from casrepo.durable import remove_tree
+
+    top = tmp_path / "top"
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        os.mkdir("top", dir_fd=fd)
+        for depth in range(3000):  # deeper than PATH_MAX allows to name by one path
+            child = os.open("top" if depth == 0 else "d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+            os.mkdir("d", dir_fd=fd)
+            if depth % 500 == 0:
+                os.close(os.open("file", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=fd))
+                os.symlink(str(tmp_path / "outside"), "link", dir_fd=fd)
+    finally:
+        os.close(fd)
+    write(tmp_path / "outside" / "keep.txt", b"keep\n")
+    remove_tree(top)
+    assert not os.path.lexists(top)
+    assert (tmp_path / "outside" / "keep.txt").read_bytes() == b"keep\n"
