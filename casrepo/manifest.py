@@ -260,6 +260,16 @@ class Manifest(BaseModel):
             raise ValueError("created must carry a time zone")
         return value.astimezone(UTC)
 
+    @field_validator("meta")
+    @classmethod
+    def _no_stray_link_key(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        try:
+            links_of(value)
+        except IntegrityError:
+            raise ValueError(f"the key {LINK_KEY!r} is reserved for links between objects "
+                             "(an object with it must be exactly a link)") from None
+        return value
+
     def document(self) -> dict[str, Any]:
         """The JSON document stored for this manifest."""
         data = self.model_dump(mode="json")

@@ -47,6 +47,7 @@ from casrepo.lockfile import (
     read_holder,
 )
 from casrepo.manifest import (
+    LINK_KEY,
     AnyManifest,
     DirectoryArtifact,
     DirEntry,
@@ -459,6 +460,11 @@ class Repository:
         reserved = sorted(set(own) & ADD_SETS)
         if reserved:
             raise UsageError(f"--meta {reserved[0]}: add sets this field itself")
+        if LINK_KEY in rest:
+            # A meta object with '@link' would read as a link (a forged one, with
+            # 'rel' and 'type' keys too) or make the manifest invalid.
+            raise UsageError(f"--meta {LINK_KEY}: the key {LINK_KEY!r} is reserved for links "
+                             "between objects")
         require_utf8(message, "the message")
         for key, value in (meta or {}).items():
             require_utf8(f"{key}={value}", "the metadata")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import assert_error, assert_ok, last_id, make_tree, snapshot, tree, write
+from cli_support import add, assert_error, assert_ok, last_id, make_tree, snapshot, tree, write
 from pydantic import ValidationError
 
 from casrepo.canonical import canonical_json
@@ -369,3 +369,52 @@ def test_remove_tree_however_deep(tmp_path: Path) -> None:
     remove_tree(top)
     assert not os.path.lexists(top)
     assert (tmp_path / "outside" / "keep.txt").read_bytes() == b"keep\n"
+
+
+# -- 15. reserved metadata keys ------------------------------------------------------------
+
+
+def test_meta_link_key_is_a_usage_error(run: Any, repo: Repository, project: Path,
+                                        stored: dict[str, str]) -> None:
+    before = objects(repo)
+    assert_error(run("add", "f.txt", "--meta", "@link=foo"), USAGE, "@link", "reserved")
+    # Nor can --meta forge a well-formed link (an input nobody declared).
+    assert_error(run("add", "f.txt", "--name", "forged", "--meta", f"@link={stored['d']}",
+                     "--meta", "rel=input", "--meta", "type=manifest"), USAGE, "@link")
+    assert objects(repo) == before
+    assert_healthy(run, "d", "good")
+
+
+def test_other_reserved_words_are_plain_metadata(run: Any, project: Path,
+                                                 stored: dict[str, str]) -> None:
+    """kind, schema and the base fields are stored as metadata; fields add sets are
+    refused."""
+    oid = last_id(run("add", "f.txt", "--name", "m", "--meta", "kind=x", "--meta", "schema=9",
+                      "--meta", "name=n", "--meta", "rel=input", "--meta", "type=blob"))
+    manifest = assert_ok(run("show", oid, "--json")).json()["manifest"]
+    assert manifest["kind"] == "file" and manifest["schema"] == 1 and manifest["name"] == "m"
+    assert manifest["meta"] == {"kind": "x", "schema": "9", "name": "n", "rel": "input",
+                                "type": "blob"}
+    for key in ("content", "size", "filename", "executable"):
+        assert_error(run("add", "f.txt", "--meta", f"{key}=1"), USAGE, "add sets this field")
+    assert_healthy(run, "m")
+
+
+def test_the_api_refuses_a_stray_link_key_in_meta(repo: Repository) -> None:
+    with pytest.raises(ValidationError, match="reserved for links"):
+        FileArtifact(content="0" * 64, size=0, meta={"@link": "foo"})
+    with pytest.raises(ValidationError, match="reserved for links"):
+        FileArtifact(content="0" * 64, size=0, meta={"deep": [{"@link": "0" * 64}]})
+    # A well-formed link is a link, wherever it is (docs/format.md, Links).
+    link = {"@link": "0" * 64, "rel": "input", "type": "manifest"}
+    FileArtifact(content="0" * 64, size=0, meta={"see": link})
+
+
+def test_add_with_a_stray_link_key_adds_nothing(run: Any, repo: Repository, project: Path) -> None:
+    write(project / "f.txt", b"x\n")
+    add_result = run("add", "f.txt", "--name", "x", "--meta", "@link=1")
+    assert_error(add_result, USAGE)
+    assert repo.list_refs() == []
+    assert objects(repo) == set()
+    add(run, project, "g.txt", b"fine\n", "--name", "g")
+    assert_healthy(run, "g")
