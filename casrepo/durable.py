@@ -1,4 +1,5 @@
-"""Durable small writes: synced directory entries and whole appended lines."""
+"""Durable small writes: synced directory entries and whole appended lines; and the
+removal of a directory tree however deep."""
 
 from __future__ import annotations
 
@@ -124,3 +125,81 @@ def open_up_dir(path: Path | str) -> None:
     on everything created inside."""
     inherited = os.stat(path).st_mode & 0o2000
     os.chmod(path, (0o777 & ~current_umask()) | inherited)
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _dir_id(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def _clear_files(fd: int) -> list[str]:
+    """Unlink everything in the directory ``fd`` but its subdirectories; their names."""
+    subdirs = []
+    with os.scandir(fd) as it:
+        for entry in it:
+            if entry.is_dir(follow_symlinks=False):
+                subdirs.append(entry.name)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.name, dir_fd=fd)
+    return subdirs
+
+
+def remove_tree(path: Path | str) -> None:
+    """Remove ``path`` and everything under it, best effort (errors are ignored, as
+    with ``shutil.rmtree(ignore_errors=True)``), however deep the tree.
+
+    shutil.rmtree recurses once per level (RecursionError near 1,000 levels before
+    Python 3.12) and os.walk needs whole paths (ENAMETOOLONG past 4,096 bytes), so a
+    forged deep directory manifest could leave get's staging directory behind. Here
+    the walk is a loop, every call names one entry relative to an open directory,
+    and only one directory is open at a time: going back up opens ``..``, checked
+    to be the directory we came down from (a tree moved meanwhile is left alone).
+    Symlinks are removed, never followed.
+    """
+    try:
+        fd = os.open(path, _DIR_FLAGS)
+    except OSError:  # a file, a symlink, or nothing
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return
+    levels: list[tuple[tuple[int, int], list[str]]] = []
+    """From the top down, each open directory's (device, inode) and subdirectories left."""
+    names: list[str] = []
+    """The name of each directory below the top, in its parent."""
+    try:
+        levels.append((_dir_id(fd), _clear_files(fd)))
+        while True:
+            pending = levels[-1][1]
+            if pending:
+                name = pending.pop()
+                try:
+                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except OSError:  # gone, or no longer a directory
+                    with contextlib.suppress(OSError):
+                        os.unlink(name, dir_fd=fd)
+                    continue
+                os.close(fd)
+                fd = child
+                names.append(name)
+                levels.append((_dir_id(fd), _clear_files(fd)))
+                continue
+            if not names:
+                break
+            parent = os.open("..", _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            levels.pop()
+            if _dir_id(fd) != levels[-1][0]:
+                return  # the tree was moved: do not remove anything elsewhere
+            with contextlib.suppress(OSError):
+                os.rmdir(names.pop(), dir_fd=fd)
+    except OSError:
+        return
+    finally:
+        os.close(fd)
+    with contextlib.suppress(OSError):
+        os.rmdir(path)

@@ -19,7 +19,9 @@ import heapq
 import json
 import os
 import shutil
+import stat
 import subprocess
+import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from casrepo.durable import current_umask, fsync_path
 from casrepo.errors import CasrepoError, IntegrityError, NotFound, SystemFailure, UsageError
 from casrepo.index import Edge, IndexedManifest, describe
 from casrepo.manifest import Rel, Target
@@ -610,19 +613,49 @@ GRAPHVIZ_HINT = ("install Graphviz (Debian/Ubuntu: apt-get install graphviz; mac
                  "brew install graphviz; conda: conda install graphviz) or use --format dot")
 
 
-def _check_output(output: Path) -> None:
-    if output.is_dir():
+_NOT_REGULAR = ((stat.S_ISLNK, "a symlink"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
+                (stat.S_ISSOCK, "a socket"))
+
+
+def check_output(output: Path) -> None:
+    """Refuse an ``-o`` FILE that is not a new path or a regular file.
+
+    FILE is replaced by a rename, which would put a regular file in place of a
+    symlink or a device node (as root, of /dev/null); writing through them
+    instead could not be atomic, and through a symlink could land anywhere
+    (``get`` never writes through one either). See docs/cli.md, lineage.
+    """
+    try:
+        mode = os.lstat(output).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as e:
+        raise UsageError(f"cannot write {output}: {e.strerror}") from None
+    if mode is not None and stat.S_ISDIR(mode):
         raise UsageError(f"{output} is a directory; name a file")
+    if mode is not None and not stat.S_ISREG(mode):
+        what = next((name for test, name in _NOT_REGULAR if test(mode)), "not a regular file")
+        raise UsageError(f"refusing to write {output}: it is {what}, not a regular file "
+                         "(name a new or regular file, or leave out -o to print to stdout)")
     if not output.parent.is_dir():
         raise UsageError(f"cannot write {output}: {output.parent} is not a directory")
 
 
 def _write_atomically(output: Path, write: Callable[[Path], object]) -> Path:
-    """Write through a temp file beside ``output`` and a rename: no half-written file."""
-    _check_output(output)
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    """Write through a new temp file beside ``output``, synced, and a rename: no
+    half-written file. The temp file is made with O_EXCL (mkstemp), so nothing
+    already at its name is followed or truncated."""
+    check_output(output)
+    fd, name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    tmp = Path(name)
     try:
+        try:
+            os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes it private
+        finally:
+            os.close(fd)
         write(tmp)
+        fsync_path(name)
         os.replace(tmp, output)
     finally:
         tmp.unlink(missing_ok=True)
@@ -638,7 +671,7 @@ def write_picture(dot: str, fmt: str, output: Path | str) -> Path:
     """Draw DOT text into an ``svg`` or ``png`` file with Graphviz's ``dot`` program."""
     if fmt not in PICTURE_FORMATS:
         raise UsageError(f"cannot draw {fmt!r}; pictures are {', '.join(PICTURE_FORMATS)}")
-    _check_output(Path(output))
+    check_output(Path(output))
     program = shutil.which("dot")
     if program is None:
         raise SystemFailure(f"drawing {fmt} needs Graphviz's 'dot' program, which was not found "

@@ -260,6 +260,16 @@ class Manifest(BaseModel):
             raise ValueError("created must carry a time zone")
         return value.astimezone(UTC)
 
+    @field_validator("meta")
+    @classmethod
+    def _no_stray_link_key(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        try:
+            links_of(value)
+        except IntegrityError:
+            raise ValueError(f"the key {LINK_KEY!r} is reserved for links between objects "
+                             "(an object with it must be exactly a link)") from None
+        return value
+
     def document(self) -> dict[str, Any]:
         """The JSON document stored for this manifest."""
         data = self.model_dump(mode="json")
@@ -350,14 +360,25 @@ class DirEntry(BaseModel):
     def _safe_path(cls, value: str) -> str:
         problem = entry_path_problem(value)
         if problem:
-            raise ValueError(f"unsafe entry path {value!r}: {problem}")
+            shown = value if len(value) <= 100 else value[:100] + "..."
+            raise ValueError(f"unsafe entry path {shown!r}: {problem}")
         return value
 
 
+MAX_ENTRY_PATH_BYTES = 4095
+"""The longest entry path, in UTF-8 bytes: Linux's PATH_MAX less its NUL. add reads
+every file by a path at least this long, so it never stores a longer one; a longer
+one in a forged manifest could not be written anywhere."""
+
+
 def entry_path_problem(path: str) -> str | None:
-    """Why ``path`` cannot be a directory entry (it would leave the directory), or None."""
+    """Why ``path`` cannot be a directory entry (it would leave the directory, or no
+    system could write it), or None."""
     if not path:
         return "empty"
+    if len(path) > MAX_ENTRY_PATH_BYTES // 4 and (
+            len(path.encode("utf-8", "surrogatepass")) > MAX_ENTRY_PATH_BYTES):
+        return f"longer than {MAX_ENTRY_PATH_BYTES} bytes"
     if "\x00" in path:
         return "contains NUL"
     if path.startswith("/"):
@@ -681,7 +702,12 @@ class ManifestStore:
         """Store a manifest's ``document`` (checked by its model already) after
         checking every object it links to exists, but for those the caller has
         just stored or found (``present``); its id and links."""
-        data = canonical_json(document)
+        try:
+            data = canonical_json(document)
+        except UnicodeEncodeError as e:  # a lone surrogate: bytes that were not UTF-8
+            bad = e.object[max(e.start - 20, 0):e.end + 20] if isinstance(e.object, str) else ""
+            raise UsageError("a manifest cannot hold text that is not valid UTF-8: "
+                             f"...{bad.encode('utf-8', 'backslashreplace').decode()}...") from None
         links = links_in(data, document)
         checked = set(present)
         for link in links:  # in document order: the first missing one is named

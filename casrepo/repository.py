@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -22,7 +23,7 @@ from pydantic import ValidationError
 
 from casrepo import clock, copying
 from casrepo.config import CONFIG_FILE, Config, load_config
-from casrepo.durable import fsync_dir, open_up_dir
+from casrepo.durable import fsync_dir, open_up_dir, remove_tree
 from casrepo.errors import (
     AmbiguousRev,
     Busy,
@@ -32,6 +33,7 @@ from casrepo.errors import (
     InvalidName,
     NotARepository,
     NotFound,
+    SystemFailure,
     UsageError,
 )
 from casrepo.ids import is_id_prefix, is_object_id, ref_name_problem
@@ -45,6 +47,7 @@ from casrepo.lockfile import (
     read_holder,
 )
 from casrepo.manifest import (
+    LINK_KEY,
     AnyManifest,
     DirectoryArtifact,
     DirEntry,
@@ -384,6 +387,7 @@ class Repository:
         its ``name`` and ``previous`` are set, and the name moves by
         compare-and-swap (re-saving the same content makes no new version).
         """
+        require_utf8(message, "the message")
         if name is None:
             with self.writing():
                 return self._store(manifest.document())
@@ -404,6 +408,7 @@ class Repository:
         ``name`` and ``message`` work as in :meth:`save`; ``message`` is also
         stored in the manifest.
         """
+        require_utf8(message, "the message")
         if name is not None and ref_name_problem(name) is not None:
             raise InvalidName(f"invalid name {name!r}: {ref_name_problem(name)}")
         with self.writing():
@@ -457,6 +462,16 @@ class Repository:
         reserved = sorted(set(own) & ADD_SETS)
         if reserved:
             raise UsageError(f"--meta {reserved[0]}: add sets this field itself")
+        if LINK_KEY in rest:
+            # A meta object with '@link' would read as a link (a forged one, with
+            # 'rel' and 'type' keys too) or make the manifest invalid.
+            raise UsageError(f"--meta {LINK_KEY}: the key {LINK_KEY!r} is reserved for links "
+                             "between objects")
+        require_utf8(message, "the message")
+        for key, value in (meta or {}).items():
+            require_utf8(f"{key}={value}", "the metadata")
+        if not is_dir:
+            _require_utf8_name(str(source), source.name)
         started_ns = time.time_ns()  # before any stat the stat cache may record
         if is_dir:
             scan = _scan_directory(source, self.dir)
@@ -608,6 +623,7 @@ class Repository:
 
     def set_name(self, name: str, rev: str, message: str | None = None) -> tuple[str, str | None]:
         """Point a name at a manifest unconditionally; returns (id, former target)."""
+        require_utf8(message, "the message")
         with self.writing():
             oid = self._pin(rev)
             return oid, self.refs.update(RefKind.NAME, name, oid, ANY, message)
@@ -617,6 +633,7 @@ class Repository:
         return self._delete_ref(RefKind.NAME, name, message)
 
     def _delete_ref(self, kind: RefKind, name: str, message: str | None) -> str | None:
+        require_utf8(message, "the message")
         # Under the writers' lock: gc reads the refs and the ref log as one picture.
         with self.writing():
             try:
@@ -632,6 +649,7 @@ class Repository:
         """Create tag ``tag`` at REV; returns (id, former id). Exists and not force: Conflict."""
         if ref_name_problem(tag) is not None:
             raise InvalidName(f"invalid tag {tag!r}: {ref_name_problem(tag)}")
+        require_utf8(message, "the message")
         with self.writing():
             oid = self._pin(rev)
             if force:
@@ -737,9 +755,10 @@ class Repository:
         oid = self.resolve_manifest(rev)
         manifest = self.registry.from_document(self.document(oid), oid)
         target = Path(dest)
-        here, repo_dir = Path(os.path.abspath(target)), self.dir
-        if here == repo_dir or repo_dir in here.parents or here in repo_dir.parents:
-            raise Conflict(f"refusing to write {target}: it would overwrite the repository")
+        self.check_outside(target)
+        if target.name in ("", ".", ".."):
+            raise UsageError(f"cannot write to {str(dest)!r}: DEST must end in a file or "
+                             "directory name")
         if os.path.lexists(target) and not force:
             raise Conflict(f"destination exists: {target} (use --force to replace it)")
         if isinstance(manifest, DirectoryArtifact):
@@ -769,8 +788,11 @@ class Repository:
                 else:
                     total = sum(self._export_blob(*job) for job in jobs)
                 _replace(staging, target)
-            except BaseException:
-                shutil.rmtree(staging, ignore_errors=True)
+            except BaseException as e:
+                remove_tree(staging)  # however deep the entries made it
+                if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:
+                    raise SystemFailure(f"cannot write {target}: a path in it is too long for "
+                                        f"this system ({e.strerror})") from None
                 raise
             return GetResult(oid, target, len(files), total)
         blob, executable = _single_blob(manifest)
@@ -786,6 +808,40 @@ class Repository:
                 staging.unlink()
             raise
         return GetResult(oid, target, 1, size)
+
+    def check_outside(self, path: Path) -> None:
+        """Raise :class:`Conflict` if writing ``path`` (or replacing it) would write into
+        the repository, or replace it or a directory that holds it.
+
+        Checked as the filesystem sees it, not as the path is spelled: symlinks in
+        it are resolved (``self -> .`` makes ``self/.casrepo`` the repository), and
+        directories are compared by device and inode too (a bind mount, a
+        case-insensitive name). A final symlink to such a directory is refused as
+        well, though replacing it would replace only the link: whoever typed it
+        almost certainly meant the directory.
+        """
+        repo = self.dir
+        repo_id = _dir_id(repo)
+        if repo_id is None:
+            return
+        holders = {repo_id} | {i for up in repo.parents if (i := _dir_id(up)) is not None}
+        followed = Path(os.path.realpath(path))
+        spelled = (Path(os.path.realpath(path.parent)) / path.name
+                   if path.name not in ("", ".", "..") else followed)
+        for candidate in dict.fromkeys((spelled, followed)):
+            # A symlink at the end of ``spelled`` is the link itself (--force replaces it).
+            own_id = _dir_id(candidate) if candidate == followed else None
+            above = {_dir_id(up) for up in candidate.parents}
+            if candidate == repo or own_id == repo_id:
+                problem = "is the repository"
+            elif repo in candidate.parents or repo_id in above:
+                problem = "is inside the repository"
+            elif candidate in repo.parents or own_id in holders:
+                problem = "holds the repository"
+            else:
+                continue
+            where = "links to a path that " if candidate != spelled else ""
+            raise Conflict(f"refusing to write {path}: it {where}{problem} ({repo})")
 
     def write_to(self, rev: str, sink: BinaryIO) -> GetResult:
         """Write a file artifact's bytes to an open binary stream, verifying them."""
@@ -946,10 +1002,7 @@ def _scan_directory(root: Path, repo_dir: Path) -> list[_Scanned]:
             raise UsageError(f"cannot add {root}: cannot read {e.filename}: {e.strerror}") from None
         for entry in entries:
             rel = prefix + entry.name
-            try:
-                rel.encode("utf-8")
-            except UnicodeEncodeError:
-                raise UsageError(f"cannot add {entry.path!r}: its name is not valid UTF-8") from None
+            _require_utf8_name(entry.path, entry.name)
             try:
                 if entry.is_dir(follow_symlinks=False):
                     st = entry.stat(follow_symlinks=False)
@@ -970,6 +1023,48 @@ def _scan_directory(root: Path, repo_dir: Path) -> list[_Scanned]:
             scan.append(_Scanned(rel, entry.path, st))
     scan.sort(key=lambda item: item.rel)
     return scan
+
+
+def shown(text: str) -> str:
+    """``text`` fit to print: bytes that are not UTF-8 (which Python holds as lone
+    surrogates) shown as backslash escapes, e.g. ``bad\\xff``."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def require_utf8(text: str | None, what: str) -> None:
+    """UsageError unless ``text`` is valid UTF-8: manifests and the ref log are UTF-8
+    JSON, which cannot hold the bytes of a name or argument that is not
+    (docs/format.md, "Text")."""
+    if text is not None and not is_utf8(text):
+        raise UsageError(f"{what} is not valid UTF-8: '{shown(text)}' (casrepo stores text as "
+                         "UTF-8)")
+
+
+def _require_utf8_name(path: str, name: str) -> None:
+    if not is_utf8(name):
+        raise UsageError(f"cannot add '{shown(path)}': its name is not valid UTF-8 (casrepo "
+                         "stores names as UTF-8: rename it)")
+
+
+def _dir_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of what ``path`` names, following symlinks; None if nothing."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _single_blob(manifest: AnyManifest) -> tuple[str, bool]:
@@ -1002,7 +1097,7 @@ def _replace(staging: Path, target: Path) -> None:
         aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
         os.rename(target, aside / "old")
         os.rename(staging, target)
-        shutil.rmtree(aside, ignore_errors=True)
+        remove_tree(aside)
     elif staging.is_dir():
         os.unlink(target)  # a file or symlink in the way: rename cannot replace it by a dir
         os.rename(staging, target)

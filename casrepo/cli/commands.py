@@ -385,6 +385,16 @@ def _warn_incomplete(warnings: tuple[str, ...]) -> None:
         info(f"warning: {warning} (the answer may be incomplete{hint})")
 
 
+def _check_output(state: State, output: str | None) -> None:
+    """Refuse a bad -o FILE before any work: not a new path or a regular file (exit 2),
+    or inside the repository (exit 5: -o .casrepo/config.yaml)."""
+    if output is not None:
+        from casrepo import graph
+
+        graph.check_output(Path(output))
+        state.repo().check_outside(Path(output))
+
+
 def _show_graph(fmt: str, output: str | None, text: Callable[[str], str], dot: Callable[[], str],
                 as_json: bool) -> None:
     from casrepo import graph
@@ -430,6 +440,7 @@ def lineage(state: State, rev: str, direction: str, depth: int | None, kind: str
     (--down)."""
     from casrepo import graph
 
+    _check_output(state, output)
     result = graph.lineage(state.repo(), rev, direction, depth, kind, include_history)
     _warn_incomplete(result.warnings)
     # result.dag, not result.graph: printing needs no networkx.
@@ -454,6 +465,7 @@ def why(state: State, rev_a: str, rev_b: str, include_history: bool, max_paths: 
     """Show every path by which REV_A depends on REV_B (exit 1 if it does not)."""
     from casrepo import graph
 
+    _check_output(state, output)
     result = graph.why(state.repo(), rev_a, rev_b, include_history)
     _warn_incomplete(result.warnings)
     if not result.depends and not (as_json or fmt == "json"):
