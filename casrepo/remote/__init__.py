@@ -181,8 +181,24 @@ class Parallel:
         waited on (an interrupt inside the pool's own locks can deadlock it), then
         raised once the running tasks have ended; a second Ctrl-C is not held."""
         interrupted: list[int] = []
+        first: list[BaseException] = []
+        """The failure that stopped the pool: one raised before :attr:`stop` was set.
+        A task stopped because of it may report the stop as an error of its own
+        (a remote's "transfer stopped"), and in any order; it must not win."""
+        noting = threading.Lock()
+
+        def task(item: T) -> R:
+            try:
+                return fn(item)
+            except BaseException as e:
+                with noting:
+                    if not first and not self.stop.is_set():
+                        first.append(e)
+                        self.stop.set()
+                raise
+
         with _interrupts_held(interrupted):
-            futures = [self._pool.submit(fn, item) for item in items]
+            futures = [self._pool.submit(task, item) for item in items]
             pending: set[Future[R]] = set(futures)
             while pending:
                 finished, pending = wait(pending, timeout=0.1, return_when=FIRST_EXCEPTION)
@@ -207,6 +223,8 @@ class Parallel:
             done.extend(results)
         if interrupted:
             raise KeyboardInterrupt
+        if first:
+            raise first[0]
         if error is not None:
             raise error
         return results

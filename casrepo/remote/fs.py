@@ -121,9 +121,15 @@ class FilesystemRemote(Remote):
                 source = open(self.repo.store.path(oid), "rb")  # noqa: SIM115
             except FileNotFoundError:
                 raise NotFound(f"object {oid} is not on remote {self.name!r}") from None
-            with source:
-                while chunk := source.read(BUFFER_SIZE):
-                    sink.write(chunk)
+        with source:
+            while True:
+                with self._io():
+                    chunk = source.read(BUFFER_SIZE)
+                if not chunk:
+                    break
+                # Outside _io: the sink is local, and its errors (a full disk, a stopped
+                # transfer) are not the remote's.
+                sink.write(chunk)
 
     def freshen(self, oid: str) -> None:
         with self._io(), contextlib.suppress(NotFound):
