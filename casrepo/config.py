@@ -106,6 +106,8 @@ def load_config(casrepo_dir: Path) -> Config:
         raise NotARepository(f"not a casrepo repository: {casrepo_dir} has no {CONFIG_FILE}") from None
     except OSError as e:
         raise NotARepository(f"cannot read {path}: {e.strerror}") from e
+    except UnicodeDecodeError:  # binary garbage: not a configuration this casrepo can read
+        raise NotARepository(f"{path} is not UTF-8 text: not a casrepo configuration") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -176,6 +176,13 @@ def _billion_laughs(depth: int = 10) -> bytes:
 # -- local failures are local --------------------------------------------------------------
 
 
+def test_binary_local_config_is_not_a_repository(run: CliRun, project: Path) -> None:
+    assert_ok(run("init"))
+    (project / ".casrepo" / "config.yaml").write_bytes(b"\xff\xfe\x00\x9cgarbage\x80\n")
+    assert_error(run("refs"), 3, "config.yaml")
+
+
+
 @pytest.mark.parametrize("command", ["pull", "clone"])
 def test_full_local_disk_during_a_transfer_is_a_local_error(
         run: CliRun, machines: tuple[Path, Path], tmp_path: Path, command: str) -> None:
