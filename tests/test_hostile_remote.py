@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from cli_support import assert_error, assert_ok, last_id, sha256, write
+from cli_support import assert_error, assert_ok, last_id, sha256, snapshot, write
 from conftest import CliRun, Result, S3Server
 
 from casrepo.errors import IntegrityError, RemoteError
@@ -158,6 +158,32 @@ Path(__file__).with_name("IMPORTED").write_text("the remote's config.yaml ran co
 """
 
 
+def test_kinds_in_a_remote_config_are_never_imported(run: CliRun, machines: tuple[Path, Path],
+                                                     tmp_path: Path) -> None:
+    a, b = machines
+    remote = Hostile("fs", str(tmp_path / "shared"))
+    ids = _pushed(run, a, remote)
+    # A module that the remote's config.yaml names, importable from where b runs.
+    write(b / "casrepo_hostile_marker.py", MARKER_MODULE.encode())
+    config = (tmp_path / "shared" / "config.yaml").read_text()
+    remote.write("config.yaml", (config + "kinds: ['casrepo_hostile_marker:X', 'this:X']\n").encode())
+    _add_origin(run, b, remote)
+
+    fetched = _casrepo(b, "fetch", "--json")
+    assert_ok(fetched)
+    data = json.loads(fetched.stdout)  # only JSON: no Zen of Python before it
+    assert {r["name"] for r in data["refs"]} == {"good", "v1"}
+    assert_ok(_casrepo(b, "pull"))
+    write(b / "mine.txt", b"b's own data\n")
+    assert_ok(_casrepo(b, "add", "mine.txt", "--name", "mine"))
+    assert_ok(_casrepo(b, "push"))
+    cloned = _casrepo(tmp_path, "clone", remote.url, str(tmp_path / "c"), "--json")
+    assert_ok(cloned)
+    json.loads(cloned.stdout)
+    assert not (b / "IMPORTED").exists(), "a module named by the remote's config.yaml was imported"
+    assert _refs(run, b)["names/good"] == ids["good"]
+
+
 def _billion_laughs(depth: int = 10) -> bytes:
     lines = ["format_version: 1", 'l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
     for level in range(1, depth):
@@ -165,6 +191,47 @@ def _billion_laughs(depth: int = 10) -> bytes:
         lines.append(f"l{level}: &l{level} [{aliases}]")
     lines.append(f"kinds: *l{depth - 1}")
     return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.mark.parametrize("command", ["clone", "pull", "fetch"])
+def test_billion_laughs_config_is_refused_at_once(run: CliRun, machines: tuple[Path, Path],
+                                                  hostile: Hostile, tmp_path: Path,
+                                                  command: str) -> None:
+    a, b = machines
+    _pushed(run, a, hostile)
+    bomb = _billion_laughs()
+    assert len(bomb) < 1200
+    hostile.write("config.yaml", bomb)
+    _add_origin(run, b, hostile)
+    before = snapshot(b, skip=("locks",))
+    if command == "clone":
+        result = _casrepo(tmp_path, "clone", hostile.url, str(tmp_path / "c"), *hostile.options)
+    else:
+        result = _casrepo(b, command)
+    assert_error(result, 7, "config.yaml", "alias")
+    assert len(result.stderr) < 1000
+    assert not (tmp_path / "c").exists()
+    assert snapshot(b, skip=("locks",)) == before
+
+
+def test_oversized_documents_from_a_remote_are_refused(run: CliRun, machines: tuple[Path, Path],
+                                                       hostile: Hostile,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import casrepo.remote as remote_module
+
+    a, b = machines
+    ids = _pushed(run, a, hostile)
+    monkeypatch.setattr(remote_module, "MAX_REMOTE_CONFIG", 4096)
+    monkeypatch.setattr(remote_module, "MAX_PRUNED_RECORD", 4096)
+    hostile.write("config.yaml", b"format_version: 1\n" + b"# padding\n" * 1000)
+    _add_origin(run, b, hostile)
+    assert_error(run("pull", cwd=b), 7, "config.yaml", "too large")
+    hostile.write("config.yaml", b"format_version: 1\n")
+    # The record is read when a blob is missing: an old version's here.
+    hostile.delete_object(sha256(b"the good data, first\n"))
+    hostile.add_pruned_record([ids["good1"], *(f"{i:064x}" for i in range(100))])
+    assert_error(run("pull", cwd=b), 6, "too large")
+    assert _refs(run, b) == {}
 
 
 # -- refs: a remote ref must name a manifest that verifies ----------------------------------

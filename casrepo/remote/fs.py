@@ -16,11 +16,20 @@ import os
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
+import casrepo.remote
 from casrepo.config import CONFIG_FILE
-from casrepo.errors import CasrepoError, Conflict, NotARepository, NotFound, RemoteError
+from casrepo.errors import CasrepoError, Conflict, NotFound, RemoteError
 from casrepo.pruned import PrunedEntry
 from casrepo.refs import RefKind
-from casrepo.remote import Remote, RemoteObject, RemoteRef, Sink, corrupt_local
+from casrepo.remote import (
+    Remote,
+    RemoteObject,
+    RemoteRef,
+    Sink,
+    check_record_size,
+    corrupt_local,
+    remote_config_from,
+)
 from casrepo.repository import CASREPO_DIR, Repository, create_layout
 from casrepo.store import BUFFER_SIZE
 
@@ -38,12 +47,18 @@ class FilesystemRemote(Remote):
     @property
     def repo(self) -> Repository:
         if self._repo is None:
+            where = f"remote {self.name!r} ({self.url})"
             with self._io():
+                directory = self._dir()
                 try:
-                    self._repo = Repository.open(self._dir())
-                except NotARepository as e:
-                    raise RemoteError(f"remote {self.name!r} ({self.url}) holds no casrepo "
-                                      f"repository: {e}") from None
+                    with open(directory / CONFIG_FILE, "rb") as f:
+                        data = f.read(casrepo.remote.MAX_REMOTE_CONFIG + 1)
+                except (FileNotFoundError, NotADirectoryError):
+                    raise RemoteError(f"{where} holds no casrepo repository: {directory} has "
+                                      f"no {CONFIG_FILE}") from None
+                # Read as data from elsewhere: bounded, no aliases, and its kinds are
+                # never imported (Repository.open would register them).
+                self._repo = Repository(directory.resolve(), remote_config_from(data, where))
         return self._repo
 
     @contextlib.contextmanager
@@ -142,7 +157,13 @@ class FilesystemRemote(Remote):
 
     def pruned(self) -> dict[str, PrunedEntry]:
         with self._io():
-            return dict(self.repo.pruned.read())
+            log = self.repo.pruned
+            try:
+                size = os.stat(log.path).st_size
+            except FileNotFoundError:
+                return {}
+            check_record_size(size, f"remote {self.name!r}: {log.path}")
+            return dict(log.read())
 
     def record_pruned(self, entries: dict[str, PrunedEntry]) -> None:
         with self._io():
