@@ -237,7 +237,87 @@ def test_oversized_documents_from_a_remote_are_refused(run: CliRun, machines: tu
 # -- refs: a remote ref must name a manifest that verifies ----------------------------------
 
 
+@pytest.mark.parametrize("kind", ["names", "tags"])
+def test_remote_ref_that_points_at_a_blob_is_refused(run: CliRun, machines: tuple[Path, Path],
+                                                     hostile: Hostile, tmp_path: Path,
+                                                     kind: str) -> None:
+    a, b = machines
+    ids = _pushed(run, a, hostile)
+    lone = sha256(b"a blob no manifest names\n")
+    write(a / "lone.txt", b"a blob no manifest names\n")
+    last_id(run("add", "lone.txt", "--name", "lone", cwd=a))
+    assert_ok(run("push", cwd=a))
+    hostile.set_ref(kind, "evil", lone)  # downloaded: b lacks it
+    _add_origin(run, b, hostile)
+
+    for command in ("fetch", "pull"):
+        result = run(command, cwd=b)
+        _no_internal_error(result)
+        assert result.exit_code == 6, result.stderr
+        assert result.stderr.startswith("casrepo: error: ")
+        assert "'evil'" in result.stderr and "not a manifest" in result.stderr
+    assert _refs(run, b) == {"names/good": ids["good"], "tags/v1": ids["good"],
+                             "names/lone": _refs(run, a)["names/lone"]}
+    _checks_pass(run, b)
+
+    # Now a blob that b has already: refused just the same.
+    hostile.set_ref(kind, "evil", ids["blob"])
+    result = run("pull", cwd=b)
+    assert result.exit_code == 6 and "'evil'" in result.stderr, result.stderr
+    assert "evil" not in json.dumps(_refs(run, b))
+    _checks_pass(run, b)
+
+    clone = tmp_path / "c"
+    around = {p.name for p in tmp_path.iterdir()}
+    result = run("clone", hostile.url, str(clone), *hostile.options, "--json", cwd=tmp_path)
+    _no_internal_error(result)
+    assert result.exit_code == 6 and "'evil'" in result.stderr, result.stderr
+    # The other refs are cloned; nothing is written beside the destination.
+    assert set(_refs(run, clone)) == {"names/good", "tags/v1", "names/lone"}
+    _checks_pass(run, clone)
+    assert {p.name for p in tmp_path.iterdir()} == around | {"c"}
+
+
+def test_remote_ref_that_names_a_manifest_asked_for_by_id_still_fetches_blobs(
+        run: CliRun, machines: tuple[Path, Path], hostile: Hostile) -> None:
+    """A full id typed by the user may name a blob: fetched as it is (not a ref)."""
+    a, b = machines
+    ids = _pushed(run, a, hostile)
+    _add_origin(run, b, hostile)
+    assert_ok(run("fetch", "origin", ids["blob"], cwd=b))
+    assert _refs(run, b) == {}
+
+
 # -- pruned-data records: only for versions retention could have pruned --------------------
+
+
+def test_fake_pruned_record_for_a_current_version_is_refused(
+        run: CliRun, machines: tuple[Path, Path], hostile: Hostile, tmp_path: Path) -> None:
+    a, b = machines
+    ids = _pushed(run, a, hostile)
+    hostile.delete_object(ids["blob"])
+    hostile.add_pruned_record([ids["good"]])
+    _add_origin(run, b, hostile)
+    assert_error(run("pull", cwd=b), 6, ids["blob"])
+    assert _refs(run, b) == {}
+    assert not (b / ".casrepo" / "logs" / "pruned.jsonl").exists()
+    result = run("clone", hostile.url, str(tmp_path / "c"), *hostile.options, cwd=tmp_path)
+    assert_error(result, 6, ids["blob"])
+    assert not (tmp_path / "c").exists()
+
+
+def test_fake_pruned_record_for_a_tagged_manifest_outside_any_history_is_refused(
+        run: CliRun, machines: tuple[Path, Path], hostile: Hostile) -> None:
+    a, b = machines
+    _pushed(run, a, hostile)
+    write(a / "solo.txt", b"tagged, never a name's version\n")
+    solo = last_id(run("add", "solo.txt", cwd=a))
+    assert_ok(run("tag", "solo", solo, cwd=a))
+    assert_ok(run("push", cwd=a))
+    hostile.delete_object(sha256(b"tagged, never a name's version\n"))
+    hostile.add_pruned_record([solo])
+    _add_origin(run, b, hostile)
+    assert_error(run("pull", cwd=b), 6, sha256(b"tagged, never a name's version\n"))
 
 
 # -- local failures are local --------------------------------------------------------------
