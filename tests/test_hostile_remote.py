@@ -320,6 +320,23 @@ def test_fake_pruned_record_for_a_tagged_manifest_outside_any_history_is_refused
     assert_error(run("pull", cwd=b), 6, sha256(b"tagged, never a name's version\n"))
 
 
+def test_tampered_local_pruned_log_does_not_hide_a_current_version(run: CliRun,
+                                                                    project: Path) -> None:
+    assert_ok(run("init"))
+    write(project / "f.txt", b"current data\n")
+    oid = last_id(run("add", "f.txt", "--name", "ds"))
+    blob = project / ".casrepo" / "objects" / sha256(b"current data\n")[:2] / sha256(b"current data\n")[2:]
+    blob.unlink()
+    with open(project / ".casrepo" / "logs" / "pruned.jsonl", "a") as f:
+        f.write(json.dumps({"manifests": [oid], "rules": {"keep_last": 1},
+                            "time": "2026-01-01T00:00:00Z"}) + "\n")
+    fsck = run("fsck", "--json")
+    assert fsck.exit_code == 6, fsck.stdout + fsck.stderr
+    assert fsck.json()["pruned"] == []
+    assert any(sha256(b"current data\n") in p["message"] for p in fsck.json()["problems"])
+    assert run("gc", "--dry-run").exit_code == 6
+
+
 # -- local failures are local --------------------------------------------------------------
 
 
