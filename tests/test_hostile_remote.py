@@ -234,6 +234,21 @@ def test_oversized_documents_from_a_remote_are_refused(run: CliRun, machines: tu
     assert _refs(run, b) == {}
 
 
+def test_a_record_of_pruned_data_that_never_ends_is_refused(run: CliRun, machines: tuple[Path, Path],
+                                                             tmp_path: Path) -> None:
+    a, b = machines
+    remote = Hostile("fs", str(tmp_path / "shared"))
+    ids = _pushed(run, a, remote)
+    remote.delete_object(sha256(b"the good data, first\n"))  # so that the record is read
+    log = tmp_path / "shared" / "logs" / "pruned.jsonl"
+    log.unlink(missing_ok=True)
+    log.symlink_to("/dev/zero")
+    _add_origin(run, b, remote)
+    assert_error(_casrepo(b, "pull"), 6, "not a regular file")
+    assert _refs(run, b) == {}
+    assert ids["good"]
+
+
 # -- refs: a remote ref must name a manifest that verifies ----------------------------------
 
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 import casrepo.remote
 from casrepo.config import CONFIG_FILE
-from casrepo.errors import CasrepoError, Conflict, NotFound, RemoteError
+from casrepo.errors import CasrepoError, Conflict, IntegrityError, NotFound, RemoteError
 from casrepo.pruned import PrunedEntry
 from casrepo.refs import RefKind
 from casrepo.remote import (
@@ -159,10 +160,12 @@ class FilesystemRemote(Remote):
         with self._io():
             log = self.repo.pruned
             try:
-                size = os.stat(log.path).st_size
+                st = os.stat(log.path)
             except FileNotFoundError:
                 return {}
-            check_record_size(size, f"remote {self.name!r}: {log.path}")
+            if not stat.S_ISREG(st.st_mode):  # a device or a pipe never ends: no size to check
+                raise IntegrityError(f"remote {self.name!r}: {log.path} is not a regular file")
+            check_record_size(st.st_size, f"remote {self.name!r}: {log.path}")
             return dict(log.read())
 
     def record_pruned(self, entries: dict[str, PrunedEntry]) -> None:
