@@ -106,6 +106,8 @@ def load_config(casrepo_dir: Path) -> Config:
         raise NotARepository(f"not a casrepo repository: {casrepo_dir} has no {CONFIG_FILE}") from None
     except OSError as e:
         raise NotARepository(f"cannot read {path}: {e.strerror}") from e
+    except UnicodeDecodeError:  # binary garbage: not a configuration this casrepo can read
+        raise NotARepository(f"{path} is not UTF-8 text: not a casrepo configuration") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -124,6 +126,54 @@ def load_config(casrepo_dir: Path) -> Config:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise UsageError(f"{path}: {where}: {first['msg']}") from e
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """safe_load without anchors and aliases: a few lines of nested aliases expand
+    to billions of nodes for whatever walks the result ("billion laughs")."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "YAML aliases are not allowed")
+        return super().compose_node(parent, index)
+
+
+def parse_foreign_config(data: bytes) -> Config:
+    """A config.yaml that another party wrote (a remote's): text of a bounded size
+    (the caller's to check), no YAML aliases, and only data: its ``kinds`` are
+    dropped, so nothing it names is ever imported. ValueError, with one short
+    line saying why, when it is not a configuration of this format version."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("it is not UTF-8 text") from None
+    try:
+        document = yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader (invariant 7)
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ValueError(_clip(f"it is not valid YAML: {problem}")) from None
+    if not isinstance(document, dict):
+        raise ValueError("it does not hold a mapping")
+    version = document.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(_clip(f"unsupported format version {version!r} (this casrepo reads "
+                               f"version {FORMAT_VERSION})"))
+    try:
+        config = Config.model_validate(document)
+    except ValidationError as e:
+        # Only the first error's place and message: the full text would repeat the
+        # input, as large as the document makes it.
+        first = e.errors(include_url=False, include_input=False, include_context=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValueError(_clip(f"{where}: {first['msg']}")) from None
+    config.kinds = []  # data, never code: only the local config names kinds to import
+    return config
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    """One line of at most ``limit`` characters, for messages that quote a foreign document."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 def save_config(casrepo_dir: Path, config: Config) -> None:

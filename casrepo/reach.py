@@ -104,6 +104,8 @@ class _Walk:
         self.whole: set[str] = set()
         self.known: dict[str, list[Link]] = {}
         self.created: dict[str, Any] = {}
+        self.pruned_gaps: dict[str, list[Link]] = {}
+        """Missing blob links excused by the record of pruned data, by manifest."""
         """The ``created`` field of manifests read here (retention judges by it)."""
         try:
             self.pruned = repo.pruned_manifests()
@@ -172,6 +174,8 @@ class _Walk:
         if not self.repo.store.exists(link.id):
             if owner in self.pruned:
                 result.pruned.add(owner)
+                if strict:
+                    self.pruned_gaps.setdefault(owner, []).append(link)
             elif strict:
                 result.problems.append((f"manifest {owner}",
                                         f"links to missing {link.rel.value} blob {link.id}"))
@@ -238,4 +242,22 @@ def mark(repo: Repository, extra_roots: Iterable[str] = (), include_refs: bool =
                 if oid not in result.manifests), strict=False)
     result.kept_by_ref_log = len(result.objects) - before
     result.thin = result.manifests - walk.whole
+    _unexcuse_current_versions(result, walk.pruned_gaps)
     return result
+
+
+def _unexcuse_current_versions(result: Reachability, gaps: dict[str, list[Link]]) -> None:
+    """The record of pruned data only covers versions retention could have pruned:
+    never a name's current version, nor a tag's unless it is also an earlier version
+    of a name (a tag made on a pruned version). For any other, its missing data is
+    damage, whatever the record (a tampered log, a remote's fake record) says."""
+    names = {r.id for r in result.roots if r.kind is RefKind.NAME}
+    tags = {r.id for r in result.roots if r.kind is RefKind.TAG}
+    earlier = {lk.id for links in result.links.values() for lk in links if lk.rel is Rel.PREVIOUS}
+    for owner in sorted(gaps):
+        if owner in names or (owner in tags and owner not in earlier):
+            result.pruned.discard(owner)
+            for link in gaps[owner]:
+                result.problems.append((f"manifest {owner}", f"links to missing {link.rel.value} "
+                                        f"blob {link.id} (the record of pruned data cannot "
+                                        "cover a current version)"))

@@ -185,13 +185,14 @@ def _print_report(report: TransferReport, verb: str, as_json: bool, direction: s
 
 @contextmanager
 def _reporting(verb: str, as_json: bool, direction: str) -> Iterator[ProgressLine]:
-    """Progress while it runs; the report even when some refs were rejected (exit 5)."""
-    from casrepo.remote.sync import RefsRejected
+    """Progress while it runs; the report even when some refs were rejected (exit 5)
+    or refused (exit 6)."""
+    from casrepo.remote.sync import RefsRefused, RefsRejected
 
     with ProgressLine(verb, "objects", is_terminal() and not as_json) as progress:
         try:
             yield progress
-        except RefsRejected as e:
+        except (RefsRejected, RefsRefused) as e:
             progress.done()
             _print_report(e.report, verb, as_json, direction)
             raise

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from casrepo.config import REMOTE_NAME_RE, Config, RemoteConfig
-from casrepo.errors import IntegrityError, NotFound, UsageError
+from casrepo.config import CONFIG_FILE, REMOTE_NAME_RE, Config, RemoteConfig, parse_foreign_config
+from casrepo.errors import IntegrityError, NotFound, RemoteError, UsageError
 from casrepo.pruned import PrunedEntry
 from casrepo.refs import RefKind
 
@@ -33,6 +33,12 @@ FRESHEN_AFTER = 3600.0
 """A push that finds an object on the remote older than this (seconds) refreshes
 its modification time, so a remote gc's grace period protects an object that a
 push is about to make reachable again (git's "freshen", for remotes)."""
+
+MAX_REMOTE_CONFIG = 64 << 10
+"""A remote's config.yaml is refused beyond this size (bytes): it holds a few settings."""
+MAX_PRUNED_RECORD = 64 << 20
+"""A remote's record of pruned data (one S3 record object, a filesystem remote's
+``logs/pruned.jsonl``) is refused beyond this size: about a million manifest ids."""
 
 S3_URL_RE = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?")
 
@@ -154,6 +160,27 @@ class Remote(ABC):
         self.close()
 
 
+def remote_config_from(data: bytes, where: str) -> Config:
+    """A remote's config.yaml, checked as what it is: data from elsewhere (bounded in
+    size, no YAML aliases, no kinds to import); RemoteError (exit 7) when refused.
+    ``data`` may be one byte longer than :data:`MAX_REMOTE_CONFIG`, to tell too large."""
+    if len(data) > MAX_REMOTE_CONFIG:
+        raise RemoteError(f"{where}: its {CONFIG_FILE} is too large (over {MAX_REMOTE_CONFIG} "
+                          "bytes): not a casrepo configuration")
+    try:
+        return parse_foreign_config(data)
+    except ValueError as e:
+        raise RemoteError(f"{where}: its {CONFIG_FILE} is not a casrepo configuration ({e})") from None
+
+
+def check_record_size(size: int, where: str) -> None:
+    """IntegrityError (exit 6, as a record that does not parse) for a record of pruned
+    data larger than :data:`MAX_PRUNED_RECORD`."""
+    if size > MAX_PRUNED_RECORD:
+        raise IntegrityError(f"{where} is too large (over {MAX_PRUNED_RECORD} bytes) to be a "
+                             "record of pruned data")
+
+
 def corrupt_local(oid: str, actual: str) -> IntegrityError:
     """The error for a local object whose bytes do not hash to its id (never pushed)."""
     return IntegrityError(f"local object {oid} is corrupt (its bytes hash to {actual}); "
@@ -181,8 +208,24 @@ class Parallel:
         waited on (an interrupt inside the pool's own locks can deadlock it), then
         raised once the running tasks have ended; a second Ctrl-C is not held."""
         interrupted: list[int] = []
+        first: list[BaseException] = []
+        """The failure that stopped the pool: one raised before :attr:`stop` was set.
+        A task stopped because of it may report the stop as an error of its own
+        (a remote's "transfer stopped"), and in any order; it must not win."""
+        noting = threading.Lock()
+
+        def task(item: T) -> R:
+            try:
+                return fn(item)
+            except BaseException as e:
+                with noting:
+                    if not first and not self.stop.is_set():
+                        first.append(e)
+                        self.stop.set()
+                raise
+
         with _interrupts_held(interrupted):
-            futures = [self._pool.submit(fn, item) for item in items]
+            futures = [self._pool.submit(task, item) for item in items]
             pending: set[Future[R]] = set(futures)
             while pending:
                 finished, pending = wait(pending, timeout=0.1, return_when=FIRST_EXCEPTION)
@@ -207,6 +250,8 @@ class Parallel:
             done.extend(results)
         if interrupted:
             raise KeyboardInterrupt
+        if first:
+            raise first[0]
         if error is not None:
             raise error
         return results

@@ -13,14 +13,24 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
+import casrepo.remote
 from casrepo.config import CONFIG_FILE
-from casrepo.errors import CasrepoError, Conflict, NotARepository, NotFound, RemoteError
+from casrepo.errors import CasrepoError, Conflict, IntegrityError, NotFound, RemoteError
 from casrepo.pruned import PrunedEntry
 from casrepo.refs import RefKind
-from casrepo.remote import Remote, RemoteObject, RemoteRef, Sink, corrupt_local
+from casrepo.remote import (
+    Remote,
+    RemoteObject,
+    RemoteRef,
+    Sink,
+    check_record_size,
+    corrupt_local,
+    remote_config_from,
+)
 from casrepo.repository import CASREPO_DIR, Repository, create_layout
 from casrepo.store import BUFFER_SIZE
 
@@ -38,12 +48,18 @@ class FilesystemRemote(Remote):
     @property
     def repo(self) -> Repository:
         if self._repo is None:
+            where = f"remote {self.name!r} ({self.url})"
             with self._io():
+                directory = self._dir()
                 try:
-                    self._repo = Repository.open(self._dir())
-                except NotARepository as e:
-                    raise RemoteError(f"remote {self.name!r} ({self.url}) holds no casrepo "
-                                      f"repository: {e}") from None
+                    with open(directory / CONFIG_FILE, "rb") as f:
+                        data = f.read(casrepo.remote.MAX_REMOTE_CONFIG + 1)
+                except (FileNotFoundError, NotADirectoryError):
+                    raise RemoteError(f"{where} holds no casrepo repository: {directory} has "
+                                      f"no {CONFIG_FILE}") from None
+                # Read as data from elsewhere: bounded, no aliases, and its kinds are
+                # never imported (Repository.open would register them).
+                self._repo = Repository(directory.resolve(), remote_config_from(data, where))
         return self._repo
 
     @contextlib.contextmanager
@@ -121,9 +137,15 @@ class FilesystemRemote(Remote):
                 source = open(self.repo.store.path(oid), "rb")  # noqa: SIM115
             except FileNotFoundError:
                 raise NotFound(f"object {oid} is not on remote {self.name!r}") from None
-            with source:
-                while chunk := source.read(BUFFER_SIZE):
-                    sink.write(chunk)
+        with source:
+            while True:
+                with self._io():
+                    chunk = source.read(BUFFER_SIZE)
+                if not chunk:
+                    break
+                # Outside _io: the sink is local, and its errors (a full disk, a stopped
+                # transfer) are not the remote's.
+                sink.write(chunk)
 
     def freshen(self, oid: str) -> None:
         with self._io(), contextlib.suppress(NotFound):
@@ -136,7 +158,15 @@ class FilesystemRemote(Remote):
 
     def pruned(self) -> dict[str, PrunedEntry]:
         with self._io():
-            return dict(self.repo.pruned.read())
+            log = self.repo.pruned
+            try:
+                st = os.stat(log.path)
+            except FileNotFoundError:
+                return {}
+            if not stat.S_ISREG(st.st_mode):  # a device or a pipe never ends: no size to check
+                raise IntegrityError(f"remote {self.name!r}: {log.path} is not a regular file")
+            check_record_size(st.st_size, f"remote {self.name!r}: {log.path}")
+            return dict(log.read())
 
     def record_pruned(self, entries: dict[str, PrunedEntry]) -> None:
         with self._io():

@@ -33,11 +33,11 @@ from typing import Any
 
 import boto3
 import botocore.exceptions
-import yaml
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 
-from casrepo.config import CONFIG_FILE, FORMAT_VERSION, Config, RemoteConfig
+import casrepo.remote
+from casrepo.config import CONFIG_FILE, Config, RemoteConfig
 from casrepo.copying import hash_fd
 from casrepo.errors import Busy, CasrepoError, IntegrityError, NotFound, RemoteError, UsageError
 from casrepo.ids import is_object_id, ref_name_problem
@@ -51,7 +51,9 @@ from casrepo.remote import (
     RemoteObject,
     RemoteRef,
     Sink,
+    check_record_size,
     corrupt_local,
+    remote_config_from,
 )
 from casrepo.store import BUFFER_SIZE
 
@@ -167,17 +169,9 @@ class S3Remote(Remote):
                 if self._code(e) in _ABSENT:
                     return None
                 raise
-            text = body.read().decode("utf-8", "replace")
-        try:
-            data = yaml.safe_load(text)
-            config = Config.model_validate(data)
-        except (yaml.YAMLError, ValueError) as e:
-            raise RemoteError(f"{self._where()}: its {CONFIG_FILE} is not a casrepo "
-                              f"configuration ({str(e).splitlines()[0]})") from None
-        if config.format_version != FORMAT_VERSION:
-            raise RemoteError(f"{self._where()}: unsupported format version {config.format_version} "
-                              f"(this casrepo reads version {FORMAT_VERSION})")
-        return config
+            data = body.read(casrepo.remote.MAX_REMOTE_CONFIG + 1)  # bounded: the remote's to fill
+            body.close()
+        return remote_config_from(data, self._where())
 
     # -- layout ------------------------------------------------------------------
 
@@ -328,7 +322,10 @@ class S3Remote(Remote):
             keys = [item["Key"] for page in self._client.get_paginator("list_objects_v2").paginate(
                         Bucket=self.bucket, Prefix=start) for item in page.get("Contents", ())]
             for key in sorted(keys):
-                body = self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+                stream = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
+                body = stream.read(casrepo.remote.MAX_PRUNED_RECORD + 1)
+                stream.close()
+                check_record_size(len(body), f"{self._where()}: {key}")
                 try:
                     add_record(found, body)
                 except ValueError:
@@ -461,7 +458,9 @@ class S3Remote(Remote):
     def _read_lock(self, key: str) -> tuple[str, float] | None:
         with self._call("read the ref lock"):
             try:
-                body = self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+                stream = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
+                body = stream.read(4096)  # a claim is a token and a time
+                stream.close()
             except botocore.exceptions.ClientError as e:
                 if self._code(e) in _ABSENT:
                     return None

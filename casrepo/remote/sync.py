@@ -19,7 +19,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -56,7 +56,8 @@ WORKERS = 8
 class RefUpdate:
     """What happened to one ref: ``created``, ``fast-forward``, ``forced``,
     ``rebased``, ``up-to-date``, ``ahead`` (pull: the local name has versions the
-    remote lacks; push them) or ``rejected`` (with the reason)."""
+    remote lacks; push them), ``rejected`` (with the reason) or ``refused`` (fetch,
+    pull: the remote's ref does not name a manifest; nothing is stored for it)."""
 
     kind: RefKind
     name: str
@@ -80,6 +81,10 @@ class TransferReport:
     def rejected(self) -> list[RefUpdate]:
         return [r for r in self.refs if r.status == "rejected"]
 
+    @property
+    def refused(self) -> list[RefUpdate]:
+        return [r for r in self.refs if r.status == "refused"]
+
 
 class RefsRejected(Conflict):
     """Some refs were not updated (exit 5); everything else was. ``report`` says what."""
@@ -89,6 +94,18 @@ class RefsRejected(Conflict):
         first = report.rejected[0]
         more = f" (and {len(report.rejected) - 1} more)" if len(report.rejected) > 1 else ""
         super().__init__(f"{first.kind.label} {first.name!r} was not updated: {first.reason}{more}")
+
+
+class RefsRefused(IntegrityError):
+    """Some remote refs do not name a manifest and were refused (exit 6): nothing was
+    stored for them; the other refs were fetched (and, by pull, updated)."""
+
+    def __init__(self, report: TransferReport) -> None:
+        self.report = report
+        first = report.refused[0]
+        more = f" (and {len(report.refused) - 1} more)" if len(report.refused) > 1 else ""
+        super().__init__(f"{first.kind.label} {first.name!r} on remote {report.remote!r} was "
+                         f"refused: {first.reason}{more}")
 
 
 # -- remote settings -------------------------------------------------------------
@@ -334,13 +351,31 @@ def _history(repo: Repository, head: str, stop: str | None = None) -> list[str]:
 def fetch(repo: Repository, remote: Remote, revs: Sequence[str] = (),
           progress: Progress | None = None) -> tuple[TransferReport, list[RemoteRef]]:
     """Download the link closure of the remote's refs (or of ``revs``: names, tags
-    or full ids on the remote) that is missing here. Local refs do not move."""
+    or full ids on the remote) that is missing here. Local refs do not move. A ref
+    that does not name a manifest is refused, after the others are fetched
+    (:class:`RefsRefused`, exit 6)."""
+    report, selected = _fetch(repo, remote, revs, progress)
+    if report.refused:
+        raise RefsRefused(report)
+    return report, selected
+
+
+def _fetch(repo: Repository, remote: Remote, revs: Sequence[str],
+           progress: Progress | None) -> tuple[TransferReport, list[RemoteRef]]:
+    """fetch, with refused refs in the report instead of raised; returns the refs kept."""
     if not remote.exists():
         raise RemoteError(f"remote {remote.name!r} ({remote.url}) is empty: nothing was pushed to it")
     selected, loose = _remote_targets(remote, revs)
     report = TransferReport(remote.name)
-    fetch_objects(repo, remote, [r.id for r in selected] + loose, report, progress, asked_for=loose)
-    return report, selected
+    refused = fetch_objects(repo, remote, [r.id for r in selected] + loose, report, progress,
+                            asked_for=loose,
+                            names={r.id for r in selected if r.kind is RefKind.NAME},
+                            tags={r.id for r in selected if r.kind is RefKind.TAG})
+    for r in selected:
+        if r.id in refused:
+            report.refs.append(RefUpdate(r.kind, r.name, None, r.id, "refused",
+                                         f"it points at {r.id}, which is not a manifest"))
+    return report, [r for r in selected if r.id not in refused]
 
 
 def pull(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, rebase: bool = False,
@@ -352,9 +387,11 @@ def pull(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, rebase: 
     # One hold of the writers' lock for the objects and the refs: gc cannot sweep
     # what arrived before a ref names it.
     with repo.writing():
-        report, selected = fetch(repo, remote, revs, progress)
+        report, selected = _fetch(repo, remote, revs, progress)
         for ref in selected:
             report.refs.append(_pull_ref(repo, ref, rebase, force, f"pull from {remote.name}"))
+    if report.refused:  # integrity (exit 6) before a conflict (exit 5): the graver one
+        raise RefsRefused(report)
     if report.rejected:
         raise RefsRejected(report)
     return report
@@ -437,14 +474,20 @@ def _remote_targets(remote: Remote, revs: Sequence[str]) -> tuple[list[RemoteRef
 
 def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
                   report: TransferReport | None = None, progress: Progress | None = None,
-                  asked_for: Sequence[str] | None = None) -> None:
+                  asked_for: Sequence[str] | None = None, *, names: Collection[str] = (),
+                  tags: Collection[str] = ()) -> set[str]:
     """Download every object the roots link to, transitively, that is missing
     here; verified as each arrives, installed as one batch only if all are
     intact (IntegrityError, exit 6, and nothing stored otherwise). A root missing on
     the remote is NotFound (exit 4) when it is in ``asked_for`` (default: every
     root: ids the user typed), damage otherwise (the target of a remote ref).
-    Blobs that the remote records as pruned are left out, and recorded as
-    pruned here."""
+
+    ``names`` and ``tags`` are the roots that remote refs point at: each must be a
+    manifest; those that are not are returned (refused), and nothing of them is
+    stored. Blobs that the remote records as pruned are left out, and recorded
+    as pruned here, but only for versions that retention could have pruned:
+    never a name's current version, nor a tag's unless it is also an earlier
+    version (some manifest's ``previous``)."""
     report = report if report is not None else TransferReport(remote.name)
     received: list[Incoming | None] = []
     """Every object that arrived (None: left out, pruned there), in order."""
@@ -457,6 +500,15 @@ def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
     counting = threading.Lock()
     blob_owners: dict[str, list[str]] = {}
     pruned_there: list[dict[str, PrunedEntry]] = []
+    must_be_manifests = set(names) | set(tags)
+    refused: set[str] = set()
+    earlier: set[str] = set()
+    """Manifests some fetched or local manifest names as its ``previous``."""
+
+    def prunable(owner: str) -> bool:
+        """Whether gc's retention could have pruned this version's data (a record
+        for any other is a lie: its missing data is damage)."""
+        return owner not in names and (owner not in tags or owner in earlier)
 
     def remote_pruned() -> dict[str, PrunedEntry]:
         with counting:
@@ -477,7 +529,8 @@ def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
             if oid in asked:
                 raise
             owners = blob_owners.get(oid, [])
-            if owners and any(owner in remote_pruned() for owner in owners):
+            if (owners and all(prunable(owner) for owner in owners)
+                    and any(owner in remote_pruned() for owner in owners)):
                 return None  # pruned on purpose before it was pushed
             raise IntegrityError(f"remote {remote.name!r} lacks object {oid}, which objects "
                                  "there link to (push it again from a machine that has it)") from None
@@ -510,25 +563,35 @@ def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
                         try:
                             document = repo.manifests.read_document(oid)
                         except NotFound:
+                            if oid in must_be_manifests:
+                                refused.add(oid)  # a remote ref naming a blob
+                                continue
                             if oid in root_set:
                                 continue  # a blob asked for by id, here already
                             raise
-                        nxt.extend(_follow(oid, repo.manifests.links(document), seen, blobs,
-                                           blob_owners))
+                        links = repo.manifests.links(document)
+                        earlier.update(lk.id for lk in links if lk.rel is Rel.PREVIOUS)
+                        nxt.extend(_follow(oid, links, seen, blobs, blob_owners))
                     for sink in arrived:
                         parsed, data = _parse_received(sink)
                         if parsed is None:
+                            if sink.id in must_be_manifests:
+                                refused.add(sink.id)  # a remote ref naming a blob: not stored
+                                sink.discard()
+                                continue
                             if sink.id in root_set:
                                 continue  # a blob asked for by id: stored as it is
                             raise IntegrityError(f"object {sink.id} on remote {remote.name!r} is "
                                                  "linked as a manifest but is not one")
                         links = repo.manifests.links(parsed, data)
+                        earlier.update(lk.id for lk in links if lk.rel is Rel.PREVIOUS)
                         fetched.append((sink.id, parsed, links))
                         nxt.extend(_follow(sink.id, links, seen, blobs, blob_owners))
                     wave = list(dict.fromkeys(nxt))
                 need = sorted(b for b in blobs if not repo.store.exists(b))
                 report.skipped += len(blobs) - len(need)
-                manifests = _arrived(list(reversed(received)))
+                manifests = [sink for sink in _arrived(list(reversed(received)))
+                             if sink.id not in refused]
                 blob_sinks = _arrived(pool.map(download, need, received))
             # Blobs first, then manifests deepest first: a reader never meets a
             # manifest whose links are not there yet.
@@ -545,6 +608,7 @@ def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
             raise
         for oid, document, links in fetched:
             repo.index.record(oid, document, links)
+    return refused
 
 
 def _parse_received(sink: Incoming) -> tuple[dict[str, Any] | None, bytes]:
@@ -583,7 +647,8 @@ def clone(url: str, dest: Path | str, *, name: str = "origin", endpoint_url: str
           locking: Literal["conditional", "lock-object"] = "conditional",
           progress: Progress | None = None) -> tuple[Repository, TransferReport]:
     """``init`` in ``dest`` plus a pull of every ref of the remote at ``url``; a
-    clone that fails leaves nothing behind."""
+    clone that fails leaves nothing behind. Remote refs that do not name a manifest
+    are refused (:class:`RefsRefused`, exit 6) and the clone keeps the others."""
     target = Path(dest)
     made_dir = not target.exists()
     if (target / ".casrepo").exists():
@@ -594,6 +659,9 @@ def clone(url: str, dest: Path | str, *, name: str = "origin", endpoint_url: str
                    locking=locking, default=True)
         with open_named(repo, name) as remote:
             report = pull(repo, remote)
+    except RefsRefused:  # the rest is cloned and consistent: kept
+        repo.close()
+        raise
     except BaseException:
         repo.close()
         shutil.rmtree(repo.dir, ignore_errors=True)
