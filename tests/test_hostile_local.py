@@ -1,0 +1,182 @@
+"""Damaged metadata in a local repository: every command gives the documented answer.
+
+Each section damages one kind of file casrepo keeps beside the objects (the ref
+log, the manifest index, the stat cache, refs, objects) the way a crash, a
+bad disk or a hostile user can, and checks that no command ends in an internal
+error, that the exit code is the contract's, and that nothing is written
+outside the repository. (config.yaml has its own tests.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cli_support import assert_ok, describe, last_id, snapshot, write
+from conftest import CliRun, Result
+
+from casrepo.repository import Repository
+
+INTERNAL = "internal error"
+
+
+def assert_no_crash(result: Result) -> Result:
+    """No traceback and no 'internal error' (exit 1/70), whatever the exit code."""
+    text = result.stdout + result.stderr
+    assert "Traceback" not in text and INTERNAL not in text, describe(result)
+    assert result.exit_code not in (1, 70), describe(result)
+    return result
+
+
+def casrepo_dir(project: Path) -> Path:
+    return project / ".casrepo"
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def object_path(project: Path, oid: str) -> Path:
+    return casrepo_dir(project) / "objects" / oid[:2] / oid[2:]
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Iterator[Path]:
+    """A directory outside the repository; the test fails if anything in it changes."""
+    path = tmp_path / "outside"
+    path.mkdir()
+    write(path / "notes", b"not casrepo's\n")
+    write(path / "datasets" / "iris", b"not casrepo's either\n")
+    before = snapshot(path)
+    yield path
+    assert snapshot(path) == before, "something was written outside the repository"
+
+
+@pytest.fixture
+def named(run: CliRun, project: Path, repo: Repository) -> dict[str, str]:
+    """A repository with two versions of a name, a tag and a directory artifact."""
+    write(project / "f.txt", b"hello\n")
+    first = last_id(run("add", "f.txt", "--name", "data/f", "-m", "one"))
+    write(project / "f.txt", b"hello again\n")
+    second = last_id(run("add", "f.txt", "--name", "data/f", "-m", "two"))
+    assert_ok(run("tag", "v1", first))
+    write(project / "d" / "a.txt", b"aaa\n")
+    write(project / "d" / "sub" / "b.txt", b"bbbb\n")
+    tree = last_id(run("add", "d", "--name", "data/d"))
+    return {"first": first, "second": second, "tree": tree}
+
+
+# -- the ref log ------------------------------------------------------------------------
+
+
+# -- the manifest index -----------------------------------------------------------------
+
+
+def garble_index_schema(project: Path) -> None:
+    """Make SQLite's error text about the index quote bytes that are not UTF-8."""
+    index = casrepo_dir(project) / "index.sqlite"
+    data = index.read_bytes()
+    assert data.count(b"CREATE INDEX links_by_dst") == 1
+    index.write_bytes(data.replace(b"CREATE INDEX links_by_dst", b"CRE\xbeTE INDEX links_by_dst"))
+
+
+@pytest.mark.parametrize("command", [
+    ("reindex",), ("fsck",), ("lineage", "data/f"), ("add", "g.txt", "--name", "g"),
+])
+def test_an_index_whose_sqlite_error_is_not_utf8_is_rebuilt(
+        run: CliRun, project: Path, named: dict[str, str], command: tuple[str, ...]) -> None:
+    assert_ok(run("reindex"))
+    garble_index_schema(project)
+    write(project / "g.txt", b"g\n")
+    assert_ok(run(*command))
+    lineage = assert_ok(run("lineage", "data/f", "--format", "json"))
+    assert named["second"] in lineage.stdout
+    index = casrepo_dir(project) / "index.sqlite"
+    assert b"CRE\xbeTE" not in index.read_bytes()  # rebuilt, not just worked around
+    assert_ok(run("fsck"))
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty-schema", "directory"])
+def test_a_damaged_index_is_rebuilt(run: CliRun, project: Path, named: dict[str, str],
+                                    damage: str) -> None:
+    assert_ok(run("reindex"))
+    index = casrepo_dir(project) / "index.sqlite"
+    if damage == "garbage":
+        index.write_bytes(b"\xbe\xef not a database " * 300)
+    elif damage == "truncated":
+        index.write_bytes(index.read_bytes()[:1500])
+    elif damage == "empty-schema":
+        index.unlink()
+        with sqlite3.connect(index) as conn:
+            conn.execute("PRAGMA user_version=2")
+        conn.close()
+    else:
+        index.unlink()
+        index.mkdir()
+    result = assert_no_crash(run("lineage", "data/f", "--format", "json"))
+    if damage == "directory":  # not a file casrepo can replace: said so, exit 0 from memory
+        assert result.exit_code == 0, describe(result)
+    else:
+        assert_ok(result)
+    assert named["second"] in result.stdout
+    assert_no_crash(run("fsck"))
+
+
+# -- the stat cache ---------------------------------------------------------------------
+
+
+def damage_stat_cache(cache: Path, how: str) -> None:
+    for extra in (Path(f"{cache}-wal"), Path(f"{cache}-shm")):
+        extra.unlink(missing_ok=True)
+    if how == "garbage":
+        cache.write_bytes(b"\xbe\xef not a database " * 300)
+    elif how == "truncated":
+        cache.write_bytes(cache.read_bytes()[:1500])
+    elif how == "garbled-schema":
+        data = cache.read_bytes()
+        assert b"CREATE TABLE files" in data
+        cache.write_bytes(data.replace(b"CREATE TABLE files", b"CRE\xbeTE TABLE files"))
+    elif how == "no-table":
+        with sqlite3.connect(cache) as conn:
+            conn.execute("DROP TABLE files")
+        conn.close()
+    elif how == "wrong-rows":
+        with sqlite3.connect(cache) as conn:
+            conn.execute("UPDATE files SET dev = 'x', ino = NULL, id = '../../../outside'")
+            conn.execute("INSERT INTO files VALUES (?, 1, 2, 3, 4, 5, ?)",
+                         ("/\udcbe".encode("utf-8", "surrogateescape").decode("latin-1"), 7))
+        conn.close()
+    elif how == "bad-ids":
+        with sqlite3.connect(cache) as conn:
+            conn.execute("UPDATE files SET id = '../../../../outside/notes'")
+        conn.close()
+    elif how == "directory":
+        cache.unlink()
+        cache.mkdir()
+    else:
+        raise AssertionError(how)
+
+
+@pytest.mark.parametrize("how", ["garbage", "truncated", "garbled-schema", "no-table",
+                                 "wrong-rows", "bad-ids", "directory"])
+def test_add_works_with_a_damaged_stat_cache(run: CliRun, project: Path, repo: Repository,
+                                             outside: Path,
+                                             monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    from casrepo import statcache
+
+    monkeypatch.setattr(statcache, "RACY_NS", 0)  # files written just now get recorded
+    write(project / "d" / "a.txt", b"aaa\n")
+    write(project / "d" / "b.txt", b"bbb\n")
+    last_id(run("add", "d", "--name", "d"))
+    cache = casrepo_dir(project) / "stat-cache.sqlite"
+    assert cache.is_file()
+    damage_stat_cache(cache, how)
+    write(project / "d" / "a.txt", b"changed\n")
+    oid = last_id(run("add", "d", "--name", "d"))
+    assert_ok(run("get", oid, str(project / "out")))
+    assert (project / "out" / "a.txt").read_bytes() == b"changed\n"
+    assert (project / "out" / "b.txt").read_bytes() == b"bbb\n"
+    assert_ok(run("fsck"))
