@@ -9,10 +9,13 @@ outside the repository. (config.yaml has its own tests.)
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cli_support import assert_ok, describe, last_id, snapshot, write
@@ -180,3 +183,97 @@ def test_add_works_with_a_damaged_stat_cache(run: CliRun, project: Path, repo: R
     assert (project / "out" / "a.txt").read_bytes() == b"changed\n"
     assert (project / "out" / "b.txt").read_bytes() == b"bbb\n"
     assert_ok(run("fsck"))
+
+
+# -- a read-only repository ---------------------------------------------------------------
+
+
+@pytest.fixture
+def read_only(project: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Call it to make every write below .casrepo fail with EROFS, as on a read-only
+    filesystem (tests run as root, for whom a chmod does not stop writes). SQLite's
+    own writes are not seen here: the index is built before the call."""
+    root = str(casrepo_dir(project).resolve())
+    real_open, real_mkdir = os.open, os.mkdir
+    writes = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+    def inside(path: Any, dir_fd: int | None) -> bool:
+        if dir_fd is not None:
+            return True  # relative to a directory of the repository in casrepo's code
+        return os.path.abspath(os.fsdecode(path)).startswith(root)
+
+    def guarded_open(path: Any, flags: int, mode: int = 0o777, *, dir_fd: int | None = None
+                     ) -> int:
+        if flags & writes and inside(path, dir_fd):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fsdecode(path))
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
+    def guarded_mkdir(path: Any, mode: int = 0o777, *, dir_fd: int | None = None) -> None:
+        if inside(path, dir_fd):
+            if os.path.lexists(path) and dir_fd is None:
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fsdecode(path))
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fsdecode(path))
+        real_mkdir(path, mode, dir_fd=dir_fd)
+
+    def make_read_only() -> None:
+        monkeypatch.setattr(os, "open", guarded_open)
+        monkeypatch.setattr(os, "mkdir", guarded_mkdir)
+
+    return make_read_only
+
+
+@pytest.mark.parametrize("locks", ["present", "absent", "stale"])
+def test_fsck_checks_a_read_only_repository(run: CliRun, project: Path, named: dict[str, str],
+                                            read_only: Callable[[], None], locks: str) -> None:
+    assert_ok(run("reindex"))
+    locks_dir = casrepo_dir(project) / "locks"
+    if locks == "absent":
+        for path in locks_dir.iterdir():
+            path.unlink()
+        locks_dir.rmdir()
+    elif locks == "stale":  # left by a killed update: reported, not removed
+        write(locks_dir / "ref-0123456789abcdef0123456789abcdef.lock", b"{}")
+    read_only()
+    result = assert_ok(run("fsck"))
+    if locks == "stale":
+        assert "lock file left by a process that is gone" in result.stdout
+    for command in (("show", "data/f"), ("lineage", "data/f"), ("get", "data/f", "-"),
+                    ("log",), ("refs",)):
+        assert_ok(run(*command))
+
+
+def _can_bind_mount(tmp_path: Path) -> bool:
+    import subprocess
+
+    source, target = tmp_path / "probe-src", tmp_path / "probe-dst"
+    source.mkdir()
+    target.mkdir()
+    if os.geteuid() != 0:
+        return False
+    done = subprocess.run(["mount", "--bind", str(source), str(target)], capture_output=True)
+    if done.returncode != 0:
+        return False
+    subprocess.run(["umount", str(target)], check=True)
+    return True
+
+
+def test_fsck_on_a_read_only_bind_mount(run_process: CliRun, run: CliRun, project: Path,
+                                        named: dict[str, str], tmp_path: Path) -> None:
+    """The same on a real read-only filesystem, where this machine allows a bind mount."""
+    import subprocess
+
+    if not _can_bind_mount(tmp_path):
+        pytest.skip("needs root and the right to bind-mount (a read-only filesystem)")
+    assert_ok(run("reindex"))
+    mounted = tmp_path / "mounted"
+    mounted.mkdir()
+    subprocess.run(["mount", "--bind", str(project), str(mounted)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(mounted)], check=True)
+        before = snapshot(project)
+        assert_ok(run_process("fsck", cwd=mounted))
+        assert_ok(run_process("show", "data/f", cwd=mounted))
+        assert_ok(run_process("lineage", "data/f", cwd=mounted))
+        assert snapshot(project) == before
+    finally:
+        subprocess.run(["umount", str(mounted)], check=True)
