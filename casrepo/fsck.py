@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 from collections import deque
 from collections.abc import Iterator
@@ -80,7 +81,10 @@ def _check(repo: Repository, repair: bool, workers: int | None) -> FsckReport:
     for info, actual in _rehash(repo, workers):
         report.objects += 1
         if actual is None:
-            continue  # removed meanwhile (by no one: we hold the lock) or unreadable
+            continue  # removed meanwhile (by no one: we hold the lock)
+        if isinstance(actual, CasrepoError):  # unreadable: left where it is
+            problems.append(Problem(Level.ERROR, f"object {info.id}", _subject_free(actual)))
+            continue
         if actual != info.id:
             moved = False
             if repair:
@@ -88,7 +92,20 @@ def _check(repo: Repository, repair: bool, workers: int | None) -> FsckReport:
                 moved = True
             problems.append(Problem(Level.ERROR, f"object {info.id}",
                                     f"corrupt: its bytes hash to {actual}", moved))
+    for oid, path, what in repo.store.impostors():
+        # Something else stands where an object should be: no bytes of it are
+        # trusted (a link is never followed), so the object is missing.
+        report.objects += 1
+        if repair:
+            _quarantine(path, quarantine, oid)
+        problems.append(Problem(Level.ERROR, f"object {oid}",
+                                f"{what} at {path.relative_to(repo.dir)}, not an object file",
+                                repair))
     for path in repo.store.strays():
+        if path.is_symlink():
+            problems.append(Problem(Level.ERROR, str(path.relative_to(repo.dir)),
+                                    "a symbolic link in the object store"))
+            continue
         problems.append(Problem(Level.WARNING, str(path.relative_to(repo.dir)),
                                 "unexpected file in the object store"))
 
@@ -171,23 +188,29 @@ def _check_ref_log(repo: Repository, problems: list[Problem], repair: bool) -> N
                 "changed by hand)", repair))
 
 
-def _rehash(repo: Repository, workers: int | None) -> Iterator[tuple[ObjectInfo, str | None]]:
-    """(object, sha256 of its bytes) for every object, hashed by a pool of threads:
-    hashlib and file reads release the GIL, so the cores share the work."""
+_Hashed = tuple[ObjectInfo, str | CasrepoError | None]
+
+
+def _rehash(repo: Repository, workers: int | None) -> Iterator[_Hashed]:
+    """(object, sha256 of its bytes, or why it cannot be read, or None when it is
+    gone) for every object, hashed by a pool of threads: hashlib and file reads
+    release the GIL, so the cores share the work."""
     count = workers or min(8, os.cpu_count() or 1)
 
-    def digest(info: ObjectInfo) -> tuple[ObjectInfo, str | None]:
+    def digest(info: ObjectInfo) -> _Hashed:
         try:
             return info, repo.store.compute_id(info.id)
         except NotFound:
             return info, None
+        except CasrepoError as e:
+            return info, e
 
     if count == 1:
         yield from map(digest, repo.store.scan())
         return
     with ThreadPoolExecutor(count) as pool:
         # Bounded look-ahead: results come back in order, memory stays flat.
-        pending: deque[Future[tuple[ObjectInfo, str | None]] | tuple[ObjectInfo, str | None]]
+        pending: deque[Future[_Hashed] | _Hashed]
         pending = deque()
         for info in repo.store.scan():
             # Small objects are hashed here: for them the system calls, not the
@@ -200,8 +223,7 @@ def _rehash(repo: Repository, workers: int | None) -> Iterator[tuple[ObjectInfo,
             yield _result(pending.popleft())
 
 
-def _result(item: Future[tuple[ObjectInfo, str | None]] | tuple[ObjectInfo, str | None]
-            ) -> tuple[ObjectInfo, str | None]:
+def _result(item: Future[_Hashed] | _Hashed) -> _Hashed:
     return item.result() if isinstance(item, Future) else item
 
 
@@ -224,6 +246,13 @@ def _check_index(repo: Repository, links: dict[str, list[Link]], problems: list[
     if detail:
         problems.append(Problem(Level.WARNING, "manifest index",
                                 f"{detail}; rebuilt with {stats.manifests} manifests", True))
+
+
+def _subject_free(error: CasrepoError) -> str:
+    """An error's message without the 'object ID ' it starts with (the subject says it)
+    and without the hint to run fsck (this is fsck)."""
+    text = str(error).removesuffix(" (run 'casrepo fsck')")
+    return re.sub(r"^object [0-9a-f]{64} ", "", text)
 
 
 def _quarantine(path: Path, directory: Path, name: str, copy: bool = False) -> Path:

@@ -277,3 +277,112 @@ def test_fsck_on_a_read_only_bind_mount(run_process: CliRun, run: CliRun, projec
         assert snapshot(project) == before
     finally:
         subprocess.run(["umount", str(mounted)], check=True)
+
+
+# -- objects ----------------------------------------------------------------------------
+
+
+def blob_of(project: Path, data: bytes) -> Path:
+    path = object_path(project, sha256(data))
+    assert path.is_file()
+    return path
+
+
+def replace_by_symlink(path: Path, target: Path) -> None:
+    path.unlink()
+    path.symlink_to(target)
+
+
+def replace_by_directory(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+    write(path / "inside", b"x")
+
+
+@pytest.mark.parametrize("what", ["blob", "manifest"])
+@pytest.mark.parametrize("how", ["symlink", "directory"])
+def test_fsck_reports_an_object_replaced_by_something_else(
+        run: CliRun, project: Path, named: dict[str, str], outside: Path, what: str,
+        how: str) -> None:
+    path = (blob_of(project, b"hello again\n") if what == "blob"
+            else object_path(project, named["second"]))
+    oid = path.parent.name + path.name
+    other = write(project / "other-bytes", b"other bytes\n" if what == "blob" else b"{}")
+    if how == "symlink":
+        replace_by_symlink(path, other)
+    else:
+        replace_by_directory(path)
+    result = run("fsck")
+    assert result.exit_code == 6, describe(result)
+    assert_no_crash(result)
+    kind = "a symbolic link" if how == "symlink" else "a directory"
+    assert f"error: object {oid}: {kind} at objects/" in result.stdout
+    # The rest is still checked: a damaged object elsewhere is found too.
+    damaged = blob_of(project, b"aaa\n")
+    damaged.chmod(0o644)
+    damaged.write_bytes(b"aab\n")
+    result = run("fsck")
+    assert result.exit_code == 6 and f"object {sha256(b'aaa' + bytes([10]))}" in result.stdout
+    assert run("get", "data/f", str(project / "out")).exit_code == 6
+    # --repair moves it (the link itself, never its target) to the quarantine.
+    result = assert_no_crash(run("fsck", "--repair"))
+    assert f"error: object {oid}: {kind}" in result.stdout and "(repaired)" in result.stdout
+    assert not os.path.lexists(path)
+    moved = casrepo_dir(project) / "quarantine" / oid
+    assert moved.is_symlink() if how == "symlink" else moved.is_dir()
+    assert other.read_bytes() in (b"other bytes\n", b"{}")
+
+
+def test_fsck_reports_a_symlinked_shard_directory(run: CliRun, project: Path,
+                                                  named: dict[str, str], tmp_path: Path) -> None:
+    shard = blob_of(project, b"hello\n").parent
+    elsewhere = tmp_path / "elsewhere"
+    shard.rename(elsewhere)
+    shard.symlink_to(elsewhere)
+    result = run("fsck")
+    assert result.exit_code == 6, describe(result)
+    assert f"error: objects/{shard.name}: a symbolic link in the object store" in result.stdout
+
+
+@pytest.fixture
+def unreadable(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], None]:
+    """Make opening one file fail with EACCES, as a mode 000 file does for a user who
+    is not root (tests run as root, who may read it anyway)."""
+    real_open = os.open
+
+    def make(path: Path) -> None:
+        denied = str(path)
+
+        def guarded_open(name: Any, flags: int, mode: int = 0o777, *,
+                         dir_fd: int | None = None) -> int:
+            if os.fsdecode(name) == denied:
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), denied)
+            return real_open(name, flags, mode, dir_fd=dir_fd)
+
+        path.chmod(0)
+        monkeypatch.setattr(os, "open", guarded_open)
+
+    return make
+
+
+@pytest.mark.parametrize("what", ["blob", "manifest"])
+def test_fsck_reports_an_unreadable_object(run: CliRun, project: Path, named: dict[str, str],
+                                           unreadable: Callable[[Path], None],
+                                           what: str) -> None:
+    path = (blob_of(project, b"bbbb\n") if what == "blob"
+            else object_path(project, named["tree"]))
+    oid = path.parent.name + path.name
+    damaged = blob_of(project, b"hello\n")  # and one more problem further on
+    damaged.chmod(0o644)
+    damaged.write_bytes(b"jello\n")
+    unreadable(path)
+    result = run("fsck")
+    assert result.exit_code == 6, describe(result)
+    assert_no_crash(result)
+    assert f"error: object {oid}: cannot be read: Permission denied" in result.stdout
+    assert f"error: object {sha256(b'hello' + bytes([10]))}: corrupt" in result.stdout
+    if what == "manifest":
+        assert run("show", "data/d").exit_code == 6
+    result = assert_no_crash(run("fsck", "--repair"))
+    assert result.exit_code == 6
+    assert path.exists()  # not moved: it may be only a matter of permissions
