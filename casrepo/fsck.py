@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,7 +18,7 @@ from casrepo.copying import PARALLEL_MIN
 from casrepo.errors import CasrepoError, NotFound
 from casrepo.ids import is_object_id, ref_name_problem
 from casrepo.lockfile import GC_LOCK, abandoned_locks
-from casrepo.manifest import Link
+from casrepo.manifest import AnyManifest, DirectoryArtifact, FileArtifact, Link
 from casrepo.reach import mark
 from casrepo.refs import ANY, RefKind, RefLogEntry
 from casrepo.repository import Repository
@@ -128,9 +129,12 @@ def _check(repo: Repository, repair: bool, workers: int | None) -> FsckReport:
         problems.append(Problem(Level.ERROR, subject, message))
     for oid in sorted(reach.manifests):
         try:
-            repo.registry.from_document(repo.document(oid), oid)
+            manifest = repo.registry.from_document(repo.document(oid), oid)
         except CasrepoError as e:
             problems.append(Problem(Level.ERROR, f"manifest {oid}", str(e)))
+            continue
+        for message in _size_problems(repo, manifest):
+            problems.append(Problem(Level.ERROR, f"manifest {oid}", message))
 
     _check_index(repo, reach.links, problems)
 
@@ -149,6 +153,26 @@ def _check(repo: Repository, repair: bool, workers: int | None) -> FsckReport:
         problems.append(Problem(Level.WARNING, str(path.relative_to(repo.dir)),
                                 "temp file left by a killed process", repair))
     return report
+
+
+def _size_problems(repo: Repository, manifest: AnyManifest) -> Iterator[str]:
+    """Sizes a file or directory manifest declares that its blobs do not have (log,
+    get and lineage would show them). A missing or odd blob is reported elsewhere."""
+    declared: list[tuple[str | None, str, int]]
+    if isinstance(manifest, FileArtifact):
+        declared = [(None, manifest.content, manifest.size)]
+    elif isinstance(manifest, DirectoryArtifact):
+        declared = [(entry.path, entry.content, entry.size) for entry in manifest.entries]
+    else:
+        return
+    for path, blob, size in declared:
+        try:
+            st = os.lstat(repo.store.path(blob))
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_size != size:
+            what = "" if path is None else f"entry {path!r} "
+            yield f"{what}declares {size} bytes, but its blob {blob} holds {st.st_size} bytes"
 
 
 def _check_ref_log(repo: Repository, problems: list[Problem], repair: bool) -> None:

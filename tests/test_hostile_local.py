@@ -21,6 +21,8 @@ import pytest
 from cli_support import assert_ok, describe, last_id, snapshot, write
 from conftest import CliRun, Result
 
+from casrepo.canonical import canonical_json
+from casrepo.refs import RefKind
 from casrepo.repository import Repository
 
 INTERNAL = "internal error"
@@ -386,3 +388,43 @@ def test_fsck_reports_an_unreadable_object(run: CliRun, project: Path, named: di
     result = assert_no_crash(run("fsck", "--repair"))
     assert result.exit_code == 6
     assert path.exists()  # not moved: it may be only a matter of permissions
+
+
+# -- manifests that say the wrong size --------------------------------------------------
+
+
+def save_altered(project: Path, oid: str, change: Callable[[dict[str, Any]], None],
+                 name: str) -> str:
+    """Store a copy of manifest ``oid`` changed by ``change`` and point ``name`` at it,
+    as a tool other than casrepo's add could."""
+    repo = Repository.open(casrepo_dir(project))
+    document = repo.document(oid)
+    change(document)
+    new = repo.store.put_bytes(canonical_json(document)).id
+    repo.refs.update(RefKind.NAME, name, new)
+    repo.close()
+    return new
+
+
+def test_fsck_compares_a_file_manifests_size_with_its_blob(
+        run: CliRun, project: Path, named: dict[str, str]) -> None:
+    liar = save_altered(project, named["first"], lambda d: d.update(size=999_999), "liar")
+    result = run("fsck")
+    assert result.exit_code == 6, describe(result)
+    blob = sha256(b"hello\n")
+    assert (f"error: manifest {liar}: declares 999999 bytes, but its blob {blob} holds 6 bytes"
+            in result.stdout), describe(result)
+
+
+def test_fsck_compares_directory_entry_sizes_with_their_blobs(
+        run: CliRun, project: Path, named: dict[str, str]) -> None:
+    def shrink(document: dict[str, Any]) -> None:
+        document["entries"][1]["size"] = 2
+
+    liar = save_altered(project, named["tree"], shrink, "data/d")
+    result = run("fsck")
+    assert result.exit_code == 6, describe(result)
+    blob = sha256(b"bbbb\n")
+    assert (f"error: manifest {liar}: entry 'sub/b.txt' declares 2 bytes, but its blob {blob} "
+            "holds 5 bytes" in result.stdout), describe(result)
+    assert result.stdout.count("error:") == 1, describe(result)
