@@ -145,7 +145,7 @@ def _check(repo: Repository, repair: bool, workers: int | None) -> FsckReport:
     for path in abandoned_locks([*repo.refs.locks(), repo.dir / "locks" / GC_LOCK], repair):
         problems.append(Problem(Level.WARNING, str(path.relative_to(repo.dir)),
                                 "lock file left by a process that is gone", repair))
-    _check_ref_log(repo, problems, repair)
+    _check_ref_log(repo, problems, repair, quarantine)
 
     for path in repo.store.abandoned_temp_files():
         if repair:
@@ -175,16 +175,20 @@ def _size_problems(repo: Repository, manifest: AnyManifest) -> Iterator[str]:
             yield f"{what}declares {size} bytes, but its blob {blob} holds {st.st_size} bytes"
 
 
-def _check_ref_log(repo: Repository, problems: list[Problem], repair: bool) -> None:
-    """Every ref log entry parses and names a valid ref and ids; each ref holds what
-    its last entry says (else an update was interrupted between the two)."""
-    try:
-        entries = repo.refs.log()
-    except CasrepoError as e:
-        problems.append(Problem(Level.ERROR, "ref log", str(e)))
-        return
+def _check_ref_log(repo: Repository, problems: list[Problem], repair: bool,
+                   quarantine: Path) -> None:
+    """Every ref log line parses and names a valid ref and ids; each ref holds what
+    its last entry says (else an update was interrupted between the two). With
+    ``repair``, damaged lines are moved to the quarantine."""
+    entries, damaged = repo.refs.read_log()
+    if damaged and repair:
+        damaged = repo.refs.set_aside(quarantine / "logs")
+        repo.index.discard()  # its offset into the log no longer means anything
+        entries, _ = repo.refs.read_log()
+    for line in damaged:
+        problems.append(Problem(Level.ERROR, "ref log", str(line), repair))
     last: dict[str, RefLogEntry] = {}
-    for number, entry in enumerate(entries, 1):
+    for number, entry in entries:
         kind_name, _, name = entry.ref.partition("/")
         bad = None
         if kind_name not in (RefKind.NAME.value, RefKind.TAG.value) or ref_name_problem(name):

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Final
 
 from casrepo import clock
-from casrepo.durable import append_line, current_umask, fsync_dir, write_temp
+from casrepo.durable import append_line, current_umask, fsync_dir, write_all, write_temp
 from casrepo.errors import Conflict, IntegrityError, NotFound
 from casrepo.ids import check_ref_name, is_object_id, ref_name_problem
 from casrepo.lockfile import ExclusiveLock, temp_prefix
@@ -59,6 +59,58 @@ class RefLogEntry:
     time: str
     user: str
     message: str | None
+
+
+@dataclass(frozen=True)
+class DamagedLine:
+    """A line of the ref log that is not an entry casrepo could have written."""
+
+    number: int
+    reason: str
+    data: bytes
+    """The line as stored, without its newline."""
+
+    def __str__(self) -> str:
+        return f"ref log line {self.number} is corrupt ({self.reason})"
+
+
+_LOG_TYPES: Final = (("ref", False), ("old", True), ("new", True), ("time", False),
+                     ("user", False), ("message", True))
+"""Each key of a log entry, and whether it may be null."""
+
+
+def _parse_entry(line: bytes) -> RefLogEntry | str:
+    """The entry a log line holds, or why it holds none."""
+    try:
+        data = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        return "not valid UTF-8"
+    except (ValueError, RecursionError):
+        return "not valid JSON"
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    for key, nullable in _LOG_TYPES:
+        if key not in data and key != "message":
+            return f"no {key!r}"
+        value = data.get(key)
+        if not (isinstance(value, str) or (nullable and value is None)):
+            return f"{key!r} is not a string{' or null' if nullable else ''}"
+    return RefLogEntry(data["ref"], data["old"], data["new"], data["time"], data["user"],
+                       data.get("message"))
+
+
+def _parse_log(data: bytes) -> tuple[list[tuple[int, RefLogEntry]], list[DamagedLine]]:
+    entries: list[tuple[int, RefLogEntry]] = []
+    damaged: list[DamagedLine] = []
+    for number, line in enumerate(data.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        entry = _parse_entry(line)
+        if isinstance(entry, str):
+            damaged.append(DamagedLine(number, entry, line))
+        else:
+            entries.append((number, entry))
+    return entries, damaged
 
 
 def current_user() -> str:
@@ -262,22 +314,55 @@ class RefStore:
         append_line(self.log_path, json.dumps(entry.__dict__, sort_keys=True, ensure_ascii=False)
                     + "\n")
 
-    def log(self, ref: str | None = None) -> list[RefLogEntry]:
-        """Ref log entries, oldest first; only those of ``ref`` (e.g. 'names/x') if given."""
+    def log(self, ref: str | None = None,
+            damaged: list[DamagedLine] | None = None) -> list[RefLogEntry]:
+        """Ref log entries, oldest first; only those of ``ref`` (e.g. 'names/x') if given.
+
+        A damaged line raises :class:`IntegrityError`, or, when a ``damaged`` list is
+        given, is added to it and skipped.
+        """
+        entries, bad = self.read_log()
+        if bad and damaged is None:
+            raise IntegrityError(f"{bad[0]}: {self.log_path}")
+        if damaged is not None:
+            damaged.extend(bad)
+        return [entry for _, entry in entries if ref is None or entry.ref == ref]
+
+    def read_log(self) -> tuple[list[tuple[int, RefLogEntry]], list[DamagedLine]]:
+        """Every entry with its line number, and every damaged line."""
         try:
-            lines = self.log_path.read_text(encoding="utf-8").splitlines()
+            data = self.log_path.read_bytes()
+        except FileNotFoundError:
+            return [], []
+        return _parse_log(data)
+
+    def set_aside(self, directory: Path) -> list[DamagedLine]:
+        """Move the damaged lines out of the log: appended, as they were, to
+        ``directory/refs.jsonl``, then the log rewritten without them (temp file
+        and rename). The caller holds the repository exclusively (as ``fsck
+        --repair`` does): every update of a ref holds the writers' lock."""
+        try:
+            data = self.log_path.read_bytes()
         except FileNotFoundError:
             return []
-        entries = []
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-                entry = RefLogEntry(data["ref"], data["old"], data["new"], data["time"],
-                                    data["user"], data.get("message"))
-            except (ValueError, KeyError, TypeError):
-                raise IntegrityError(f"ref log line {number} is corrupt: {self.log_path}") from None
-            if ref is None or entry.ref == ref:
-                entries.append(entry)
-        return entries
+        entries, damaged = _parse_log(data)
+        if not damaged:
+            return []
+        kept = {number for number, _ in entries}
+        lines = data.split(b"\n")
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(directory / LOG_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:  # set aside first: a kill before the rewrite leaves a line twice, never none
+            write_all(fd, b"".join(line.data + b"\n" for line in damaged))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        rest = b"".join(lines[number - 1] + b"\n" for number in sorted(kept))
+        tmp = write_temp(self.tmp_dir, temp_prefix("log"), rest, 0o666 & ~current_umask())
+        try:
+            os.replace(tmp, self.log_path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_dir(self.log_path.parent)
+        return damaged

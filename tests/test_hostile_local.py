@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -75,6 +76,79 @@ def named(run: CliRun, project: Path, repo: Repository) -> dict[str, str]:
 
 
 # -- the ref log ------------------------------------------------------------------------
+
+
+def ref_log(project: Path) -> Path:
+    return casrepo_dir(project) / "logs" / "refs.jsonl"
+
+
+def entry(**changes: Any) -> bytes:
+    fields: dict[str, Any] = {"ref": "names/data/f", "old": None, "new": "0" * 64,
+                              "time": "2026-01-01T00:00:00Z", "user": "u", "message": None}
+    fields.update(changes)
+    return json.dumps(fields).encode() + b"\n"
+
+
+DAMAGED_LINES = {
+    "not-utf8": b"\xbe\n",
+    "not-json": b"{not json\n",
+    "not-an-object": b"[1, 2]\n",
+    "ref-not-a-string": entry(ref=5),
+    "old-not-a-string": entry(old=5),
+    "time-not-a-string": entry(time=5),
+    "user-missing": entry(user=None),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED_LINES))
+def test_a_damaged_ref_log_line_is_reported_skipped_and_set_aside(
+        run: CliRun, project: Path, named: dict[str, str], damage: str) -> None:
+    log = ref_log(project)
+    good = log.read_bytes()
+    lines = good.count(b"\n")
+    log.write_bytes(good + DAMAGED_LINES[damage])
+    write(project / "later.txt", b"later\n")
+    last_id(run("add", "later.txt", "--name", "later"))  # appends after the damage
+
+    result = run("fsck")
+    assert result.exit_code == 6, describe(result)
+    assert_no_crash(result)
+    assert f"error: ref log: ref log line {lines + 1} is corrupt (" in result.stdout
+
+    result = assert_ok(run("log"))
+    assert f"warning: ref log line {lines + 1} is corrupt" in result.stderr
+    assert "names/later" in result.stdout and "names/data/f" in result.stdout
+    assert assert_ok(run("log", "--json")).json()["reflog"][0]["ref"] == "names/later"
+
+    result = assert_ok(run("gc", "--prune-expire", "now"))
+    assert f"warning: ref log line {lines + 1} is corrupt" in result.stderr
+    assert_ok(run("get", "data/f~1", str(project / "old.txt")))
+
+    result = assert_no_crash(run("fsck", "--repair"))
+    assert result.exit_code == 0, describe(result)
+    assert f"ref log line {lines + 1} is corrupt" in result.stdout and "(repaired)" in result.stdout
+    aside = casrepo_dir(project) / "quarantine" / "logs" / "refs.jsonl"
+    assert aside.read_bytes() == DAMAGED_LINES[damage]
+    assert b"names/later" in log.read_bytes() and log.read_bytes().startswith(good)
+    assert_ok(run("fsck"))
+    result = assert_ok(run("log"))
+    assert "warning" not in result.stderr
+    assert_ok(run("lineage", "later"))
+
+
+def test_gc_keeps_what_a_damaged_ref_log_line_still_names(run: CliRun, project: Path,
+                                                           repo: Repository) -> None:
+    write(project / "f.txt", b"one\n")
+    first = last_id(run("add", "f.txt", "--name", "f"))
+    assert_ok(run("name", "-d", "f"))  # only the ref log keeps it now
+    log = ref_log(project)
+    text = log.read_bytes()
+    log.write_bytes(text.replace(b'"time": "', b'"time": 5, "was": "'))  # every line damaged
+    result = assert_ok(run("gc", "--prune-expire", "now"))
+    assert result.stderr.count("warning: ref log line") == 2, describe(result)
+    assert object_path(project, first).is_file()
+    assert_ok(run("gc", "--prune-expire", "now", "--reflog-expire", "now"))
+    assert not object_path(project, first).exists()
 
 
 # -- the manifest index -----------------------------------------------------------------
