@@ -138,6 +138,15 @@ def _check(repo: Repository, repair: bool, workers: int | None) -> FsckReport:
 
     _check_index(repo, reach.links, problems)
 
+    for path in repo.refs.links():
+        rel = path.relative_to(repo.dir).as_posix()
+        if repair:  # the link itself, never what it points at
+            flat = rel.replace("%", "%25").replace("/", "%2F")
+            if len(flat.encode()) > 200:
+                flat = hashlib.sha256(rel.encode()).hexdigest()
+            _quarantine(path, quarantine / "refs" / "links", flat)
+        problems.append(Problem(Level.ERROR, rel, "a symbolic link: casrepo never follows "
+                                "links under refs/, so nothing behind it is a ref", repair))
     for kind in (RefKind.NAME, RefKind.TAG):
         for path in repo.refs.strays(kind):
             problems.append(Problem(Level.WARNING, str(path.relative_to(repo.dir)),

@@ -109,6 +109,12 @@ def collect_garbage(repo: Repository, *, expire: datetime | str | None = "config
                 known[oid] = repo.registry.links(document, data)
         warnings: list[str] = []
         soft = _reflog_targets(repo, reflog_expire, warnings)
+        links = repo.refs.links()
+        if links:  # a ref behind it would be a root nobody reads: never "no roots"
+            more = f" (and {len(links) - 1} more)" if len(links) > 1 else ""
+            raise IntegrityError(f"gc refused to run: {links[0].relative_to(repo.dir)} is a "
+                                 f"symbolic link under refs/{more}; run 'casrepo fsck' for "
+                                 "details")
         report("mark", 0, 0)
         reach = mark(repo, list(known), retention=retention, soft_roots=soft, known_links=known)
         problems = reach.all_problems

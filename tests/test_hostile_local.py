@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import assert_ok, describe, last_id, snapshot, write
+from cli_support import assert_error, assert_ok, describe, last_id, snapshot, write
 from conftest import CliRun, Result
 
 from casrepo.canonical import canonical_json
@@ -353,6 +353,124 @@ def test_fsck_on_a_read_only_bind_mount(run_process: CliRun, run: CliRun, projec
         assert snapshot(project) == before
     finally:
         subprocess.run(["umount", str(mounted)], check=True)
+
+
+# -- symbolic links under refs/ ---------------------------------------------------------
+
+
+def link_in_refs(project: Path, rel: str, target: Path) -> Path:
+    link = casrepo_dir(project) / "refs" / rel
+    if link.is_dir() and not link.is_symlink():
+        for path in sorted(link.rglob("*"), reverse=True):
+            path.rmdir() if path.is_dir() else path.unlink()
+        link.rmdir()
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target)
+    return link
+
+
+LINK_ERROR = "is a symbolic link: casrepo never follows links under refs/"
+
+
+@pytest.mark.parametrize("command", [
+    ("name", "-d", "ext/notes"),
+    ("name", "ext/notes", "data/f"),
+    ("name", "ext/new/deeper", "data/f"),
+    ("tag", "ext/notes", "data/f"),
+    ("tag", "--force", "ext/notes", "data/f"),
+    ("tag", "-d", "ext/notes"),
+    ("add", "f.txt", "--name", "ext/new"),
+    ("show", "ext/notes"),
+    ("log", "ext/notes"),
+])
+@pytest.mark.parametrize("kind", ["names", "tags"])
+def test_a_symlinked_directory_under_refs_is_never_followed(
+        run: CliRun, project: Path, named: dict[str, str], outside: Path,
+        command: tuple[str, ...], kind: str) -> None:
+    link = link_in_refs(project, f"{kind}/ext", outside)
+    result = run(*command)
+    wanted = "tag" if kind == "tags" else "name"
+    if command[0] in (wanted, "show", "log") or (command[0] == "add" and kind == "names"):
+        assert_error(result, 6, f"refs/{kind}/ext {LINK_ERROR}")
+    else:  # a name beside a tag of another kind: untouched by the link
+        assert_no_crash(result)
+    assert link.is_symlink()
+    result = run("fsck")
+    assert result.exit_code == 6, describe(result)
+    assert f"error: refs/{kind}/ext: a symbolic link" in result.stdout
+
+
+@pytest.mark.parametrize("rel", ["refs", "refs/names"])
+def test_a_symlinked_refs_directory_is_never_followed(
+        run: CliRun, project: Path, named: dict[str, str], tmp_path: Path, rel: str) -> None:
+    real = casrepo_dir(project) / rel
+    moved = tmp_path / "moved-refs"
+    real.rename(moved)
+    real.symlink_to(moved)
+    before = snapshot(moved)
+    assert_error(run("name", "data/x", "data/f"), 6, f"{rel} {LINK_ERROR}")
+    assert_error(run("name", "-d", "data/f"), 6, f"{rel} {LINK_ERROR}")
+    assert_error(run("show", "data/f"), 6, f"{rel} {LINK_ERROR}")
+    # gc would find no refs behind the link: it refuses rather than collect everything
+    assert_error(run("gc", "--prune-expire", "now"), 6, "symbolic link under refs/")
+    assert snapshot(moved) == before
+    result = run("fsck")
+    assert result.exit_code == 6 and f"error: {rel}: a symbolic link" in result.stdout
+
+
+def test_a_symlink_as_a_ref_file_is_not_a_ref(run: CliRun, project: Path,
+                                               named: dict[str, str], tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    write(outside / "id", named["first"].encode() + b"\n")
+    before = snapshot(outside)
+    link = link_in_refs(project, "tags/v2", outside / "id")
+    assert_error(run("show", "v2"), 6, f"refs/tags/v2 {LINK_ERROR}")
+    assert "v2" not in assert_ok(run("refs")).stdout
+    result = run("fsck")
+    assert result.exit_code == 6 and "error: refs/tags/v2: a symbolic link" in result.stdout
+    assert_error(run("gc", "--prune-expire", "now"), 6, "refs/tags/v2 is a symbolic link")
+    # A forced update and a delete replace or remove the link itself, never its target.
+    assert_ok(run("tag", "--force", "v2", named["second"]))
+    assert not link.is_symlink()
+    assert assert_ok(run("show", "v2", "--json")).json()["id"] == named["second"]
+    link.unlink()
+    link_in_refs(project, "tags/v2", outside / "id")
+    assert_ok(run("tag", "-d", "v2"))
+    assert not os.path.lexists(link)
+    assert snapshot(outside) == before
+
+
+def test_fsck_repair_moves_links_under_refs_to_the_quarantine(
+        run: CliRun, project: Path, named: dict[str, str], outside: Path) -> None:
+    link_in_refs(project, "names/ext", outside)
+    link_in_refs(project, "tags/v9", outside / "notes")
+    result = assert_no_crash(run("fsck", "--repair"))
+    assert result.exit_code == 0, describe(result)
+    assert result.stdout.count("a symbolic link") == 2 and "(repaired)" in result.stdout
+    aside = casrepo_dir(project) / "quarantine" / "refs" / "links"
+    assert (aside / "refs%2Fnames%2Fext").is_symlink()
+    assert (aside / "refs%2Ftags%2Fv9").is_symlink()
+    assert_ok(run("fsck"))
+    assert_ok(run("name", "ext/notes", "data/f"))
+    assert (casrepo_dir(project) / "refs" / "names" / "ext" / "notes").is_file()
+
+
+def test_push_never_follows_a_symlink_in_the_remotes_refs(
+        run: CliRun, project: Path, named: dict[str, str], outside: Path,
+        tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    assert_ok(run("remote", "add", "origin", str(shared / "artifacts")))
+    assert_ok(run("push"))
+    remote_refs = shared / "artifacts" / "refs" / "names"
+    assert (remote_refs / "data" / "f").is_file()
+    (remote_refs / "ext").symlink_to(outside)
+    assert_ok(run("name", "ext/notes", "data/f"))
+    assert_ok(run("name", "ext/datasets/iris", "data/f"))
+    result = assert_no_crash(run("push"))
+    assert result.exit_code == 6, describe(result)
+    assert "refs/names/ext is a symbolic link" in result.stderr
+    assert (remote_refs / "ext").is_symlink()
 
 
 # -- objects ----------------------------------------------------------------------------
