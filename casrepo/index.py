@@ -497,6 +497,10 @@ class ManifestIndex:
                     "SELECT s.id, d.id, l.rel FROM links l JOIN objects s ON s.n = l.src "
                     "JOIN objects d ON d.n = l.dst"):
                 held.setdefault(src, set()).add((dst, rel))
+        except sqlite3.OperationalError as e:
+            if _read_only(e):  # SQLite cannot open it here (a read-only repository): not
+                return 0       # damage, and nothing this process could rebuild on disk
+            raise CasrepoError(f"the manifest index is unreadable: {e}") from e
         except _DAMAGED as e:
             raise CasrepoError(f"the manifest index is unreadable: {_why(e)}") from e
         return sum(1 for oid, links in expected.items()

@@ -347,7 +347,8 @@ def test_fsck_on_a_read_only_bind_mount(run_process: CliRun, run: CliRun, projec
     try:
         subprocess.run(["mount", "-o", "remount,bind,ro", str(mounted)], check=True)
         before = snapshot(project)
-        assert_ok(run_process("fsck", cwd=mounted))
+        result = assert_ok(run_process("fsck", cwd=mounted))
+        assert "manifest index" not in result.stdout  # not damage: it just cannot be opened
         assert_ok(run_process("show", "data/f", cwd=mounted))
         assert_ok(run_process("lineage", "data/f", cwd=mounted))
         assert snapshot(project) == before
