@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
+import stat
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -16,7 +18,7 @@ from casrepo.copying import PARALLEL_MIN
 from casrepo.errors import CasrepoError, NotFound
 from casrepo.ids import is_object_id, ref_name_problem
 from casrepo.lockfile import GC_LOCK, abandoned_locks
-from casrepo.manifest import Link
+from casrepo.manifest import AnyManifest, DirectoryArtifact, FileArtifact, Link
 from casrepo.reach import mark
 from casrepo.refs import ANY, RefKind, RefLogEntry
 from casrepo.repository import Repository
@@ -80,7 +82,10 @@ def _check(repo: Repository, repair: bool, workers: int | None) -> FsckReport:
     for info, actual in _rehash(repo, workers):
         report.objects += 1
         if actual is None:
-            continue  # removed meanwhile (by no one: we hold the lock) or unreadable
+            continue  # removed meanwhile (by no one: we hold the lock)
+        if isinstance(actual, CasrepoError):  # unreadable: left where it is
+            problems.append(Problem(Level.ERROR, f"object {info.id}", _subject_free(actual)))
+            continue
         if actual != info.id:
             moved = False
             if repair:
@@ -88,7 +93,20 @@ def _check(repo: Repository, repair: bool, workers: int | None) -> FsckReport:
                 moved = True
             problems.append(Problem(Level.ERROR, f"object {info.id}",
                                     f"corrupt: its bytes hash to {actual}", moved))
+    for oid, path, what in repo.store.impostors():
+        # Something else stands where an object should be: no bytes of it are
+        # trusted (a link is never followed), so the object is missing.
+        report.objects += 1
+        if repair:
+            _quarantine(path, quarantine, oid)
+        problems.append(Problem(Level.ERROR, f"object {oid}",
+                                f"{what} at {path.relative_to(repo.dir)}, not an object file",
+                                repair))
     for path in repo.store.strays():
+        if path.is_symlink():
+            problems.append(Problem(Level.ERROR, str(path.relative_to(repo.dir)),
+                                    "a symbolic link in the object store"))
+            continue
         problems.append(Problem(Level.WARNING, str(path.relative_to(repo.dir)),
                                 "unexpected file in the object store"))
 
@@ -111,12 +129,24 @@ def _check(repo: Repository, repair: bool, workers: int | None) -> FsckReport:
         problems.append(Problem(Level.ERROR, subject, message))
     for oid in sorted(reach.manifests):
         try:
-            repo.registry.from_document(repo.document(oid), oid)
+            manifest = repo.registry.from_document(repo.document(oid), oid)
         except CasrepoError as e:
             problems.append(Problem(Level.ERROR, f"manifest {oid}", str(e)))
+            continue
+        for message in _size_problems(repo, manifest):
+            problems.append(Problem(Level.ERROR, f"manifest {oid}", message))
 
     _check_index(repo, reach.links, problems)
 
+    for path in repo.refs.links():
+        rel = path.relative_to(repo.dir).as_posix()
+        if repair:  # the link itself, never what it points at
+            flat = rel.replace("%", "%25").replace("/", "%2F")
+            if len(flat.encode()) > 200:
+                flat = hashlib.sha256(rel.encode()).hexdigest()
+            _quarantine(path, quarantine / "refs" / "links", flat)
+        problems.append(Problem(Level.ERROR, rel, "a symbolic link: casrepo never follows "
+                                "links under refs/, so nothing behind it is a ref", repair))
     for kind in (RefKind.NAME, RefKind.TAG):
         for path in repo.refs.strays(kind):
             problems.append(Problem(Level.WARNING, str(path.relative_to(repo.dir)),
@@ -124,7 +154,7 @@ def _check(repo: Repository, repair: bool, workers: int | None) -> FsckReport:
     for path in abandoned_locks([*repo.refs.locks(), repo.dir / "locks" / GC_LOCK], repair):
         problems.append(Problem(Level.WARNING, str(path.relative_to(repo.dir)),
                                 "lock file left by a process that is gone", repair))
-    _check_ref_log(repo, problems, repair)
+    _check_ref_log(repo, problems, repair, quarantine)
 
     for path in repo.store.abandoned_temp_files():
         if repair:
@@ -134,16 +164,40 @@ def _check(repo: Repository, repair: bool, workers: int | None) -> FsckReport:
     return report
 
 
-def _check_ref_log(repo: Repository, problems: list[Problem], repair: bool) -> None:
-    """Every ref log entry parses and names a valid ref and ids; each ref holds what
-    its last entry says (else an update was interrupted between the two)."""
-    try:
-        entries = repo.refs.log()
-    except CasrepoError as e:
-        problems.append(Problem(Level.ERROR, "ref log", str(e)))
+def _size_problems(repo: Repository, manifest: AnyManifest) -> Iterator[str]:
+    """Sizes a file or directory manifest declares that its blobs do not have (log,
+    get and lineage would show them). A missing or odd blob is reported elsewhere."""
+    declared: list[tuple[str | None, str, int]]
+    if isinstance(manifest, FileArtifact):
+        declared = [(None, manifest.content, manifest.size)]
+    elif isinstance(manifest, DirectoryArtifact):
+        declared = [(entry.path, entry.content, entry.size) for entry in manifest.entries]
+    else:
         return
+    for path, blob, size in declared:
+        try:
+            st = os.lstat(repo.store.path(blob))
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_size != size:
+            what = "" if path is None else f"entry {path!r} "
+            yield f"{what}declares {size} bytes, but its blob {blob} holds {st.st_size} bytes"
+
+
+def _check_ref_log(repo: Repository, problems: list[Problem], repair: bool,
+                   quarantine: Path) -> None:
+    """Every ref log line parses and names a valid ref and ids; each ref holds what
+    its last entry says (else an update was interrupted between the two). With
+    ``repair``, damaged lines are moved to the quarantine."""
+    entries, damaged = repo.refs.read_log()
+    if damaged and repair:
+        damaged = repo.refs.set_aside(quarantine / "logs")
+        repo.index.discard()  # its offset into the log no longer means anything
+        entries, _ = repo.refs.read_log()
+    for line in damaged:
+        problems.append(Problem(Level.ERROR, "ref log", str(line), repair))
     last: dict[str, RefLogEntry] = {}
-    for number, entry in enumerate(entries, 1):
+    for number, entry in entries:
         kind_name, _, name = entry.ref.partition("/")
         bad = None
         if kind_name not in (RefKind.NAME.value, RefKind.TAG.value) or ref_name_problem(name):
@@ -171,23 +225,29 @@ def _check_ref_log(repo: Repository, problems: list[Problem], repair: bool) -> N
                 "changed by hand)", repair))
 
 
-def _rehash(repo: Repository, workers: int | None) -> Iterator[tuple[ObjectInfo, str | None]]:
-    """(object, sha256 of its bytes) for every object, hashed by a pool of threads:
-    hashlib and file reads release the GIL, so the cores share the work."""
+_Hashed = tuple[ObjectInfo, str | CasrepoError | None]
+
+
+def _rehash(repo: Repository, workers: int | None) -> Iterator[_Hashed]:
+    """(object, sha256 of its bytes, or why it cannot be read, or None when it is
+    gone) for every object, hashed by a pool of threads: hashlib and file reads
+    release the GIL, so the cores share the work."""
     count = workers or min(8, os.cpu_count() or 1)
 
-    def digest(info: ObjectInfo) -> tuple[ObjectInfo, str | None]:
+    def digest(info: ObjectInfo) -> _Hashed:
         try:
             return info, repo.store.compute_id(info.id)
         except NotFound:
             return info, None
+        except CasrepoError as e:
+            return info, e
 
     if count == 1:
         yield from map(digest, repo.store.scan())
         return
     with ThreadPoolExecutor(count) as pool:
         # Bounded look-ahead: results come back in order, memory stays flat.
-        pending: deque[Future[tuple[ObjectInfo, str | None]] | tuple[ObjectInfo, str | None]]
+        pending: deque[Future[_Hashed] | _Hashed]
         pending = deque()
         for info in repo.store.scan():
             # Small objects are hashed here: for them the system calls, not the
@@ -200,8 +260,7 @@ def _rehash(repo: Repository, workers: int | None) -> Iterator[tuple[ObjectInfo,
             yield _result(pending.popleft())
 
 
-def _result(item: Future[tuple[ObjectInfo, str | None]] | tuple[ObjectInfo, str | None]
-            ) -> tuple[ObjectInfo, str | None]:
+def _result(item: Future[_Hashed] | _Hashed) -> _Hashed:
     return item.result() if isinstance(item, Future) else item
 
 
@@ -224,6 +283,13 @@ def _check_index(repo: Repository, links: dict[str, list[Link]], problems: list[
     if detail:
         problems.append(Problem(Level.WARNING, "manifest index",
                                 f"{detail}; rebuilt with {stats.manifests} manifests", True))
+
+
+def _subject_free(error: CasrepoError) -> str:
+    """An error's message without the 'object ID ' it starts with (the subject says it)
+    and without the hint to run fsck (this is fsck)."""
+    text = str(error).removesuffix(" (run 'casrepo fsck')")
+    return re.sub(r"^object [0-9a-f]{64} ", "", text)
 
 
 def _quarantine(path: Path, directory: Path, name: str, copy: bool = False) -> Path:

@@ -12,6 +12,7 @@ It all runs holding the repository exclusively (see :mod:`casrepo.lockfile`).
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from casrepo import clock
-from casrepo.errors import CasrepoError, IntegrityError, UsageError
+from casrepo.errors import IntegrityError, UsageError
 from casrepo.ids import is_object_id
 from casrepo.lockfile import abandoned_locks
 from casrepo.manifest import Link, Target
 from casrepo.reach import Retention, mark
+from casrepo.refs import DamagedLine
 from casrepo.repository import Repository
 from casrepo.store import ObjectInfo
 
@@ -48,6 +50,8 @@ class GCReport:
     reflog_roots: int = 0
     """Objects kept only because a recent ref log entry points at them."""
     locks_removed: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """Damage gc worked around (damaged ref log lines), for the caller to show."""
 
     @property
     def bytes_removed(self) -> int:
@@ -103,7 +107,14 @@ def collect_garbage(repo: Repository, *, expire: datetime | str | None = "config
         for oid, document, data in repo.manifests.recent_manifests(cutoff):
             with contextlib.suppress(IntegrityError):
                 known[oid] = repo.manifests.links(document, data)
-        soft = _reflog_targets(repo, reflog_expire)
+        warnings: list[str] = []
+        soft = _reflog_targets(repo, reflog_expire, warnings)
+        links = repo.refs.links()
+        if links:  # a ref behind it would be a root nobody reads: never "no roots"
+            more = f" (and {len(links) - 1} more)" if len(links) > 1 else ""
+            raise IntegrityError(f"gc refused to run: {links[0].relative_to(repo.dir)} is a "
+                                 f"symbolic link under refs/{more}; run 'casrepo fsck' for "
+                                 "details")
         report("mark", 0, 0)
         reach = mark(repo, list(known), retention=retention, soft_roots=soft, known_links=known)
         problems = reach.all_problems
@@ -148,21 +159,27 @@ def collect_garbage(repo: Repository, *, expire: datetime | str | None = "config
                 path.unlink(missing_ok=True)
     return GCReport(dry_run, expire, len(reach.roots), present - reach.kept_by_recent,
                     removed, kept_recent + reach.kept_by_recent,
-                    temps, pruned, rules, reach.kept_by_ref_log, locks)
+                    temps, pruned, rules, reach.kept_by_ref_log, locks, warnings)
 
 
-def _reflog_targets(repo: Repository, since: datetime | None) -> list[str]:
+_ID_BYTES = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
+
+
+def _reflog_targets(repo: Repository, since: datetime | None, warnings: list[str]) -> list[str]:
     """Ids that ref log entries younger than ``since`` point at or moved away from
-    (every entry, for None: 'never expire')."""
+    (every entry, for None: 'never expire'). A damaged line is skipped with a
+    warning, but every id it still spells is kept: its entry's roots are
+    unknown, and an unreadable root is never "no roots"."""
     if since is not None and since >= datetime.now(UTC) - timedelta(seconds=5):
         return []  # 'now': no entry is young enough; the log need not even be read
-    try:
-        entries = repo.refs.log()
-    except CasrepoError as e:
-        # Its entries are roots: a log that cannot be read is never "no roots".
-        raise IntegrityError(f"gc refused to run: {e}; move the damaged line out of the "
-                             "file, or run with --reflog-expire now") from e
+    damaged: list[DamagedLine] = []
+    entries = repo.refs.log(damaged=damaged)
     found: dict[str, None] = {}
+    for line in damaged:
+        warnings.append(f"{line}: skipped, but the ids in it are kept (run 'casrepo fsck "
+                        "--repair' to set it aside)")
+        for oid in _ID_BYTES.findall(line.data):
+            found[oid.decode("ascii")] = None
     for entry in entries:
         if since is not None:
             try:
@@ -193,4 +210,5 @@ def report_json(report: GCReport) -> dict[str, Any]:
         "pruned": report.pruned,
         "temp_files_removed": len(report.temp_files_removed),
         "locks_removed": len(report.locks_removed),
+        "warnings": report.warnings,
     }

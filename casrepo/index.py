@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from casrepo.canonical import canonical_text, digest
-from casrepo.errors import Busy, CasrepoError, NotFound
+from casrepo.errors import Busy, CasrepoError, IntegrityError, NotFound, SystemFailure
 from casrepo.manifest import (
     _LINK_BYTES,
     MAX_MANIFEST_SIZE,
@@ -53,6 +53,9 @@ BUSY_TIMEOUT = 60.0
 _CHUNK = 500
 _MANIFEST = Target.MANIFEST.value
 """Ids per ``IN (...)`` query, well under SQLite's limit on parameters."""
+_DAMAGED = (sqlite3.DatabaseError, UnicodeDecodeError)
+"""What a damaged index file raises. SQLite's error text may quote the damaged bytes,
+and sqlite3 decodes it as UTF-8: then the error is a UnicodeDecodeError."""
 
 _TABLES = """
 CREATE TABLE objects (n INTEGER PRIMARY KEY, id TEXT NOT NULL);
@@ -184,8 +187,8 @@ class ManifestIndex:
                 return
             with transaction(conn):
                 _insert(conn, [_as_row(describe(oid, document), links)])
-        except sqlite3.Error:
-            self.close()
+        except (sqlite3.Error, UnicodeDecodeError):
+            self.close()  # a damaged file is rebuilt by its next reader
 
     def forget(self, oids: Iterable[str]) -> None:
         """Drop manifests gc is about to remove (before it removes them)."""
@@ -201,7 +204,7 @@ class ManifestIndex:
                         f"SELECT n FROM objects WHERE id IN ({marks})", chunk)]
                     conn.executemany("DELETE FROM links WHERE src = ?", ((n,) for n in numbers))
                     conn.executemany("DELETE FROM manifests WHERE n = ?", ((n,) for n in numbers))
-        except sqlite3.Error:
+        except (sqlite3.Error, UnicodeDecodeError):
             # An index we cannot correct must not outlive the objects: drop it.
             self.close()
             self.discard()
@@ -237,11 +240,12 @@ class ManifestIndex:
                     self._in_memory()  # answer from memory; the file may well be fine
                     continue
                 if attempt or self._memory:
-                    raise CasrepoError(f"cannot use the manifest index {self.path}: {e}") from e
+                    raise SystemFailure(f"cannot use the manifest index {self.path}: {e}") from e
                 self.discard()
-            except sqlite3.DatabaseError as e:
+            except _DAMAGED as e:
                 if attempt or self._memory:
-                    raise CasrepoError(f"cannot use the manifest index {self.path}: {e}") from e
+                    raise SystemFailure(f"cannot use the manifest index {self.path}: "
+                                        f"{_why(e)}") from e
                 self.discard()  # corrupt: it is only a cache
         raise AssertionError("unreachable")
 
@@ -268,10 +272,11 @@ class ManifestIndex:
                                         for table in ("manifests", "links"))
                     return IndexStats(manifests, links, tuple(self.warnings))
                 if attempt:
-                    raise CasrepoError(f"cannot rebuild the manifest index {self.path}: {e}") from e
-            except sqlite3.DatabaseError as e:
+                    raise SystemFailure(f"cannot rebuild the manifest index {self.path}: {e}") from e
+            except _DAMAGED as e:
                 if attempt:
-                    raise CasrepoError(f"cannot rebuild the manifest index {self.path}: {e}") from e
+                    raise SystemFailure(f"cannot rebuild the manifest index {self.path}: "
+                                        f"{_why(e)}") from e
             self.discard()  # corrupt: it is only a cache
         raise AssertionError("unreachable")
 
@@ -485,7 +490,7 @@ class ManifestIndex:
             if conn is None:
                 return 0  # none yet: nothing stale
             if _state(conn, "complete") != 1:
-                raise CasrepoError("the manifest index was never completed")
+                raise IntegrityError("the manifest index was never completed")
             indexed = {oid for (oid,) in conn.execute(
                 "SELECT o.id FROM objects o JOIN manifests m ON m.n = o.n")}
             held: dict[str, set[tuple[str, str]]] = {}
@@ -493,8 +498,12 @@ class ManifestIndex:
                     "SELECT s.id, d.id, l.rel FROM links l JOIN objects s ON s.n = l.src "
                     "JOIN objects d ON d.n = l.dst"):
                 held.setdefault(src, set()).add((dst, rel))
-        except sqlite3.DatabaseError as e:
-            raise CasrepoError(f"the manifest index is unreadable: {e}") from e
+        except sqlite3.OperationalError as e:
+            if _read_only(e):  # SQLite cannot open it here (a read-only repository): not
+                return 0       # damage, and nothing this process could rebuild on disk
+            raise IntegrityError(f"the manifest index is unreadable: {e}") from e
+        except _DAMAGED as e:
+            raise IntegrityError(f"the manifest index is unreadable: {_why(e)}") from e
         return sum(1 for oid, links in expected.items()
                    if oid not in indexed
                    or held.get(oid, set()) != {(k.id, k.rel.value) for k in links})
@@ -699,6 +708,12 @@ def _unique(links: list[tuple[str, str, str]]) -> Iterable[tuple[str, str, str]]
     if len(links) < 2 or len({(dst, rel) for dst, rel, _ in links}) == len(links):
         return links
     return {(dst, rel): (dst, rel, target) for dst, rel, target in links}.values()
+
+
+def _why(error: Exception) -> str:
+    if isinstance(error, UnicodeDecodeError):
+        return "SQLite's error message about it is not even valid UTF-8 (the file is damaged)"
+    return str(error)
 
 
 def _busy(error: sqlite3.OperationalError) -> bool:

@@ -20,6 +20,7 @@ Three kinds of lock live in ``locks/``:
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import functools
 import hashlib
@@ -37,6 +38,7 @@ from types import TracebackType
 from casrepo.errors import Busy
 
 POLL_INTERVAL = 0.01
+_CANNOT_WRITE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 GC_LOCK = "gc.lock"
 WRITERS_LOCK = "writers.lock"
 
@@ -224,18 +226,39 @@ class ExclusiveLock:
 
 def abandoned_locks(paths: Iterable[Path], remove: bool) -> list[Path]:
     """The lock files among ``paths`` that no live process holds (left by killed
-    holders); with ``remove``, they are deleted (under their lock, so never a live one)."""
+    holders); with ``remove``, they are deleted (under their lock, so never a live one).
+    Without ``remove`` nothing is written: a read-only repository can be checked."""
     found = []
     for path in paths:
+        if not remove:
+            if _free(path):
+                found.append(path)
+            continue
         lock = ExclusiveLock(path, "lock")
         if not path.exists() or not lock.try_acquire(record=False):
             continue  # gone, or a live update or gc holds it
         found.append(path)
-        if remove:
-            lock.release()  # releasing removes the file
-        else:
-            lock.release_keeping_file()
+        lock.release()  # releasing removes the file
     return found
+
+
+def _free(path: Path) -> bool:
+    """True when the lock file at ``path`` exists and no live process holds it.
+    Probed through a read-only descriptor: flock needs no write access."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        if not _try_flock(fd, fcntl.LOCK_EX):
+            return False
+        try:
+            # Released (and unlinked) by its holder meanwhile: not left behind.
+            return os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return False
+    finally:
+        os.close(fd)  # closing drops the flock we took
 
 
 def is_locked(path: Path) -> bool:
@@ -304,9 +327,28 @@ class SharedExclusiveLock:
 
     def try_acquire(self, exclusive: bool) -> bool:
         if self._fd < 0:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            fd = self._open(exclusive)
+            if fd is None:
+                return True  # see _open: a reader of a repository it cannot write
+            self._fd = fd
         return _try_flock(self._fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+
+    def _open(self, exclusive: bool) -> int | None:
+        """The lock file, opened (made if missing). A shared holder that may not
+        write here (a read-only repository or filesystem) opens it read-only,
+        which is all flock needs; if it cannot even be made, None: the shared
+        holder goes on unlocked, as ``show`` or ``get`` do (only a process that
+        can write the repository could run gc meanwhile)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:
+            if exclusive or e.errno not in _CANNOT_WRITE:
+                raise
+        try:
+            return os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
 
     def release(self) -> None:
         if self._fd >= 0:

@@ -10,10 +10,13 @@ ref before releasing the lock.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import getpass
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Final
 
 from casrepo import clock
-from casrepo.durable import append_line, current_umask, fsync_dir, write_temp
+from casrepo.durable import append_line, current_umask, fsync_dir, write_all, write_temp
 from casrepo.errors import Conflict, IntegrityError, NotFound
 from casrepo.ids import check_ref_name, is_object_id, ref_name_problem
 from casrepo.lockfile import ExclusiveLock, temp_prefix
@@ -61,6 +64,73 @@ class RefLogEntry:
     message: str | None
 
 
+@dataclass(frozen=True)
+class DamagedLine:
+    """A line of the ref log that is not an entry casrepo could have written."""
+
+    number: int
+    reason: str
+    data: bytes
+    """The line as stored, without its newline."""
+
+    def __str__(self) -> str:
+        return f"ref log line {self.number} is corrupt ({self.reason})"
+
+
+_LOG_TYPES: Final = (("ref", False), ("old", True), ("new", True), ("time", False),
+                     ("user", False), ("message", True))
+"""Each key of a log entry, and whether it may be null."""
+
+
+def _parse_entry(line: bytes) -> RefLogEntry | str:
+    """The entry a log line holds, or why it holds none."""
+    try:
+        data = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        return "not valid UTF-8"
+    except (ValueError, RecursionError):
+        return "not valid JSON"
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    for key, nullable in _LOG_TYPES:
+        if key not in data and key != "message":
+            return f"no {key!r}"
+        value = data.get(key)
+        if not (isinstance(value, str) or (nullable and value is None)):
+            return f"{key!r} is not a string{' or null' if nullable else ''}"
+    return RefLogEntry(data["ref"], data["old"], data["new"], data["time"], data["user"],
+                       data.get("message"))
+
+
+def _parse_log(data: bytes) -> tuple[list[tuple[int, RefLogEntry]], list[DamagedLine]]:
+    entries: list[tuple[int, RefLogEntry]] = []
+    damaged: list[DamagedLine] = []
+    for number, line in enumerate(data.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        entry = _parse_entry(line)
+        if isinstance(entry, str):
+            damaged.append(DamagedLine(number, entry, line))
+        else:
+            entries.append((number, entry))
+    return entries, damaged
+
+
+_DIR_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+"""O_NONBLOCK: a FIFO in a ref's place must not hang the reader."""
+_IS_LINK: Final = (errno.ELOOP, errno.EMLINK)
+"""What opening a symbolic link with O_NOFOLLOW fails with (EMLINK on FreeBSD)."""
+
+
+def _fsync_fd(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.EBADF):
+            raise
+
+
 def current_user() -> str:
     try:
         return os.environ.get("CASREPO_USER") or getpass.getuser()
@@ -74,6 +144,7 @@ class RefStore:
     def __init__(self, casrepo_dir: Path, tmp_dir: Path, lock_timeout: float = 10.0) -> None:
         self.dir = casrepo_dir / "refs"
         self._dir_str = str(self.dir)
+        self._repo_str = str(casrepo_dir)
         self.log_path = casrepo_dir / "logs" / LOG_FILE
         self.lock_dir = casrepo_dir / "locks"
         self.tmp_dir = tmp_dir
@@ -98,14 +169,25 @@ class RefStore:
             return []
 
     def read(self, kind: RefKind, name: str) -> str | None:
-        """The id a ref points at; None when it does not exist."""
+        """The id a ref points at; None when it does not exist. A symbolic link on
+        the way (the ref file itself or a directory above it) is never followed:
+        :class:`IntegrityError`."""
         check_ref_name(name, kind.label)
-        # Plain strings and os calls: lineage reads a ref per labelled node.
-        path = os.path.join(self._dir_str, kind.value, name)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except (FileNotFoundError, NotADirectoryError):
+        *parts, leaf = name.split("/")
+        directory = self._find_dir(kind, parts)
+        if directory is None:
             return None
+        try:
+            try:
+                fd = os.open(leaf, _FILE_FLAGS, dir_fd=directory)
+            except FileNotFoundError:
+                return None
+            except OSError as e:
+                if e.errno in _IS_LINK:
+                    raise self._link_error(f"{kind.value}/{name}") from None
+                raise
+        finally:
+            os.close(directory)
         try:
             raw = os.read(fd, 4096)
         except IsADirectoryError:
@@ -114,8 +196,68 @@ class RefStore:
             os.close(fd)
         text = raw.decode("ascii", "replace").strip()
         if not is_object_id(text):
+            path = os.path.join(self._dir_str, kind.value, name)
             raise IntegrityError(f"{kind.label} {name!r} is corrupt: {path} does not hold an id")
         return text
+
+    # -- directories, reached without following a symlink ------------------------------
+
+    def _open_dir(self, kind: RefKind, parts: list[str], create: bool = False) -> int:
+        """A descriptor of ``refs/<kind>/<parts...>``, opened one component at a
+        time below the repository directory, never following a symbolic link;
+        with ``create``, missing directories are made (each synced into its parent).
+
+        Raises FileNotFoundError (missing), NotADirectoryError (a file on the way,
+        its path relative to refs/ as ``filename``) or IntegrityError (a link)."""
+        fd = os.open(self._repo_str, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        walked = ""
+        try:
+            for part in ("refs", kind.value, *parts):
+                walked = f"{walked}/{part}" if walked else part
+                child = self._open_child(fd, part, walked, create)
+                os.close(fd)
+                fd = child
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _open_child(self, parent: int, part: str, walked: str, create: bool) -> int:
+        for _ in range(100):
+            try:
+                return os.open(part, _DIR_FLAGS, dir_fd=parent)
+            except FileNotFoundError:
+                if not create:
+                    raise
+            except OSError as e:
+                if e.errno not in (*_IS_LINK, errno.ENOTDIR):
+                    raise
+                try:
+                    mode = os.stat(part, dir_fd=parent, follow_symlinks=False).st_mode
+                except FileNotFoundError:
+                    continue  # removed meanwhile: look again
+                if stat.S_ISLNK(mode):
+                    raise self._link_error(walked.removeprefix("refs").lstrip("/")) from None
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR),
+                                         walked) from None
+            try:
+                os.mkdir(part, 0o777, dir_fd=parent)
+            except FileExistsError:
+                continue  # made by a concurrent update
+            _fsync_fd(parent)
+        raise Conflict(f"cannot create {walked}: a concurrent delete keeps removing it")
+
+    def _find_dir(self, kind: RefKind, parts: list[str]) -> int | None:
+        """:meth:`_open_dir` without creating; None when it is missing or a file."""
+        try:
+            return self._open_dir(kind, parts)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def _link_error(self, rel: str) -> IntegrityError:
+        where = f"refs/{rel}" if rel else "refs"
+        return IntegrityError(f"{where} is a symbolic link: casrepo never follows links under "
+                              "refs/ (run 'casrepo fsck')")
 
     def get(self, kind: RefKind, name: str) -> str:
         value = self.read(kind, name)
@@ -131,28 +273,64 @@ class RefStore:
         """Files under refs/ that are not valid refs (left-over locks, junk)."""
         return [path for name, path in self._walk(kind) if ref_name_problem(name) is not None]
 
+    def links(self) -> list[Path]:
+        """Symbolic links under refs/ (and refs/ itself if it is one): never refs,
+        never followed; fsck reports them."""
+        found = [path for path in (self.dir, self.dir / RefKind.NAME.value,
+                                   self.dir / RefKind.TAG.value) if path.is_symlink()]
+        for kind in RefKind:
+            found += [path for _, path, link in self._entries(kind) if link]
+        return sorted(found)
+
     def _walk(self, kind: RefKind) -> Iterator[tuple[str, Path]]:
+        """(name, path) of every file under refs/<kind>, symbolic links left out."""
+        for name, path, link in self._entries(kind):
+            if not link:
+                yield name, path
+
+    def _entries(self, kind: RefKind) -> Iterator[tuple[str, Path, bool]]:
+        """(name, path, is a link) of every entry under refs/<kind> but directories,
+        in name order, never descending into a link."""
         base = self.dir / kind.value
-        for root, dirs, files in os.walk(base):
-            dirs.sort()
-            for filename in sorted(files):
-                path = Path(root) / filename
-                yield path.relative_to(base).as_posix(), path
+        if self.dir.is_symlink() or base.is_symlink():
+            return  # see links()
+        stack = [(str(base), "")]
+        while stack:
+            directory, prefix = stack.pop()
+            try:
+                with os.scandir(directory) as it:
+                    entries = sorted(it, key=lambda entry: entry.name)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as e:  # unreadable refs are never "no refs"
+                raise IntegrityError(f"cannot read {directory}: {e.strerror}") from e
+            subdirs = []
+            for entry in entries:
+                name = prefix + entry.name
+                if entry.is_symlink():
+                    yield name, Path(entry.path), True
+                elif entry.is_dir(follow_symlinks=False):
+                    subdirs.append((entry.path, name + "/"))
+                else:
+                    yield name, Path(entry.path), False
+            stack.extend(reversed(subdirs))
 
     def update(self, kind: RefKind, name: str, new: str | None,
                expected: str | _Any | None = ANY, message: str | None = None) -> str | None:
         """Point ``kind/name`` at ``new`` (None deletes) if it still holds ``expected``.
 
         Returns the previous value. Raises :class:`Conflict` when the ref
-        changed under us, :class:`~casrepo.errors.Busy` when the lock stays held.
+        changed under us, :class:`~casrepo.errors.Busy` when the lock stays held,
+        :class:`IntegrityError` when a symbolic link is on the way: casrepo never
+        writes or deletes through one (a link that is the ref file itself is
+        replaced or removed, never followed).
         """
-        path = self.path(kind, name)
+        check_ref_name(name, kind.label)
+        *parts, leaf = name.split("/")
         if new is not None and not is_object_id(new):
             raise ValueError(f"not an object id: {new!r}")
         with ExclusiveLock(self.lock_path(kind, name), f"{kind.label} {name!r}", self.lock_timeout):
-            if path.is_dir():
-                raise Conflict(f"cannot use {kind.label} {name!r}: names under "
-                               f"'{name}/' exist")
+            self._refuse_directory(kind, name, parts, leaf)
             damaged = False
             try:
                 current = self.read(kind, name)
@@ -167,29 +345,69 @@ class RefStore:
                 )
             if new == current and not damaged:
                 return current
-            tmp = None
-            if new is not None:
-                self._make_parents(kind, name, path)
-                tmp = self._prepare(new)
+            # Opened before anything is written: a link on the way stops the update here.
+            directory = self._dir_for_update(kind, name, parts, create=new is not None)
             try:
-                # The log line before the move, as git does: a log that cannot be
-                # written (a full disk) stops the update, and a kill in between
-                # leaves a line fsck notices instead of a move nobody recorded.
-                self._append_log(RefLogEntry(f"{kind.value}/{name}", current, new,
-                                             clock.format_time(clock.now()), current_user(),
-                                             message))
-                if tmp is None:
-                    path.unlink(missing_ok=True)
-                else:
-                    self._install(kind, name, tmp, path)
-                    tmp = None
+                self._move(kind, name, parts, leaf, directory, current, new, message)
             finally:
-                if tmp is not None:
-                    tmp.unlink(missing_ok=True)
-            fsync_dir(path.parent)
+                if directory is not None:
+                    os.close(directory)
         if new is None:
-            self.prune_empty_dirs(kind, path.parent)
+            self.prune_empty_dirs(kind, parts)
         return current
+
+    def _refuse_directory(self, kind: RefKind, name: str, parts: list[str], leaf: str) -> None:
+        directory = self._find_dir(kind, parts)
+        if directory is None:
+            return
+        try:
+            mode = os.stat(leaf, dir_fd=directory, follow_symlinks=False).st_mode
+        except FileNotFoundError:
+            return
+        finally:
+            os.close(directory)
+        if stat.S_ISDIR(mode):
+            raise Conflict(f"cannot use {kind.label} {name!r}: names under '{name}/' exist")
+
+    def _dir_for_update(self, kind: RefKind, name: str, parts: list[str],
+                        create: bool) -> int | None:
+        """The ref's directory (made if ``create``); None for a delete when it is gone."""
+        try:
+            return self._open_dir(kind, parts, create=create)
+        except FileNotFoundError:
+            if create:
+                raise
+            return None
+        except NotADirectoryError as e:
+            prefix = str(e.filename).split("/", 2)[2:]
+            if not prefix:  # refs/ or refs/<kind> itself
+                raise IntegrityError(f"{e.filename} is not a directory") from None
+            raise Conflict(f"cannot create {kind.label} {name!r}: {kind.label} "
+                           f"{prefix[0]!r} exists") from None
+
+    def _move(self, kind: RefKind, name: str, parts: list[str], leaf: str,
+              directory: int | None, current: str | None, new: str | None,
+              message: str | None) -> None:
+        tmp = self._prepare(new) if new is not None else None
+        try:
+            # The log line before the move, as git does: a log that cannot be
+            # written (a full disk) stops the update, and a kill in between
+            # leaves a line fsck notices instead of a move nobody recorded.
+            self._append_log(RefLogEntry(f"{kind.value}/{name}", current, new,
+                                         clock.format_time(clock.now()), current_user(),
+                                         message))
+            if directory is None:
+                return
+            if tmp is None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(leaf, dir_fd=directory)  # a link itself, never its target
+            else:
+                self._install(kind, parts, leaf, tmp, directory)
+                tmp = None
+            _fsync_fd(directory)
+        finally:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
 
     def record_current(self, kind: RefKind, name: str, logged: str | None,
                        message: str) -> None:
@@ -202,82 +420,99 @@ class RefStore:
                                              clock.format_time(clock.now()), current_user(),
                                              message))
 
-    def _make_parents(self, kind: RefKind, name: str, path: Path) -> None:
-        """Create the directories of ``path``, each made durable in its parent."""
-        base = self.dir / kind.value
-        parts = name.split("/")[:-1]
-        for _ in range(100):
-            if path.parent.is_dir():
-                return
-            base.mkdir(parents=True, exist_ok=True)
-            directory = base
-            try:
-                for i, part in enumerate(parts):
-                    directory = directory / part
-                    try:
-                        directory.mkdir()
-                    except FileExistsError:
-                        if not directory.is_dir():
-                            prefix = "/".join(parts[:i + 1])
-                            raise Conflict(f"cannot create {kind.label} {name!r}: "
-                                           f"{kind.label} {prefix!r} exists") from None
-                        continue
-                    fsync_dir(directory.parent)
-            except FileNotFoundError:
-                continue  # a concurrent delete pruned a directory we had made: again
-        raise Conflict(f"cannot create the directory of {kind.label} {name!r}: "
-                       "other refs beside it keep being deleted")
-
     def _prepare(self, value: str) -> Path:
         """The new content of a ref, written and synced in ``tmp/``; read by everyone
         the umask allows (a team sharing a repository or a filesystem remote)."""
         return write_temp(self.tmp_dir, temp_prefix("ref"), (value + "\n").encode("ascii"),
                           0o666 & ~current_umask())
 
-    def _install(self, kind: RefKind, name: str, tmp: Path, path: Path) -> None:
+    def _install(self, kind: RefKind, parts: list[str], leaf: str, tmp: Path,
+                 directory: int) -> None:
+        """Rename ``tmp`` to ``leaf`` in ``directory`` (a rename replaces a link, never
+        follows it)."""
         for _ in range(100):
             try:
-                os.replace(tmp, path)
+                os.replace(tmp, leaf, dst_dir_fd=directory)
                 return
             except FileNotFoundError:
                 if not tmp.exists():
                     raise
-                # A delete of a sibling ref pruned the (empty) parent directory
-                # after we made it: make it again.
-                self._make_parents(kind, name, path)
-        raise Conflict(f"cannot create the directory of {kind.label} {name!r}: "
-                       "other refs beside it keep being deleted")
+                # A delete of a sibling ref pruned the (empty) directory after we
+                # opened it: make it again, under the same descriptor number.
+                fresh = self._open_dir(kind, parts, create=True)
+                os.dup2(fresh, directory)
+                os.close(fresh)
+        raise Conflict(f"cannot create the directory of {kind.label} "
+                       f"{'/'.join([*parts, leaf])!r}: other refs beside it keep being deleted")
 
-    def prune_empty_dirs(self, kind: RefKind, directory: Path) -> None:
-        """Remove empty directories from ``directory`` up to the kind's root."""
-        base = self.dir / kind.value
-        while directory != base and base in directory.parents:
+    def prune_empty_dirs(self, kind: RefKind, parts: list[str]) -> None:
+        """Remove the empty directories ``refs/<kind>/<parts...>``, deepest first
+        (never following a link: rmdir removes no link, and the way there is
+        opened without following any)."""
+        for depth in range(len(parts), 0, -1):
+            parent = self._find_dir(kind, parts[:depth - 1])
+            if parent is None:
+                return
             try:
-                directory.rmdir()
+                os.rmdir(parts[depth - 1], dir_fd=parent)
             except OSError:
                 return
-            directory = directory.parent
+            finally:
+                os.close(parent)
 
     def _append_log(self, entry: RefLogEntry) -> None:
         append_line(self.log_path, json.dumps(entry.__dict__, sort_keys=True, ensure_ascii=False)
                     + "\n")
 
-    def log(self, ref: str | None = None) -> list[RefLogEntry]:
-        """Ref log entries, oldest first; only those of ``ref`` (e.g. 'names/x') if given."""
+    def log(self, ref: str | None = None,
+            damaged: list[DamagedLine] | None = None) -> list[RefLogEntry]:
+        """Ref log entries, oldest first; only those of ``ref`` (e.g. 'names/x') if given.
+
+        A damaged line raises :class:`IntegrityError`, or, when a ``damaged`` list is
+        given, is added to it and skipped.
+        """
+        entries, bad = self.read_log()
+        if bad and damaged is None:
+            raise IntegrityError(f"{bad[0]}: {self.log_path}")
+        if damaged is not None:
+            damaged.extend(bad)
+        return [entry for _, entry in entries if ref is None or entry.ref == ref]
+
+    def read_log(self) -> tuple[list[tuple[int, RefLogEntry]], list[DamagedLine]]:
+        """Every entry with its line number, and every damaged line."""
         try:
-            lines = self.log_path.read_text(encoding="utf-8").splitlines()
+            data = self.log_path.read_bytes()
+        except FileNotFoundError:
+            return [], []
+        return _parse_log(data)
+
+    def set_aside(self, directory: Path) -> list[DamagedLine]:
+        """Move the damaged lines out of the log: appended, as they were, to
+        ``directory/refs.jsonl``, then the log rewritten without them (temp file
+        and rename). The caller holds the repository exclusively (as ``fsck
+        --repair`` does): every update of a ref holds the writers' lock."""
+        try:
+            data = self.log_path.read_bytes()
         except FileNotFoundError:
             return []
-        entries = []
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-                entry = RefLogEntry(data["ref"], data["old"], data["new"], data["time"],
-                                    data["user"], data.get("message"))
-            except (ValueError, KeyError, TypeError):
-                raise IntegrityError(f"ref log line {number} is corrupt: {self.log_path}") from None
-            if ref is None or entry.ref == ref:
-                entries.append(entry)
-        return entries
+        entries, damaged = _parse_log(data)
+        if not damaged:
+            return []
+        kept = {number for number, _ in entries}
+        lines = data.split(b"\n")
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(directory / LOG_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:  # set aside first: a kill before the rewrite leaves a line twice, never none
+            write_all(fd, b"".join(line.data + b"\n" for line in damaged))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        rest = b"".join(lines[number - 1] + b"\n" for number in sorted(kept))
+        tmp = write_temp(self.tmp_dir, temp_prefix("log"), rest, 0o666 & ~current_umask())
+        try:
+            os.replace(tmp, self.log_path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_dir(self.log_path.parent)
+        return damaged

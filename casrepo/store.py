@@ -12,6 +12,7 @@ before a path is built from it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import itertools
@@ -471,22 +472,40 @@ class ObjectStore:
     # -- reading -------------------------------------------------------------
 
     def open(self, oid: str) -> IO[bytes]:
+        fd, _ = self._open_object(oid)
+        return os.fdopen(fd, "rb")
+
+    def _open_object(self, oid: str) -> tuple[int, os.stat_result]:
+        """A read-only descriptor of object ``oid`` and its fstat. NotFound when it is
+        absent; IntegrityError when its path holds something else than an object
+        file (a symlink, never followed; a directory; a device) or cannot be read."""
+        path = self._path_str(check_object_id(oid))
         try:
-            return open(self.path(oid), "rb")
+            # O_NONBLOCK: a FIFO put in its place must not hang the reader.
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             raise NotFound(f"object {oid} not found") from None
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.EMLINK) and os.path.islink(path):
+                raise IntegrityError(f"object {oid} is a symbolic link, not an object file "
+                                     "(run 'casrepo fsck')") from None
+            raise IntegrityError(f"object {oid} cannot be read: {e.strerror} "
+                                 "(run 'casrepo fsck')") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise IntegrityError(f"object {oid} is {_file_type(st.st_mode)}, not an object "
+                                 "file (run 'casrepo fsck')")
+        return fd, st
 
     def read_small(self, oid: str, limit: int) -> bytes | None:
         """The bytes of object ``oid``, or None if it is larger than ``limit``.
 
         One open, fstat and read: manifests are read by the hundred thousand.
         """
+        fd, st = self._open_object(oid)
         try:
-            fd = os.open(self._path_str(check_object_id(oid)), os.O_RDONLY)
-        except FileNotFoundError:
-            raise NotFound(f"object {oid} not found") from None
-        try:
-            size = os.fstat(fd).st_size
+            size = st.st_size
             if size > limit:
                 return None
             chunks = []
@@ -504,12 +523,11 @@ class ObjectStore:
 
     def compute_id(self, oid: str) -> str:
         """The sha256 of the object's stored bytes (equal to ``oid`` when intact)."""
-        try:
-            fd = os.open(self._path_str(check_object_id(oid)), os.O_RDONLY)
-        except FileNotFoundError:
-            raise NotFound(f"object {oid} not found") from None
+        fd, _ = self._open_object(oid)
         try:
             return hash_fd(fd)[0]
+        except OSError as e:  # a bad sector
+            raise IntegrityError(f"object {oid} cannot be read: {e.strerror}") from None
         finally:
             os.close(fd)
 
@@ -549,20 +567,35 @@ class ObjectStore:
             yield info.id
 
     def strays(self) -> Iterator[Path]:
-        """Files and directories in the object store that are not objects of this layout."""
+        """Files and directories in the object store that are not objects of this layout
+        (but for those at an object's path: :meth:`impostors`)."""
         stack: list[tuple[Path, str]] = [(self.root, "")]
         while stack:
             directory, prefix = stack.pop()
             leaf = len(prefix) >= self.depth * self.width
             for entry in _scandir(directory):
                 if leaf:
-                    if not (is_object_id(prefix + entry.name)
-                            and entry.is_file(follow_symlinks=False)):
+                    if not is_object_id(prefix + entry.name):
                         yield Path(entry.path)
                 elif self._is_shard_dir(entry):
                     stack.append((Path(entry.path), prefix + entry.name))
                 else:
                     yield Path(entry.path)
+
+    def impostors(self) -> Iterator[tuple[str, Path, str]]:
+        """(id, path, what it is) for everything at an object's path that is not a
+        regular file: a symlink (never followed), a directory, a device."""
+        for directory, prefix in self._shard_dirs():
+            for entry in _scandir(directory):
+                oid = prefix + entry.name
+                if not is_object_id(oid):
+                    continue
+                try:
+                    mode = entry.stat(follow_symlinks=False).st_mode
+                except FileNotFoundError:
+                    continue
+                if not stat.S_ISREG(mode):
+                    yield oid, Path(entry.path), _file_type(mode)
 
     def temp_files(self) -> Iterator[Path]:
         for entry in _scandir(self.tmp_dir):
@@ -734,6 +767,14 @@ def _copy_stream(src_fd: int, dst_fd: int) -> tuple[str, int]:
     return hasher.hexdigest(), size
 
 
+
+
+def _file_type(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    return "not a regular file"
 
 
 def _scandir(directory: Path | str) -> list[os.DirEntry[str]]:

@@ -26,7 +26,7 @@ from casrepo.cli.app import (
 )
 from casrepo.errors import IntegrityError, UsageError
 from casrepo.ids import ref_name_problem
-from casrepo.refs import RefKind
+from casrepo.refs import DamagedLine, RefKind
 
 LINK_KEY = "@link"
 """The key of a link object in a stored manifest (see casrepo.manifest); spelled here so
@@ -255,7 +255,10 @@ def log(state: State, rev: str | None, limit: int | None, as_json: bool) -> None
     """Show the versions of REV, newest first; without REV, the ref log."""
     repo = state.repo()
     if rev is None:
-        entries = list(reversed(repo.refs.log()))[:limit]
+        damaged: list[DamagedLine] = []
+        entries = list(reversed(repo.refs.log(damaged=damaged)))[:limit]
+        for line in damaged:
+            info(f"warning: {line}: skipped (run 'casrepo fsck')")
         if not entries and not as_json:
             info("the ref log is empty: no name or tag has been set yet")
         if as_json:
@@ -560,6 +563,8 @@ def gc(state: State, dry_run: bool, remote_name: str | None, prune_expire: str |
                              keep_within=keep_within if given else "config")
     if show_progress:
         click.echo("\r\x1b[K", err=True, nl=False)
+    for warning in report.warnings:  # damage is worth a cron mail, even with --quiet
+        info(f"warning: {warning}")
     if as_json:
         emit_json(report_json(report))
         return
