@@ -104,9 +104,9 @@ class _Walk:
         self.whole: set[str] = set()
         self.known: dict[str, list[Link]] = {}
         self.created: dict[str, Any] = {}
+        """The ``created`` field of manifests read here (retention judges by it)."""
         self.pruned_gaps: dict[str, list[Link]] = {}
         """Missing blob links excused by the record of pruned data, by manifest."""
-        """The ``created`` field of manifests read here (retention judges by it)."""
         try:
             self.pruned = repo.pruned_manifests()
         except IntegrityError as e:  # then no missing blob can be told from damage

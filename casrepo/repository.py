@@ -61,7 +61,7 @@ from casrepo.manifest import (
     field_setter,
     links_of,
 )
-from casrepo.pruned import PRUNED_FILE, PrunedLog
+from casrepo.pruned import PRUNED_FILE, PrunedEntry, PrunedLog
 from casrepo.refs import ANY, RefChanged, RefKind, RefStore
 from casrepo.statcache import CACHE_FILE as STAT_CACHE_FILE
 from casrepo.statcache import Recorded, StatCache, unchanged_id
@@ -625,7 +625,7 @@ class Repository:
         """Point a name at a manifest unconditionally; returns (id, former target)."""
         require_utf8(message, "the message")
         with self.writing():
-            oid = self._pin(rev)
+            oid = self._pin(rev, allow_pruned=False)
             return oid, self.refs.update(RefKind.NAME, name, oid, ANY, message)
 
     def delete_name(self, name: str, message: str | None = None) -> str | None:
@@ -662,17 +662,22 @@ class Repository:
                                "use --force to move it")
             return oid, self.refs.update(RefKind.TAG, tag, oid, expected=None, message=message)
 
-    def _pin(self, rev: str) -> str:
+    def _pin(self, rev: str, *, allow_pruned: bool = True) -> str:
         """Resolve REV to a manifest under the writers' lock and keep it and what it
         links to from gc: freshened, and each link checked to exist (data that gc's
-        retention pruned on purpose excepted)."""
+        retention pruned on purpose excepted, unless ``allow_pruned`` is off: a name's
+        current version must have its data, see :meth:`pruned_record`)."""
         oid = self.resolve(rev)
         document = self.document(oid)  # NotFound for a blob, as resolve_manifest
         self.store.freshen(oid)
         for link in links_of(document):
             if not self.store.exists(link.id):
                 if link.target is Target.BLOB and oid in self.pruned_manifests():
-                    continue
+                    if allow_pruned:
+                        continue
+                    raise DataPruned(f"the data of {rev} ({oid[:12]}) was pruned by gc: a name "
+                                     "must point at a version whose data is here; add the same "
+                                     "data again first, or tag it instead")
                 raise IntegrityError(f"{rev} links to missing {link.rel.value} {link.id} "
                                      "(run 'casrepo fsck')")
         return oid
@@ -681,9 +686,26 @@ class Repository:
         """Manifests whose data gc's retention removed (see :mod:`casrepo.pruned`)."""
         return set(self.pruned.read())
 
+    def pruned_record(self, oid: str) -> PrunedEntry | None:
+        """The record that gc's retention pruned the data of ``oid``, if such a record
+        can cover it. Retention prunes only earlier versions: a record for a name's
+        current version, or for a tag's target that is no earlier version of a name,
+        is damage (a tampered log, a remote's fake record), the rule fsck and gc apply
+        (:func:`casrepo.reach.mark`)."""
+        entry = self.pruned.read().get(oid)
+        if entry is None:
+            return None
+        refs = self.list_refs(errors=[])
+        if any(ref.id == oid and ref.kind is RefKind.NAME for ref in refs):
+            return None
+        if any(ref.id == oid for ref in refs) and not self.index.edges(
+                [oid], reverse=True, rels=[Rel.PREVIOUS.value]):
+            return None
+        return entry
+
     def data_pruned(self, oid: str) -> bool:
         """True when gc's retention removed data of manifest ``oid`` and it is still gone."""
-        if oid not in self.pruned.read():
+        if self.pruned_record(oid) is None:
             return False
         return any(link.target is Target.BLOB and not self.store.exists(link.id)
                    for link in links_of(self.document(oid)))
@@ -696,7 +718,7 @@ class Repository:
             return
         if self.fetch_missing([b for b in blobs if not self.store.exists(b)]):
             return
-        entry = self.pruned.read().get(oid)
+        entry = self.pruned_record(oid)
         if entry is not None:
             rules = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in sorted(entry.rules.items()))
             raise DataPruned(f"the data of {rev} ({oid[:12]}) was pruned by gc on {entry.time}"

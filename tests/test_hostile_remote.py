@@ -350,6 +350,26 @@ def test_tampered_local_pruned_log_does_not_hide_a_current_version(run: CliRun,
     assert fsck.json()["pruned"] == []
     assert any(sha256(b"current data\n") in p["message"] for p in fsck.json()["problems"])
     assert run("gc", "--dry-run").exit_code == 6
+    assert_error(run("get", "ds", "out.txt"), 6, "missing")  # not "pruned" (exit 4)
+    assert_error(run("get", "ds~0", "out.txt"), 6, "missing")
+    assert run("log", "ds").stdout.count("[data pruned]") == 0
+
+
+def test_a_name_cannot_be_moved_onto_a_version_whose_data_was_pruned(run: CliRun,
+                                                                     project: Path) -> None:
+    """Retention prunes earlier versions only, so a name's current version always has
+    its data: moving a name onto a pruned version is refused; a tag may still mark it."""
+    assert_ok(run("init"))
+    for n in range(3):
+        write(project / "f.txt", f"version {n}\n".encode())
+        last_id(run("add", "f.txt", "--name", "ds"))
+    assert_ok(run("gc", "--keep-last", "1", "--prune-expire", "now"))
+    assert "[data pruned]" in run("log", "ds").stdout
+    assert_error(run("name", "ds", "ds~2"), 4, "pruned", "add the same data again")
+    assert_error(run("name", "other", "ds~2"), 4, "pruned")
+    assert_ok(run("tag", "old", "ds~2"))
+    assert_error(run("get", "old", "out.txt"), 4, "pruned")  # a tag on an earlier version
+    assert_ok(run("fsck"))
 
 
 # -- local failures are local --------------------------------------------------------------
