@@ -886,9 +886,9 @@ class Repository:
         trade-off); an executable file is always copied.
         """
         path = self.store.path(blob)
-        try:
-            src = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
+        try:  # never through a symlink in the store: the link itself would be exported
+            src, verified = self.store.open_fd(blob)
+        except NotFound:
             raise IntegrityError(f"object {blob} is missing from the store") from None
         try:
             if link == "hardlink" and not executable:
@@ -896,10 +896,16 @@ class Repository:
                 self._verify(blob, digest)
                 try:
                     os.link(path, out, follow_symlinks=False)
-                    return size
                 except OSError as e:  # another filesystem, or links not allowed: copy
                     if e.errno not in copying.CANNOT_LINK:
                         raise
+                else:
+                    linked = os.lstat(out)
+                    if (linked.st_dev, linked.st_ino) == (verified.st_dev, verified.st_ino):
+                        return size
+                    os.unlink(out)  # the object was swapped since it was verified
+                    raise IntegrityError(f"object {blob} changed while it was read "
+                                         "(run 'casrepo fsck')")
                 os.lseek(src, 0, os.SEEK_SET)
             mode = 0o777 if executable else 0o666  # the umask applies, as for any new file
             flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)

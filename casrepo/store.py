@@ -472,10 +472,10 @@ class ObjectStore:
     # -- reading -------------------------------------------------------------
 
     def open(self, oid: str) -> IO[bytes]:
-        fd, _ = self._open_object(oid)
+        fd, _ = self.open_fd(oid)
         return os.fdopen(fd, "rb")
 
-    def _open_object(self, oid: str) -> tuple[int, os.stat_result]:
+    def open_fd(self, oid: str) -> tuple[int, os.stat_result]:
         """A read-only descriptor of object ``oid`` and its fstat. NotFound when it is
         absent; IntegrityError when its path holds something else than an object
         file (a symlink, never followed; a directory; a device) or cannot be read."""
@@ -503,7 +503,7 @@ class ObjectStore:
 
         One open, fstat and read: manifests are read by the hundred thousand.
         """
-        fd, st = self._open_object(oid)
+        fd, st = self.open_fd(oid)
         try:
             size = st.st_size
             if size > limit:
@@ -523,7 +523,7 @@ class ObjectStore:
 
     def compute_id(self, oid: str) -> str:
         """The sha256 of the object's stored bytes (equal to ``oid`` when intact)."""
-        fd, _ = self._open_object(oid)
+        fd, _ = self.open_fd(oid)
         try:
             return hash_fd(fd)[0]
         except OSError as e:  # a bad sector

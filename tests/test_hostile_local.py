@@ -583,6 +583,30 @@ def test_fsck_reports_an_unreadable_object(run: CliRun, project: Path, named: di
     assert path.exists()  # not moved: it may be only a matter of permissions
 
 
+@pytest.mark.parametrize("link", ["copy", "hardlink"])
+def test_get_never_exports_a_symlink_standing_for_an_object(run: CliRun, project: Path,
+                                                          named: dict[str, str], link: str) -> None:
+    """Even a symlink to the right bytes is not an object: a hard link to it would hand
+    the user the symlink itself, pointing wherever it points."""
+    path = blob_of(project, b"hello again\n")
+    same = write(project / "same-bytes", b"hello again\n")
+    replace_by_symlink(path, same)
+    out = project / "out"
+    assert_error(run("get", "data/f", str(out), "--link", link), 6, "symbolic link")
+    assert not os.path.lexists(out)
+
+
+@pytest.mark.parametrize("link", ["copy", "hardlink"])
+def test_get_of_an_unreadable_object_is_damage(run: CliRun, project: Path, named: dict[str, str],
+                                               unreadable: Callable[[Path], None],
+                                               link: str) -> None:
+    unreadable(blob_of(project, b"bbbb\n"))
+    out = project / "tree-out"
+    assert_error(run("get", "data/d", str(out), "--link", link), 6, "cannot be read",
+                 "Permission denied")
+    assert not os.path.lexists(out)
+
+
 # -- manifests that say the wrong size --------------------------------------------------
 
 
