@@ -6,6 +6,10 @@ import hashlib
 import json
 from typing import Any
 
+LINK_KEY = "@link"
+"""The key of a link object inside a stored document (decision 0001): any JSON object
+holding it is a link, so every reader finds links without the manifest models."""
+
 _ENCODER = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
 )

@@ -7,6 +7,7 @@ exit code of the CLI contract so the CLI converts it in one place.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 
 class CasrepoError(Exception):
@@ -65,10 +66,32 @@ class Conflict(CasrepoError):
     exit_code = 5
 
 
+class RefChanged(Conflict):
+    """A compare-and-swap found another value than the one expected."""
+
+
+class RefsRejected(Conflict):
+    """Some refs were not updated by a push or pull (exit 5); everything else was.
+    ``report`` (the transfer's report) says what."""
+
+    def __init__(self, message: str, report: Any) -> None:
+        super().__init__(message)
+        self.report = report
+
+
 class IntegrityError(CasrepoError):
     """A corrupt or missing object, a manifest that does not parse."""
 
     exit_code = 6
+
+
+class RefsRefused(IntegrityError):
+    """Some remote refs do not name a manifest and were refused (exit 6): nothing was
+    stored for them; the other refs were fetched. ``report`` says what."""
+
+    def __init__(self, message: str, report: Any) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class RemoteError(CasrepoError):

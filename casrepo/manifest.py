@@ -33,12 +33,11 @@ from pydantic import (
 )
 
 from casrepo import clock
-from casrepo.canonical import canonical_json, digest
+from casrepo.canonical import LINK_KEY, canonical_json, digest
 from casrepo.errors import CasrepoError, IntegrityError, NotFound, UsageError
 from casrepo.ids import is_id_prefix, is_object_id
 from casrepo.store import ObjectStore
 
-LINK_KEY = "@link"
 MAX_MANIFEST_SIZE = 256 << 20
 _PEEK_WHOLE = 64 << 10
 """Objects up to this size are read whole when looking for manifests."""

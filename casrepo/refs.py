@@ -25,15 +25,11 @@ from typing import Final
 
 from casrepo import clock
 from casrepo.durable import append_line, current_umask, fsync_dir, write_all, write_temp
-from casrepo.errors import Conflict, IntegrityError, NotFound
+from casrepo.errors import Conflict, IntegrityError, NotFound, RefChanged
 from casrepo.ids import check_ref_name, is_object_id, ref_name_problem
 from casrepo.lockfile import ExclusiveLock, temp_prefix
 
 LOG_FILE = "refs.jsonl"
-
-
-class RefChanged(Conflict):
-    """A compare-and-swap found another value than the one expected."""
 
 
 class RefKind(StrEnum):

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 from pydantic import ValidationError
 
 from casrepo import clock, copying
+from casrepo.canonical import LINK_KEY
 from casrepo.config import CONFIG_FILE, Config, load_config
 from casrepo.durable import fsync_dir, open_up_dir, remove_tree
 from casrepo.errors import (
@@ -33,6 +34,7 @@ from casrepo.errors import (
     InvalidName,
     NotARepository,
     NotFound,
+    RefChanged,
     SystemFailure,
     UsageError,
 )
@@ -47,7 +49,6 @@ from casrepo.lockfile import (
     read_holder,
 )
 from casrepo.manifest import (
-    LINK_KEY,
     AnyManifest,
     DirectoryArtifact,
     DirEntry,
@@ -62,7 +63,7 @@ from casrepo.manifest import (
     links_of,
 )
 from casrepo.pruned import PRUNED_FILE, PrunedEntry, PrunedLog
-from casrepo.refs import ANY, RefChanged, RefKind, RefStore
+from casrepo.refs import ANY, RefKind, RefStore
 from casrepo.statcache import CACHE_FILE as STAT_CACHE_FILE
 from casrepo.statcache import Recorded, StatCache, unchanged_id
 from casrepo.store import BUFFER_SIZE, ObjectStore, PutResult

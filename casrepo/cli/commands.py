@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from casrepo import clock
+from casrepo.canonical import LINK_KEY
 from casrepo.cli.app import (
     ProgressLine,
     State,
@@ -27,10 +28,6 @@ from casrepo.cli.app import (
 from casrepo.errors import IntegrityError, UsageError
 from casrepo.ids import ref_name_problem
 from casrepo.refs import DamagedLine, RefKind
-
-LINK_KEY = "@link"
-"""The key of a link object in a stored manifest (see casrepo.manifest); spelled here so
-that printing needs no import of the manifest models."""
 
 
 def _parse_meta(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -640,6 +637,6 @@ def fsck(state: State, repair: bool, wait: float, as_json: bool) -> None:
         info(f"checked {report.objects} objects, {report.manifests} manifests, "
              f"{report.refs} refs: {len(report.errors)} error(s)")
     if not report.ok:
-        raise SystemExit(6)
+        raise SystemExit(IntegrityError.exit_code)
 
 

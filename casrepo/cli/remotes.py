@@ -21,7 +21,7 @@ from casrepo.cli.app import (
     pass_state,
     short,
 )
-from casrepo.errors import UsageError
+from casrepo.errors import RefsRefused, RefsRejected, UsageError
 
 if TYPE_CHECKING:
     from casrepo.remote import Remote
@@ -187,8 +187,6 @@ def _print_report(report: TransferReport, verb: str, as_json: bool, direction: s
 def _reporting(verb: str, as_json: bool, direction: str) -> Iterator[ProgressLine]:
     """Progress while it runs; the report even when some refs were rejected (exit 5)
     or refused (exit 6)."""
-    from casrepo.remote.sync import RefsRefused, RefsRejected
-
     with ProgressLine(verb, "objects", is_terminal() and not as_json) as progress:
         try:
             yield progress

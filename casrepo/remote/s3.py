@@ -39,11 +39,11 @@ from botocore.config import Config as BotoConfig
 import casrepo.remote
 from casrepo.config import CONFIG_FILE, Config, RemoteConfig
 from casrepo.copying import hash_fd
-from casrepo.errors import Busy, CasrepoError, IntegrityError, NotFound, RemoteError, UsageError
+from casrepo.errors import Busy, CasrepoError, IntegrityError, NotFound, RefChanged, RemoteError, UsageError
 from casrepo.ids import is_object_id, ref_name_problem
 from casrepo.lockfile import host_tag
 from casrepo.pruned import PrunedEntry, add_record, by_run
-from casrepo.refs import RefChanged, RefKind
+from casrepo.refs import RefKind
 from casrepo.remote import (
     S3_URL_RE,
     Parallel,

@@ -24,13 +24,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from casrepo.canonical import LINK_KEY
 from casrepo.config import RemoteConfig, load_config, save_config
-from casrepo.errors import Conflict, IntegrityError, NotFound, RemoteError, UsageError
+from casrepo.errors import (
+    Conflict,
+    IntegrityError,
+    NotFound,
+    RefChanged,
+    RefsRefused,
+    RefsRejected,
+    RemoteError,
+    UsageError,
+)
 from casrepo.ids import is_object_id, ref_name_problem
 from casrepo.lockfile import ExclusiveLock
-from casrepo.manifest import LINK_KEY, MAX_MANIFEST_SIZE, Link, Rel, Target, links_of, parse_document
+from casrepo.manifest import MAX_MANIFEST_SIZE, Link, Rel, Target, links_of, parse_document
 from casrepo.pruned import PrunedEntry
-from casrepo.refs import ANY, RefChanged, RefKind
+from casrepo.refs import ANY, RefKind
 from casrepo.remote import (
     FRESHEN_AFTER,
     Parallel,
@@ -86,26 +96,18 @@ class TransferReport:
         return [r for r in self.refs if r.status == "refused"]
 
 
-class RefsRejected(Conflict):
-    """Some refs were not updated (exit 5); everything else was. ``report`` says what."""
-
-    def __init__(self, report: TransferReport) -> None:
-        self.report = report
-        first = report.rejected[0]
-        more = f" (and {len(report.rejected) - 1} more)" if len(report.rejected) > 1 else ""
-        super().__init__(f"{first.kind.label} {first.name!r} was not updated: {first.reason}{more}")
+def _rejected(report: TransferReport) -> RefsRejected:
+    first = report.rejected[0]
+    more = f" (and {len(report.rejected) - 1} more)" if len(report.rejected) > 1 else ""
+    return RefsRejected(f"{first.kind.label} {first.name!r} was not updated: {first.reason}{more}",
+                        report)
 
 
-class RefsRefused(IntegrityError):
-    """Some remote refs do not name a manifest and were refused (exit 6): nothing was
-    stored for them; the other refs were fetched (and, by pull, updated)."""
-
-    def __init__(self, report: TransferReport) -> None:
-        self.report = report
-        first = report.refused[0]
-        more = f" (and {len(report.refused) - 1} more)" if len(report.refused) > 1 else ""
-        super().__init__(f"{first.kind.label} {first.name!r} on remote {report.remote!r} was "
-                         f"refused: {first.reason}{more}")
+def _refused(report: TransferReport) -> RefsRefused:
+    first = report.refused[0]
+    more = f" (and {len(report.refused) - 1} more)" if len(report.refused) > 1 else ""
+    return RefsRefused(f"{first.kind.label} {first.name!r} on remote {report.remote!r} was "
+                       f"refused: {first.reason}{more}", report)
 
 
 # -- remote settings -------------------------------------------------------------
@@ -208,7 +210,7 @@ def push(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, force: b
                     continue
                 report.refs.append(_push_ref(repo, remote, kind, name, oid, force))
     if report.rejected:
-        raise RefsRejected(report)
+        raise _rejected(report)
     return report
 
 
@@ -356,7 +358,7 @@ def fetch(repo: Repository, remote: Remote, revs: Sequence[str] = (),
     (:class:`RefsRefused`, exit 6)."""
     report, selected = _fetch(repo, remote, revs, progress)
     if report.refused:
-        raise RefsRefused(report)
+        raise _refused(report)
     return report, selected
 
 
@@ -391,9 +393,9 @@ def pull(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, rebase: 
         for ref in selected:
             report.refs.append(_pull_ref(repo, ref, rebase, force, f"pull from {remote.name}"))
     if report.refused:  # integrity (exit 6) before a conflict (exit 5): the graver one
-        raise RefsRefused(report)
+        raise _refused(report)
     if report.rejected:
-        raise RefsRejected(report)
+        raise _rejected(report)
     return report
 
 
