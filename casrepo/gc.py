@@ -192,23 +192,3 @@ def _reflog_targets(repo: Repository, since: datetime | None, warnings: list[str
             if oid and is_object_id(oid):  # fsck reports malformed ones
                 found[oid] = None
     return list(found)
-
-
-def report_json(report: GCReport) -> dict[str, Any]:
-    """The documented JSON shape of a gc report (``casrepo gc --json``)."""
-    return {
-        "dry_run": report.dry_run,
-        "expire": clock.format_time(report.expire) if report.expire else None,
-        "roots": report.roots,
-        "reachable": report.reachable,
-        "removed": [{"id": i.id, "size": i.size} for i in report.removed],
-        "objects_removed": len(report.removed),
-        "bytes_removed": report.bytes_removed,
-        "kept_recent": report.kept_recent,
-        "kept_by_ref_log": report.reflog_roots,
-        "retention": report.retention,
-        "pruned": report.pruned,
-        "temp_files_removed": len(report.temp_files_removed),
-        "locks_removed": len(report.locks_removed),
-        "warnings": report.warnings,
-    }

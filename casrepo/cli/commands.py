@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from casrepo import clock
+from casrepo import clock, shapes
 from casrepo.canonical import LINK_KEY
 from casrepo.cli.app import (
     ProgressLine,
@@ -59,7 +59,7 @@ def init(path: str, as_json: bool) -> None:
 
     repo = Repository.init(path)
     if as_json:
-        emit_json({"path": str(repo.dir), "created": repo.created})
+        emit_json(shapes.init(repo.dir, repo.created))
     elif repo.created:
         click.echo(f"Initialized empty casrepo repository in {repo.dir}")
     else:
@@ -112,11 +112,7 @@ def add(state: State, path: str, name: str | None, kind: str | None, inputs: tup
                           message=message, progress=progress, link=link, rehash=rehash)
     kind_name = type(result.manifest).kind
     if as_json:
-        emit_json({"id": result.id, "kind": kind_name, "name": result.name,
-                   "previous": result.previous, "unchanged": result.unchanged,
-                   "files": counter["files"], "size": counter["bytes"],
-                   "objects_written": 0 if result.unchanged else result.objects_written,
-                   "bytes_written": result.bytes_written})
+        emit_json(shapes.added(result, kind_name, counter["files"], counter["bytes"]))
         return
     target = f" as {result.name}" if result.name else ""
     if result.unchanged:
@@ -152,7 +148,7 @@ def tag(state: State, tag_name: str | None, rev: str | None, force: bool, delete
             raise click.UsageError("tag -d takes exactly one TAG")
         deleted = repo.delete_tag(tag_name, message)
         if as_json:
-            emit_json({"tag": tag_name, "deleted": deleted})
+            emit_json(shapes.ref_deleted("tag", tag_name, deleted))
         else:
             was = short(deleted) if deleted else "damaged"
             click.echo(f"Deleted tag {tag_name} (was {was})")
@@ -160,7 +156,7 @@ def tag(state: State, tag_name: str | None, rev: str | None, force: bool, delete
     if tag_name is None:
         tags = repo.list_refs(RefKind.TAG)
         if as_json:
-            emit_json({"tags": [{"name": t.name, "id": t.id} for t in tags]})
+            emit_json(shapes.tags(tags))
         else:
             for t in tags:
                 click.echo(f"{t.name}  {short(t.id)}")
@@ -169,7 +165,7 @@ def tag(state: State, tag_name: str | None, rev: str | None, force: bool, delete
         raise click.UsageError("missing REV: which artifact should the tag point at?")
     oid, old = repo.tag(tag_name, rev, force=force, message=message)
     if as_json:
-        emit_json({"tag": tag_name, "id": oid, "previous": old})
+        emit_json(shapes.ref_set("tag", tag_name, oid, old))
     elif old and old != oid:
         click.echo(f"Moved tag {tag_name} to {short(oid)} (was {short(old)})")
     else:
@@ -192,7 +188,7 @@ def name(state: State, name: str, rev: str | None, delete: bool, message: str | 
     if delete:
         deleted = repo.delete_name(name, message)
         if as_json:
-            emit_json({"name": name, "deleted": deleted})
+            emit_json(shapes.ref_deleted("name", name, deleted))
         else:
             was = short(deleted) if deleted else "damaged"
             click.echo(f"Deleted name {name} (was {was})")
@@ -201,7 +197,7 @@ def name(state: State, name: str, rev: str | None, delete: bool, message: str | 
         raise click.UsageError("missing REV (or -d to delete the name)")
     oid, old = repo.set_name(name, rev, message)
     if as_json:
-        emit_json({"name": name, "id": oid, "previous": old})
+        emit_json(shapes.ref_set("name", name, oid, old))
     elif old == oid:
         click.echo(f"{name} -> {short(oid)} (unchanged)")
     else:
@@ -226,10 +222,7 @@ def refs(state: State, remote_name: str | None, as_json: bool) -> None:
     if not entries and not damaged and not as_json:
         info("no names or tags yet (casrepo add PATH --name NAME makes one)")
     if as_json:
-        emit_json({"names": [{"name": r.name, "id": r.id} for r in entries
-                             if r.kind is RefKind.NAME],
-                   "tags": [{"name": r.name, "id": r.id} for r in entries
-                            if r.kind is RefKind.TAG]})
+        emit_json(shapes.refs(entries))
     else:
         for r in entries:
             click.echo(f"{r.kind.label:<4}  {short(r.id)}  {r.name}")
@@ -259,7 +252,7 @@ def log(state: State, rev: str | None, limit: int | None, as_json: bool) -> None
         if not entries and not as_json:
             info("the ref log is empty: no name or tag has been set yet")
         if as_json:
-            emit_json({"reflog": [e.__dict__ for e in entries]})
+            emit_json(shapes.reflog(entries))
             return
         for e in entries:
             change = f"{short(e.old) if e.old else '(new)'} -> {short(e.new) if e.new else '(deleted)'}"
@@ -269,9 +262,7 @@ def log(state: State, rev: str | None, limit: int | None, as_json: bool) -> None
     versions = repo.history(rev, limit)
     marks = repo.decorations()
     if as_json:
-        emit_json({"rev": rev, "versions": [dict(_version_json(v.id, v.manifest),
-                                                 data_pruned=repo.data_pruned(v.id))
-                                            for v in versions]})
+        emit_json(shapes.history(rev, versions, repo.data_pruned))
         return
     for v in versions:
         doc = v.manifest.document()
@@ -284,17 +275,6 @@ def log(state: State, rev: str | None, limit: int | None, as_json: bool) -> None
         pruned = "  [data pruned]" if repo.data_pruned(v.id) else ""
         click.echo(f"{short(v.id)}  {created}  {doc.get('kind')}{size_text}"
                    f"{deco}{pruned}{msg}")
-
-
-def _version_json(oid: str, manifest: Any) -> dict[str, Any]:
-    doc = manifest.document()
-    return {"id": oid, "kind": doc.get("kind"), "name": doc.get("name"),
-            "created": doc.get("created"), "message": doc.get("message"),
-            "size": doc.get("size"), "previous": _link_id(doc.get("previous"))}
-
-
-def _link_id(value: Any) -> str | None:
-    return value.get(LINK_KEY) if isinstance(value, dict) else None
 
 
 # -- show / get --------------------------------------------------------------------
@@ -322,7 +302,7 @@ def show(state: State, rev: str, as_json: bool) -> None:
     manifest = repo.registry.from_document(repo.document(oid), oid)
     document = manifest.document()
     if as_json:
-        emit_json({"id": oid, "manifest": document})
+        emit_json(shapes.manifest(oid, document))
         return
     click.echo(f"id: {oid}")
     import yaml
@@ -360,8 +340,7 @@ def get(state: State, rev: str, dest: str, force: bool, link: str, as_json: bool
         return
     result = state.repo().get(rev, dest, force=force, link=link)
     if as_json:
-        emit_json({"id": result.id, "dest": str(result.dest), "files": result.files,
-                   "bytes": result.bytes})
+        emit_json(shapes.got(result))
     else:
         click.echo(f"wrote {result.files} file(s), {human_size(result.bytes)} to {dest}")
 
@@ -491,8 +470,7 @@ def reindex(state: State, as_json: bool) -> None:
     for warning in stats.warnings:
         info(f"warning: {warning} (not indexed; run 'casrepo fsck')")
     if as_json:
-        emit_json({"manifests": stats.manifests, "links": stats.links, "seconds": round(seconds, 3),
-                   "warnings": list(stats.warnings)})
+        emit_json(shapes.reindexed(stats, seconds))
     else:
         click.echo(f"indexed {stats.manifests} manifests and {stats.links} links "
                    f"in {seconds:.2f} s")
@@ -529,7 +507,7 @@ def gc(state: State, dry_run: bool, remote_name: str | None, prune_expire: str |
        reflog_expire: str | None, keep_last: int | None, keep_within: str | None, wait: float,
        quiet: bool, as_json: bool) -> None:
     """Remove objects no name or tag needs and older than the grace period."""
-    from casrepo.gc import collect_garbage, report_json
+    from casrepo.gc import collect_garbage
 
     repo = state.repo()
     if remote_name is not None:
@@ -563,7 +541,7 @@ def gc(state: State, dry_run: bool, remote_name: str | None, prune_expire: str |
     for warning in report.warnings:  # damage is worth a cron mail, even with --quiet
         info(f"warning: {warning}")
     if as_json:
-        emit_json(report_json(report))
+        emit_json(shapes.gc_report(report))
         return
     if quiet:
         return
@@ -589,12 +567,7 @@ def _gc_remote(repo: Any, name: str, expire: str | None, dry_run: bool, wait: fl
     with open_named(repo, name) as remote:
         report = collect_remote(repo, remote, expire=expire, dry_run=dry_run, wait=wait)
     if as_json:
-        emit_json({"remote": report.remote, "dry_run": report.dry_run,
-                   "expire": None if report.expire is None else clock.format_time(report.expire),
-                   "refs": report.refs, "objects": report.objects, "reachable": report.reachable,
-                   "kept_recent": report.kept_recent,
-                   "removed": [{"id": o.id, "size": o.size} for o in report.removed],
-                   "bytes_removed": report.bytes_removed})
+        emit_json(shapes.remote_gc_report(report))
         return
     if quiet:
         return
@@ -622,12 +595,7 @@ def fsck(state: State, repair: bool, wait: float, as_json: bool) -> None:
 
     report = check(state.repo(), repair=repair, wait=wait)
     if as_json:
-        emit_json({"ok": report.ok, "objects": report.objects, "manifests": report.manifests,
-                   "refs": report.refs,
-                   "problems": [{"level": p.level.value, "subject": p.subject,
-                                 "message": p.message, "repaired": p.repaired}
-                                for p in report.problems],
-                   "pruned": report.pruned})
+        emit_json(shapes.fsck_report(report))
     else:
         for problem in report.problems:
             click.echo(str(problem))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from casrepo import shapes
 from casrepo.cli.app import (
     ProgressLine,
     State,
@@ -79,7 +80,7 @@ def remote_add(state: State, name: str, url: str, endpoint_url: str | None, prof
     settings = add_remote(repo, name, url, endpoint_url=endpoint_url, profile=profile, region=region,
                           locking=locking, default=make_default, fetch_on_miss=fetch_on_miss)
     if as_json:
-        emit_json({"name": name, **settings.model_dump(), "default": repo.config.remote.default == name})
+        emit_json(shapes.remote_settings(name, settings, repo.config.remote.default == name))
     else:
         click.echo(f"added remote {name}: {settings.url}")
 
@@ -91,8 +92,7 @@ def remote_list(state: State, as_json: bool) -> None:
     """List the remotes (the default one marked with *)."""
     config = state.repo().config
     if as_json:
-        emit_json({"default": config.remote.default, "fetch_on_miss": config.remote.fetch_on_miss,
-                   "remotes": [{"name": n, **s.model_dump()} for n, s in sorted(config.remotes.items())]})
+        emit_json(shapes.remotes(config.remote.default, config.remote.fetch_on_miss, config.remotes))
         return
     if not config.remotes:
         info("no remotes (casrepo remote add NAME URL adds one)")
@@ -113,7 +113,7 @@ def remote_remove(state: State, name: str, as_json: bool) -> None:
     repo = state.repo()
     settings = remove_remote(repo, name)
     if as_json:
-        emit_json({"name": name, **settings.model_dump(), "default": repo.config.remote.default})
+        emit_json(shapes.remote_settings(name, settings, repo.config.remote.default))
     else:
         click.echo(f"removed remote {name} ({settings.url})")
 
@@ -162,16 +162,9 @@ def _remote_typo_hint(state: State, name: str | None, revs: tuple[str, ...]) -> 
         raise
 
 
-def _report_json(report: TransferReport, direction: str) -> dict[str, Any]:
-    return {"remote": report.remote, direction: {"objects": report.objects, "bytes": report.bytes},
-            "skipped": report.skipped,
-            "refs": [{"kind": r.kind.label, "name": r.name, "old": r.old, "new": r.new,
-                      "status": r.status, "reason": r.reason} for r in report.refs]}
-
-
 def _print_report(report: TransferReport, verb: str, as_json: bool, direction: str) -> None:
     if as_json:
-        emit_json(_report_json(report, direction))
+        emit_json(shapes.transfer(report, direction))
         return
     for r in report.refs:
         if r.status == "up-to-date":
@@ -230,9 +223,7 @@ def fetch(state: State, remote_and_revs: tuple[str, ...], as_json: bool) -> None
             _remote_typo_hint(state, name, revs):
         report, refs = fetch_revs(state.repo(), handle, revs, progress=progress)
     if as_json:
-        data = _report_json(report, "downloaded")
-        data["refs"] = [{"kind": r.kind.label, "name": r.name, "id": r.id} for r in refs]
-        emit_json(data)
+        emit_json(shapes.fetched(report, refs))
         return
     for r in refs:
         click.echo(f"{r.kind.label:<4}  {short(r.id)}  {r.name}")
@@ -279,9 +270,7 @@ def clone(url: str, directory: str, remote_name: str, endpoint_url: str | None, 
                                  progress=progress)
     repo.close()  # its SQLite files, as for any command (see State.repo)
     if as_json:
-        data = _report_json(report, "downloaded")
-        data["path"] = str(repo.dir)
-        emit_json(data)
+        emit_json(shapes.cloned(report, repo.dir))
         return
     info(f"cloned {url} into {repo.dir}")
     _print_report(report, "pulled", False, "downloaded")

@@ -1,0 +1,159 @@
+"""The JSON documents casrepo's commands answer with (``--json``), one function per
+answer, so that every caller shows the same shape. docs/cli.md documents each one.
+
+Plain values in, plain dicts out: nothing here prints, reads the repository or
+imports the models, so the command line can use it at no start-up cost. The graph
+formats of ``lineage`` and ``why`` (JSON among them) are renderers of the graph and
+live with the others in :mod:`casrepo.graph`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from casrepo import clock
+from casrepo.canonical import LINK_KEY
+from casrepo.refs import RefKind
+
+if TYPE_CHECKING:
+    from casrepo.config import RemoteConfig
+    from casrepo.fsck import FsckReport
+    from casrepo.gc import GCReport
+    from casrepo.index import IndexStats
+    from casrepo.refs import RefLogEntry
+    from casrepo.remote import RemoteRef
+    from casrepo.remote.gc import RemoteGCReport
+    from casrepo.remote.sync import TransferReport
+    from casrepo.repository import AddResult, GetResult, RefEntry, Version
+
+
+def init(path: Path, created: bool) -> dict[str, Any]:
+    return {"path": str(path), "created": created}
+
+
+def added(result: AddResult, kind: str, files: int, size: int) -> dict[str, Any]:
+    return {"id": result.id, "kind": kind, "name": result.name, "previous": result.previous,
+            "unchanged": result.unchanged, "files": files, "size": size,
+            "objects_written": 0 if result.unchanged else result.objects_written,
+            "bytes_written": result.bytes_written}
+
+
+def ref_set(label: str, ref: str, oid: str, previous: str | None) -> dict[str, Any]:
+    """``tag`` and ``name`` moving a ref; ``label`` is "tag" or "name"."""
+    return {label: ref, "id": oid, "previous": previous}
+
+
+def ref_deleted(label: str, ref: str, deleted: str | None) -> dict[str, Any]:
+    return {label: ref, "deleted": deleted}
+
+
+def tags(entries: Iterable[RefEntry]) -> dict[str, Any]:
+    return {"tags": [{"name": t.name, "id": t.id} for t in entries]}
+
+
+def refs(entries: Sequence[RefEntry | RemoteRef]) -> dict[str, Any]:
+    return {"names": [{"name": r.name, "id": r.id} for r in entries if r.kind is RefKind.NAME],
+            "tags": [{"name": r.name, "id": r.id} for r in entries if r.kind is RefKind.TAG]}
+
+
+def reflog(entries: Iterable[RefLogEntry]) -> dict[str, Any]:
+    return {"reflog": [dict(e.__dict__) for e in entries]}
+
+
+def version(oid: str, document: dict[str, Any]) -> dict[str, Any]:
+    """One entry of ``log REV``: the manifest's own summary."""
+    return {"id": oid, "kind": document.get("kind"), "name": document.get("name"),
+            "created": document.get("created"), "message": document.get("message"),
+            "size": document.get("size"), "previous": link_id(document.get("previous"))}
+
+
+def history(rev: str, versions: Iterable[Version],
+            data_pruned: Callable[[str], bool]) -> dict[str, Any]:
+    return {"rev": rev, "versions": [dict(version(v.id, v.manifest.document()),
+                                          data_pruned=data_pruned(v.id)) for v in versions]}
+
+
+def link_id(value: Any) -> str | None:
+    """The id a stored link object names (None for anything else)."""
+    return value.get(LINK_KEY) if isinstance(value, dict) else None
+
+
+def manifest(oid: str, document: dict[str, Any]) -> dict[str, Any]:
+    return {"id": oid, "manifest": document}
+
+
+def got(result: GetResult) -> dict[str, Any]:
+    return {"id": result.id, "dest": str(result.dest), "files": result.files,
+            "bytes": result.bytes}
+
+
+def reindexed(stats: IndexStats, seconds: float) -> dict[str, Any]:
+    return {"manifests": stats.manifests, "links": stats.links, "seconds": round(seconds, 3),
+            "warnings": list(stats.warnings)}
+
+
+def gc_report(report: GCReport) -> dict[str, Any]:
+    return {
+        "dry_run": report.dry_run,
+        "expire": clock.format_time(report.expire) if report.expire else None,
+        "roots": report.roots,
+        "reachable": report.reachable,
+        "removed": [{"id": i.id, "size": i.size} for i in report.removed],
+        "objects_removed": len(report.removed),
+        "bytes_removed": report.bytes_removed,
+        "kept_recent": report.kept_recent,
+        "kept_by_ref_log": report.reflog_roots,
+        "retention": report.retention,
+        "pruned": report.pruned,
+        "temp_files_removed": len(report.temp_files_removed),
+        "locks_removed": len(report.locks_removed),
+        "warnings": report.warnings,
+    }
+
+
+def remote_gc_report(report: RemoteGCReport) -> dict[str, Any]:
+    return {"remote": report.remote, "dry_run": report.dry_run,
+            "expire": None if report.expire is None else clock.format_time(report.expire),
+            "refs": report.refs, "objects": report.objects, "reachable": report.reachable,
+            "kept_recent": report.kept_recent,
+            "removed": [{"id": o.id, "size": o.size} for o in report.removed],
+            "bytes_removed": report.bytes_removed}
+
+
+def fsck_report(report: FsckReport) -> dict[str, Any]:
+    return {"ok": report.ok, "objects": report.objects, "manifests": report.manifests,
+            "refs": report.refs,
+            "problems": [{"level": p.level.value, "subject": p.subject, "message": p.message,
+                          "repaired": p.repaired} for p in report.problems],
+            "pruned": report.pruned}
+
+
+def remote_settings(name: str, settings: RemoteConfig, default: str | bool | None) -> dict[str, Any]:
+    """``remote add`` (``default`` a bool there) and ``remote remove``."""
+    return {"name": name, **settings.model_dump(), "default": default}
+
+
+def remotes(default: str | None, fetch_on_miss: bool,
+            settings: dict[str, RemoteConfig]) -> dict[str, Any]:
+    return {"default": default, "fetch_on_miss": fetch_on_miss,
+            "remotes": [{"name": n, **s.model_dump()} for n, s in sorted(settings.items())]}
+
+
+def transfer(report: TransferReport, direction: str) -> dict[str, Any]:
+    """push (``direction`` "uploaded"), pull and clone ("downloaded")."""
+    return {"remote": report.remote, direction: {"objects": report.objects, "bytes": report.bytes},
+            "skipped": report.skipped,
+            "refs": [{"kind": r.kind.label, "name": r.name, "old": r.old, "new": r.new,
+                      "status": r.status, "reason": r.reason} for r in report.refs]}
+
+
+def fetched(report: TransferReport, remote_refs: Iterable[RemoteRef]) -> dict[str, Any]:
+    data = transfer(report, "downloaded")
+    data["refs"] = [{"kind": r.kind.label, "name": r.name, "id": r.id} for r in remote_refs]
+    return data
+
+
+def cloned(report: TransferReport, path: Path) -> dict[str, Any]:
+    return {**transfer(report, "downloaded"), "path": str(path)}
