@@ -136,6 +136,11 @@ class Repository:
         self.writer_timeout = 300.0
         """How long writers wait for a running gc before giving up (Busy, exit 75)."""
         self.created = False
+        self.on_miss: Callable[[Sequence[str]], bool] | None = None
+        """Fetch-on-miss: called with ids a read needs and the store lacks, to fetch
+        them (and their links) from elsewhere; True when it did. The repository knows
+        no remotes: :func:`casrepo.remote.onmiss.with_fetch_on_miss` sets it from
+        config.yaml, as the command line does."""
         self._index: ManifestIndex | None = None
         self._stat_cache: StatCache | None = None
 
@@ -333,25 +338,11 @@ class Repository:
         return self.manifests.read_document(oid)
 
     def fetch_missing(self, ids: Sequence[str]) -> bool:
-        """Fetch objects (and what they link to) missing here from the default
-        remote, if config.yaml's ``remote.fetch_on_miss`` is on. False when it is
-        off or the remote lacks them too; RemoteError when it cannot be reached."""
-        if not self.config.remote.fetch_on_miss or not self.config.remotes:
+        """Ask :attr:`on_miss` for objects missing here; True when all of them are
+        here afterwards. Without a hook (the default), False."""
+        if self.on_miss is None:
             return False
-        if getattr(self._lock_state, "fetching", False):
-            return False  # the fetch itself is asking: no recursion
-        # Imported here: remotes build on the repository, not the other way round.
-        from casrepo.remote.sync import fetch_objects, open_named
-
-        self._lock_state.fetching = True
-        try:
-            with open_named(self, None) as remote:
-                fetch_objects(self, remote, ids)
-        except NotFound:
-            return False
-        finally:
-            self._lock_state.fetching = False
-        return all(self.store.exists(oid) for oid in ids)
+        return self.on_miss(ids) and all(self.store.exists(oid) for oid in ids)
 
     def linked_document(self, oid: str, referrer: str) -> dict[str, Any]:
         """The document of a manifest that ``referrer`` links to.

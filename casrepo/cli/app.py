@@ -38,6 +38,10 @@ class State:
                 self._repo = Repository.open(self.repo_path)
             else:
                 self._repo = Repository.discover()
+            if self._repo.config.remote.fetch_on_miss:  # remotes load only when asked for
+                from casrepo.remote.onmiss import with_fetch_on_miss
+
+                with_fetch_on_miss(self._repo)
             # Close its SQLite files when the command ends, so they are checkpointed
             # and their -wal and -shm files removed (the exit does not collect them).
             click.get_current_context().call_on_close(self._repo.close)

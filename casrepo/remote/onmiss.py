@@ -1,0 +1,51 @@
+"""Fetch-on-miss: a repository's reads fetch what the store lacks from its default
+remote, when config.yaml's ``remote.fetch_on_miss`` asks for it.
+
+The repository knows no remotes (imports flow from the remotes to the repository):
+it calls :attr:`casrepo.repository.Repository.on_miss`, a hook that
+:func:`with_fetch_on_miss` sets where a repository is opened for the command line
+or by a program that wants the same.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from casrepo.errors import NotFound
+from casrepo.remote.sync import fetch_objects, open_named
+from casrepo.repository import Repository
+
+
+class FetchOnMiss:
+    """The hook: fetch ids (and what they link to) from the default remote."""
+
+    def __init__(self, repo: Repository) -> None:
+        self._repo = repo
+        self._busy = threading.local()
+        """Per thread: a fetch is running. The fetch reads the repository too, and a
+        miss it meets is for the fetch to handle, not another fetch."""
+
+    def __call__(self, ids: Sequence[str]) -> bool:
+        config = self._repo.config
+        if not config.remote.fetch_on_miss or not config.remotes:
+            return False
+        if getattr(self._busy, "active", False):
+            return False
+        self._busy.active = True
+        try:
+            with open_named(self._repo, None) as remote:
+                fetch_objects(self._repo, remote, ids)
+        except NotFound:
+            return False
+        finally:
+            self._busy.active = False
+        return True
+
+
+def with_fetch_on_miss(repo: Repository) -> Repository:
+    """``repo``, fetching what its reads miss from the default remote when its
+    config.yaml says so (``remote.fetch_on_miss``); unchanged otherwise."""
+    if repo.config.remote.fetch_on_miss and repo.config.remotes:
+        repo.on_miss = FetchOnMiss(repo)
+    return repo
