@@ -320,6 +320,24 @@ def test_fetch_on_miss(run: CliRun, machines: tuple[Path, Path], spot: Spot, tmp
     assert_ok(run("fsck", cwd=b))
 
 
+def test_fetch_on_miss_from_python_is_asked_for(run: CliRun, machines: tuple[Path, Path],
+                                                spot: Spot) -> None:
+    """The repository knows no remotes: a program opts in with with_fetch_on_miss."""
+    from casrepo.remote.onmiss import with_fetch_on_miss
+
+    a, b = machines
+    ids = _pushed_project(run, a, spot)
+    _add_remote(run, b, spot, "--fetch-on-miss")
+    plain = Repository.open(b / ".casrepo")
+    assert plain.on_miss is None
+    with pytest.raises(NotFound):
+        plain.load(ids["raw1"])
+    repo = with_fetch_on_miss(Repository.open(b / ".casrepo"))
+    assert repo.load(ids["raw1"]).id == ids["raw1"]
+    with repo.open_artifact(ids["raw1"]) as f:
+        assert f.read() == b"id,value\n1,2\n"
+
+
 def test_remote_gc_keeps_what_remote_refs_reach(run: CliRun, machines: tuple[Path, Path],
                                                  spot: Spot, tmp_path: Path) -> None:
     a, _ = machines
