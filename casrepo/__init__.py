@@ -25,7 +25,7 @@ _WHERE = {
     "ManifestRef": "manifest", "ManifestStore": "manifest", "Registry": "manifest",
     "Rel": "manifest", "Target": "manifest",
     "links_of": "manifest",
-    "AddResult": "repository", "Repository": "repository",
+    "AddResult": "build", "Repository": "repository",
     "ObjectStore": "store",
 }
 
@@ -80,6 +80,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from casrepo.build import AddResult
     from casrepo.errors import (
         AmbiguousRev,
         Busy,
@@ -113,5 +114,5 @@ if TYPE_CHECKING:
         Target,
         links_of,
     )
-    from casrepo.repository import AddResult, Repository
+    from casrepo.repository import Repository
     from casrepo.store import ObjectStore

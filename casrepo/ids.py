@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from casrepo.errors import InvalidId, InvalidName
+from casrepo.errors import InvalidId, InvalidName, UsageError
 
 ID_LENGTH = 64
 MIN_PREFIX = 4
@@ -80,3 +80,33 @@ def check_ref_name(name: str, what: str = "name") -> str:
     if problem is not None:
         raise InvalidName(f"invalid {what} {name!r}: {problem}")
     return name
+
+
+# -- text --------------------------------------------------------------------------
+
+
+def shown(text: str) -> str:
+    """``text`` fit to print: bytes that are not UTF-8 (which Python holds as lone
+    surrogates) shown as backslash escapes, e.g. ``bad\\xff``."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def require_utf8(text: str | None, what: str) -> None:
+    """UsageError unless ``text`` is valid UTF-8: manifests and the ref log are UTF-8
+    JSON, which cannot hold the bytes of a name or argument that is not
+    (docs/format.md, "Text")."""
+    if text is not None and not is_utf8(text):
+        raise UsageError(f"{what} is not valid UTF-8: '{shown(text)}' (casrepo stores text as "
+                         "UTF-8)")

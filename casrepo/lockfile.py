@@ -29,8 +29,9 @@ import os
 import re
 import socket
 import sys
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -359,3 +360,63 @@ class SharedExclusiveLock:
         """The holders as 'pid 1 (casrepo add x), pid 2 (...)', for an error message."""
         pids = flock_holders(self.path)
         return ", ".join(describe_pid(p) for p in pids) if pids else "other processes"
+
+
+class RepositoryLock:
+    """gc against writers in one repository (``locks/gc.lock``, ``locks/writers.lock``).
+
+    Writers share ``writers.lock``; gc takes ``gc.lock`` (one gc at a time, and new
+    writers wait for it), then ``writers.lock`` exclusively once the running writers
+    are done. A thread that holds the lock already nests inside it.
+    """
+
+    def __init__(self, locks_dir: Path) -> None:
+        self._gc_path = locks_dir / GC_LOCK
+        self._writers_path = locks_dir / WRITERS_LOCK
+        self._state = threading.local()
+        """Per thread: how deep this thread is in the lock (nested writers reuse it),
+        and whether it holds it exclusively."""
+
+    @contextlib.contextmanager
+    def hold(self, exclusive: bool, timeout: float) -> Iterator[None]:
+        """Hold the lock shared (a writer) or exclusively (gc); Busy after ``timeout``
+        seconds, with nothing left locked."""
+        state = self._state
+        if getattr(state, "depth", 0):  # nested in a lock this thread holds already
+            if exclusive and not state.exclusive:
+                raise RuntimeError("cannot take the repository exclusively inside a writer")
+            state.depth += 1
+            try:
+                yield
+            finally:
+                state.depth -= 1
+            return
+        deadline = time.monotonic() + timeout
+        gc_lock = ExclusiveLock(self._gc_path, "the repository", timeout)
+        writers = SharedExclusiveLock(self._writers_path, "the repository")
+        try:
+            if exclusive:
+                gc_lock.acquire()
+            while True:
+                # A writer never starts while gc holds (or waits for) the repository.
+                if (exclusive or not is_locked(gc_lock.path)) and writers.try_acquire(exclusive):
+                    break
+                if time.monotonic() >= deadline:
+                    raise self._busy(exclusive, writers)
+                time.sleep(POLL_INTERVAL * 5)
+            state.depth, state.exclusive = 1, exclusive
+            try:
+                yield
+            finally:
+                state.depth = 0
+        finally:
+            writers.release()
+            gc_lock.release()
+
+    def _busy(self, exclusive: bool, writers: SharedExclusiveLock) -> Busy:
+        if exclusive:
+            return Busy(f"the repository is busy: writers are running ({writers.holders()}); "
+                        "try again later")
+        holder = read_holder(self._gc_path)
+        who = holder.describe() if holder else "another process"
+        return Busy(f"the repository is busy: gc is running {who}; try again later")

@@ -18,8 +18,9 @@ from typing import Any
 
 from casrepo.errors import CasrepoError, IntegrityError, NotFound
 from casrepo.manifest import Link, Rel, Target
+from casrepo.naming import RefEntry
 from casrepo.refs import RefKind
-from casrepo.repository import RefEntry, Repository
+from casrepo.repository import Repository
 
 
 @dataclass(frozen=True)

@@ -18,15 +18,18 @@ from casrepo.canonical import LINK_KEY
 from casrepo.refs import RefKind
 
 if TYPE_CHECKING:
+    from casrepo.build import AddResult
+    from casrepo.checkout import GetResult
     from casrepo.config import RemoteConfig
     from casrepo.fsck import FsckReport
     from casrepo.gc import GCReport
     from casrepo.index import IndexStats
+    from casrepo.naming import RefEntry
     from casrepo.refs import RefLogEntry
     from casrepo.remote import RemoteRef
     from casrepo.remote.gc import RemoteGCReport
     from casrepo.remote.sync import TransferReport
-    from casrepo.repository import AddResult, GetResult, RefEntry, Version
+    from casrepo.versions import Version
 
 
 def init(path: Path, created: bool) -> dict[str, Any]:

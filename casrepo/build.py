@@ -1,0 +1,353 @@
+"""Building artifacts: ``add`` of a file or directory (scanning, the stat cache,
+storing, the manifest), and saving manifests under a name by compare-and-swap."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from pydantic import ValidationError
+
+from casrepo.canonical import LINK_KEY
+from casrepo.errors import InvalidName, RefChanged, UsageError
+from casrepo.ids import is_utf8, ref_name_problem, require_utf8, shown
+from casrepo.manifest import (
+    AnyManifest,
+    DirectoryArtifact,
+    DirEntry,
+    FileArtifact,
+    GenericManifest,
+    Manifest,
+    field_setter,
+)
+from casrepo.naming import pin
+from casrepo.refs import RefKind
+from casrepo.statcache import Recorded, unchanged_id
+from casrepo.store import PutResult
+
+if TYPE_CHECKING:
+    from casrepo.repository import Repository
+
+_PLACEHOLDER_ID = "0" * 64
+ADD_RETRIES = 20
+ADD_SETS = frozenset({"content", "size", "filename", "executable", "entries"})
+
+Progress = Callable[[str, int], None]
+"""Progress callback: (path just stored, its size in bytes)."""
+
+
+def add(repo: Repository, path: Path | str, *, name: str | None = None, kind: str | None = None,
+        inputs: Sequence[str] = (), meta: Mapping[str, str] | None = None,
+        message: str | None = None, progress: Progress | None = None,
+        link: str = "copy", rehash: bool = False) -> AddResult:
+    """Store a file or directory as an artifact; with ``name``, move the name to it.
+
+    ``link`` is ``copy``, ``hardlink`` or ``move`` (see
+    :meth:`casrepo.store.ObjectStore.put_files` for the trade-offs). Files
+    unchanged since an earlier add (by the stat cache, :mod:`casrepo.statcache`)
+    are not read again, unless ``rehash``.
+    """
+    if link not in ("copy", "hardlink", "move"):
+        raise UsageError(f"unknown link mode {link!r} (use 'copy', 'hardlink' or 'move')")
+    if link == "move" and name is None:
+        raise UsageError("--link move needs --name: an artifact no name points at could be "
+                         "collected, and its files would be gone from PATH too")
+    source = Path(path)
+    if not source.exists():
+        raise UsageError(f"path does not exist: {source}")
+    if name is not None and ref_name_problem(name) is not None:
+        raise InvalidName(f"invalid name {name!r}: {ref_name_problem(name)}")
+    is_dir = source.is_dir()
+    if not is_dir and not source.is_file():
+        raise UsageError(f"cannot add {source}: not a regular file or directory")
+    cls = repo.registry.get(kind) if kind else (DirectoryArtifact if is_dir else FileArtifact)
+    wanted = DirectoryArtifact if is_dir else FileArtifact
+    if not issubclass(cls, wanted):
+        raise UsageError(f"kind {cls.kind!r} cannot describe a "
+                         f"{'directory' if is_dir else 'file'}")
+    input_ids = tuple(dict.fromkeys(repo.resolve_manifest(rev) for rev in inputs))
+    own, rest = field_setter(cls)(dict(meta or {}))
+    reserved = sorted(set(own) & ADD_SETS)
+    if reserved:
+        raise UsageError(f"--meta {reserved[0]}: add sets this field itself")
+    if LINK_KEY in rest:
+        # A meta object with '@link' would read as a link (a forged one, with
+        # 'rel' and 'type' keys too) or make the manifest invalid.
+        raise UsageError(f"--meta {LINK_KEY}: the key {LINK_KEY!r} is reserved for links "
+                         "between objects")
+    require_utf8(message, "the message")
+    for key, value in (meta or {}).items():
+        require_utf8(f"{key}={value}", "the metadata")
+    if not is_dir:
+        _require_utf8_name(str(source), source.name)
+    started_ns = time.time_ns()  # before any stat the stat cache may record
+    if is_dir:
+        scan = _scan_directory(source, repo.dir)
+    else:
+        scan = [_Scanned(source.name, str(source), source.stat())]
+    common: dict[str, Any] = dict(name=name, message=message, meta=rest,
+                                  inputs=input_ids, **own)
+    _check_fields(cls, common, is_dir)
+
+    # A move is a hard link (or a copy) whose source goes only once the name
+    # has moved: a failure anywhere before leaves the user's files in place.
+    store_link = "hardlink" if link == "move" else link
+    with repo.writing():
+        for input_id in input_ids:  # gc may have run since we resolved them
+            pin(repo, input_id)
+        # A move deletes the files afterwards: each must have been read by this add.
+        results = _put_scanned(repo, source, scan, is_dir, store_link, started_ns, progress,
+                                    lookup=not rehash and link != "move",
+                                    record=link != "move")
+        written = sum(not result.is_duplicate for result in results)
+        nbytes = sum(result.size for result in results if not result.is_duplicate)
+        content: dict[str, Any]
+        if is_dir:
+            content = {"entries": tuple(
+                DirEntry(path=file.rel, content=result.id, size=result.size,
+                         executable=bool(file.stat.st_mode & 0o111))
+                for file, result in zip(scan, results, strict=True))}
+        else:
+            content = {"content": results[0].id, "size": results[0].size,
+                       "filename": source.name,
+                       "executable": bool(scan[0].stat.st_mode & 0o111)}
+        oid, manifest, previous, unchanged = _commit(repo,
+            lambda previous: cls.model_validate({**common, **content, "previous": previous}),
+            name, message, present={result.id for result in results})
+    if link == "move":
+        for file in scan:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(file.path)
+    if unchanged:
+        return AddResult(oid, manifest, name, previous, written, nbytes, True)
+    return AddResult(oid, manifest, name, previous, written + 1, nbytes, False)
+
+
+def _put_scanned(repo: Repository, source: Path, scan: Sequence[_Scanned], is_dir: bool, link: str,
+                 started_ns: int, progress: Progress | None, *, lookup: bool,
+                 record: bool) -> list[PutResult]:
+    """Store the files of an add; with ``lookup``, reuse those the stat cache
+    knows unchanged (their objects still stored); with ``record``, record in
+    it what was read."""
+    root = os.path.abspath(source)
+    keys = [f"{root}/{file.rel}" for file in scan] if is_dir else [root]
+    known: dict[str, Recorded] = {}
+    if lookup:
+        if is_dir:
+            known = repo.stat_cache.under(root)
+        elif (hit := repo.stat_cache.get(root)) is not None:
+            known = {root: hit}
+    results: list[PutResult | None] = [None] * len(scan)
+    todo = []
+    for i, (key, file) in enumerate(zip(keys, scan, strict=True)):
+        oid = unchanged_id(known.get(key), file.stat)
+        if oid is not None:
+            reused = repo.store.reuse(oid, file.stat.st_size)
+            if reused is not None:
+                results[i] = reused
+                if progress:
+                    progress(file.rel, reused.size)
+                continue
+        todo.append(i)
+    if todo:
+        def stored(j: int, result: PutResult) -> None:
+            if progress:
+                progress(scan[todo[j]].rel, result.size)
+
+        if is_dir:
+            put = repo.store.put_files([scan[i].path for i in todo], link=link,
+                                       stored=stored,
+                                       total_size=sum(scan[i].stat.st_size for i in todo))
+        else:
+            put = [repo.store.put_file(source, link=link)]
+            stored(0, put[0])
+        for i, result in zip(todo, put, strict=True):
+            results[i] = result
+    done = [result for result in results if result is not None]
+    if len(done) != len(scan):
+        raise AssertionError("a file of the add has no result")
+    if record:
+        # What the store read: the fstat of the file it opened (a symlink may
+        # have been pointed elsewhere since the scan).
+        read = [(keys[i], st, result.id) for i in todo
+                if (st := (result := done[i]).source) is not None
+                and stat.S_ISREG(st.st_mode) and st.st_size == result.size]
+        repo.stat_cache.record(read, started_ns,
+                               forget=set(known).difference(keys) if is_dir else ())
+    return done
+
+
+def _commit(repo: Repository, build: Callable[[str | None], Manifest], name: str | None,
+            message: str | None,
+            present: Collection[str] = frozenset()) -> tuple[str, Manifest, str | None, bool]:
+    """Save ``build(previous)`` and move ``name`` to it by compare-and-swap.
+
+    Another writer may move the name between our read and our update; the
+    compare-and-swap notices and we rebuild on top of its version. Returns
+    (id, manifest, previous, unchanged); unchanged means the name already
+    held the same content and nothing was written.
+    """
+    for attempt in range(ADD_RETRIES):
+        previous = repo.refs.read(RefKind.NAME, name) if name else None
+        manifest = build(previous)
+        document = manifest.document()
+        if previous is not None and _same_version(repo.document(previous), document):
+            return previous, manifest, previous, True
+        oid = _store(repo, document, present)
+        if name is None:
+            return oid, manifest, None, False
+        try:
+            repo.refs.update(RefKind.NAME, name, oid, expected=previous, message=message)
+            return oid, manifest, previous, False
+        except RefChanged:
+            if attempt == ADD_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _store(repo: Repository, document: dict[str, Any], present: Collection[str] = frozenset()) -> str:
+    """Save a manifest's document in the store and record it in the index;
+    ``present``: see :meth:`~casrepo.manifest.Registry.save_document`."""
+    saved = repo.manifests.save_document(document, present)
+    repo.index.record(saved.id, document, saved.links)
+    return saved.id
+
+
+def save(repo: Repository, manifest: AnyManifest, *, name: str | None = None,
+         message: str | None = None) -> str:
+    """Store a manifest and return its id.
+
+    With ``name``, it becomes the name's newest version, as ``add`` does:
+    its ``name`` and ``previous`` are set, and the name moves by
+    compare-and-swap (re-saving the same content makes no new version).
+    """
+    require_utf8(message, "the message")
+    if name is None:
+        with repo.writing():
+            return _store(repo, manifest.document())
+    if isinstance(manifest, GenericManifest):
+        raise UsageError("a manifest of an unregistered kind cannot be saved under a name")
+    if ref_name_problem(name) is not None:
+        raise InvalidName(f"invalid name {name!r}: {ref_name_problem(name)}")
+    with repo.writing():
+        oid, _, _, _ = _commit(repo,
+            lambda previous: manifest.model_copy(update={"name": name, "previous": previous}),
+            name, message)
+    return oid
+
+
+def pack(repo: Repository, cls: type[Manifest], obj: Any, *, name: str | None = None,
+         message: str | None = None, **fields: Any) -> str:
+    """Store a live object through ``cls.pack`` and return the manifest id.
+
+    ``name`` and ``message`` work as in :meth:`save`; ``message`` is also
+    stored in the manifest.
+    """
+    require_utf8(message, "the message")
+    if name is not None and ref_name_problem(name) is not None:
+        raise InvalidName(f"invalid name {name!r}: {ref_name_problem(name)}")
+    with repo.writing():
+        manifest = cls.pack(repo.store, obj, message=message, **fields)
+        return save(repo, manifest, name=name, message=message)
+
+
+@dataclass(frozen=True)
+class AddResult:
+    id: str
+    manifest: Manifest
+    name: str | None
+    previous: str | None
+    objects_written: int
+    bytes_written: int
+    unchanged: bool = False
+
+
+def _check_fields(cls: type[Manifest], common: dict[str, Any], is_dir: bool) -> None:
+    """Validate user-given fields before any object is written."""
+    probe = dict(common)
+    if is_dir:
+        probe["entries"] = ()
+    else:
+        probe.update(content=_PLACEHOLDER_ID, size=0)
+    try:
+        cls.model_validate(probe)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise UsageError(f"invalid value for {where}: {first['msg']}") from None
+
+
+def _same_version(previous: dict[str, Any], document: dict[str, Any]) -> bool:
+    """True when ``document`` would repeat ``previous`` but for its time, message and link back."""
+    ignore = {"created", "previous", "message"}
+    new = {k: v for k, v in document.items() if k not in ignore}
+    old = {k: v for k, v in previous.items() if k not in ignore}
+    return new == old
+
+
+class _Scanned(NamedTuple):
+    """One file found by :func:`_scan_directory`."""
+
+    rel: str
+    """Its path relative to the directory added (POSIX)."""
+    path: str
+    stat: os.stat_result
+    """Taken before its bytes are read (the stat cache records it)."""
+
+
+def _scan_directory(root: Path, repo_dir: Path) -> list[_Scanned]:
+    """Every file under ``root`` (sorted by relative POSIX path), checked before
+    writing.
+
+    The repository's own directory is left out: ``add .`` in the project stores
+    the project, not the store inside it."""
+    scan: list[_Scanned] = []
+    try:
+        repo_st = os.stat(repo_dir)
+        skip = (repo_st.st_dev, repo_st.st_ino)
+    except OSError:
+        skip = None
+    pending = [(str(root), "")]
+    while pending:
+        directory, prefix = pending.pop()
+        try:
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda entry: entry.name)  # errors in a stable order
+        except OSError as e:
+            raise UsageError(f"cannot add {root}: cannot read {e.filename}: {e.strerror}") from None
+        for entry in entries:
+            rel = prefix + entry.name
+            _require_utf8_name(entry.path, entry.name)
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    if (st.st_dev, st.st_ino) != skip:
+                        pending.append((entry.path, rel + "/"))
+                    continue
+                st = entry.stat()  # follows a symlink to a file: its content is stored
+            except FileNotFoundError:
+                raise UsageError(f"cannot add {entry.path}: broken symlink") from None
+            except OSError as e:
+                raise UsageError(f"cannot add {root}: cannot read {entry.path}: "
+                                 f"{e.strerror}") from None
+            if stat.S_ISDIR(st.st_mode):
+                raise UsageError(f"cannot add {entry.path}: symlinks to directories are not "
+                                 "supported")
+            if not stat.S_ISREG(st.st_mode):
+                raise UsageError(f"cannot add {entry.path}: not a regular file")
+            scan.append(_Scanned(rel, entry.path, st))
+    scan.sort(key=lambda item: item.rel)
+    return scan
+
+
+def _require_utf8_name(path: str, name: str) -> None:
+    if not is_utf8(name):
+        raise UsageError(f"cannot add '{shown(path)}': its name is not valid UTF-8 (casrepo "
+                         "stores names as UTF-8: rename it)")
+
