@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from casrepo.refs import RefLogEntry
     from casrepo.remote import RemoteRef
     from casrepo.remote.gc import RemoteGCReport
-    from casrepo.remote.sync import TransferReport
+    from casrepo.remote.report import TransferReport
     from casrepo.repository import AddResult, GetResult, RefEntry, Version
 
 

@@ -26,7 +26,7 @@ from casrepo.errors import RefsRefused, RefsRejected, UsageError
 
 if TYPE_CHECKING:
     from casrepo.remote import Remote
-    from casrepo.remote.sync import TransferReport
+    from casrepo.remote.report import TransferReport
 
 _S3_OPTIONS = (
     click.option("--endpoint-url", metavar="URL",

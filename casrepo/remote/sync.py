@@ -19,7 +19,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -52,48 +52,14 @@ from casrepo.remote import (
     open_remote,
     remote_config,
 )
+from casrepo.remote.report import Progress as Progress
+from casrepo.remote.report import RefUpdate as RefUpdate
+from casrepo.remote.report import TransferReport as TransferReport
 from casrepo.repository import Repository
 from casrepo.store import Incoming
 
-Progress = Callable[[int, int], None]
-"""Transfer progress: (objects done, bytes done), called as each object lands."""
-
 WORKERS = 8
 """Parallel downloads: enough to hide S3's per-request latency on 2 cores."""
-
-
-@dataclass(frozen=True)
-class RefUpdate:
-    """What happened to one ref: ``created``, ``fast-forward``, ``forced``,
-    ``rebased``, ``up-to-date``, ``ahead`` (pull: the local name has versions the
-    remote lacks; push them), ``rejected`` (with the reason) or ``refused`` (fetch,
-    pull: the remote's ref does not name a manifest; nothing is stored for it)."""
-
-    kind: RefKind
-    name: str
-    old: str | None
-    new: str
-    status: str
-    reason: str | None = None
-
-
-@dataclass
-class TransferReport:
-    remote: str
-    objects: int = 0
-    """Objects transferred."""
-    bytes: int = 0
-    skipped: int = 0
-    """Objects the other side had already."""
-    refs: list[RefUpdate] = field(default_factory=list)
-
-    @property
-    def rejected(self) -> list[RefUpdate]:
-        return [r for r in self.refs if r.status == "rejected"]
-
-    @property
-    def refused(self) -> list[RefUpdate]:
-        return [r for r in self.refs if r.status == "refused"]
 
 
 def _rejected(report: TransferReport) -> RefsRejected:
