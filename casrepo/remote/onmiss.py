@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from casrepo.errors import NotFound
 from casrepo.remote.fetch import fetch_objects
-from casrepo.remote.sync import open_named
+from casrepo.remote.settings import open_named
 from casrepo.repository import Repository
 
 

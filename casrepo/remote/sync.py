@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from casrepo.canonical import LINK_KEY
-from casrepo.config import RemoteConfig, load_config, save_config
 from casrepo.errors import (
     Conflict,
     IntegrityError,
@@ -39,23 +38,16 @@ from casrepo.errors import (
     UsageError,
 )
 from casrepo.ids import is_object_id, ref_name_problem
-from casrepo.lockfile import ExclusiveLock
 from casrepo.manifest import Rel, Target, links_of
 from casrepo.refs import ANY, RefKind
-from casrepo.remote import (
-    FRESHEN_AFTER,
-    Remote,
-    RemoteRef,
-    check_endpoint,
-    check_remote_name,
-    normalize_url,
-    open_remote,
-    remote_config,
-)
+from casrepo.remote import FRESHEN_AFTER, Remote, RemoteRef
 from casrepo.remote.fetch import fetch_objects as fetch_objects
 from casrepo.remote.report import Progress as Progress
 from casrepo.remote.report import RefUpdate as RefUpdate
 from casrepo.remote.report import TransferReport as TransferReport
+from casrepo.remote.settings import add_remote as add_remote
+from casrepo.remote.settings import open_named as open_named
+from casrepo.remote.settings import remove_remote as remove_remote
 from casrepo.repository import Repository
 
 
@@ -71,57 +63,6 @@ def _refused(report: TransferReport) -> RefsRefused:
     more = f" (and {len(report.refused) - 1} more)" if len(report.refused) > 1 else ""
     return RefsRefused(f"{first.kind.label} {first.name!r} on remote {report.remote!r} was "
                        f"refused: {first.reason}{more}", report)
-
-
-# -- remote settings -------------------------------------------------------------
-
-
-def add_remote(repo: Repository, name: str, url: str, *, endpoint_url: str | None = None,
-               profile: str | None = None, region: str | None = None,
-               locking: Literal["conditional", "lock-object"] = "conditional",
-               default: bool = False, fetch_on_miss: bool | None = None) -> RemoteConfig:
-    """Record a remote in config.yaml (the first one becomes the default)."""
-    check_remote_name(name)
-    settings = RemoteConfig(url=normalize_url(url), endpoint_url=check_endpoint(endpoint_url),
-                            profile=profile, region=region, locking=locking)
-    if not settings.url.startswith("s3://") and (endpoint_url or profile or region
-                                                   or locking != "conditional"):
-        raise UsageError("--endpoint-url, --profile, --region and --locking are for s3:// remotes")
-    with _config_lock(repo):
-        config = load_config(repo.dir)  # as it is now: another process may have changed it
-        if name in config.remotes:
-            raise Conflict(f"remote {name!r} exists (remove it first to change it)")
-        config.remotes[name] = settings
-        if default or config.remote.default is None:
-            config.remote.default = name
-        if fetch_on_miss is not None:
-            config.remote.fetch_on_miss = fetch_on_miss
-        save_config(repo.dir, config)
-        repo.config = config
-    return settings
-
-
-def remove_remote(repo: Repository, name: str) -> RemoteConfig:
-    with _config_lock(repo):
-        config = load_config(repo.dir)  # as it is now: another process may have changed it
-        settings = config.remotes.pop(name, None)
-        if settings is None:
-            raise NotFound(f"no remote {name!r}")
-        if config.remote.default == name:
-            config.remote.default = next(iter(sorted(config.remotes)), None)
-        save_config(repo.dir, config)
-        repo.config = config
-    return settings
-
-
-def _config_lock(repo: Repository) -> ExclusiveLock:
-    return ExclusiveLock(repo.dir / "locks" / "config.lock", "config.yaml", 10.0)
-
-
-def open_named(repo: Repository, name: str | None) -> Remote:
-    """Open the named remote of ``repo`` (None: its default)."""
-    remote_name, settings = remote_config(repo.config, name)
-    return open_remote(remote_name, settings)
 
 
 # -- push ------------------------------------------------------------------------
