@@ -94,7 +94,8 @@ class ObjectFetch:
         several threads."""
         self._pruned_lock = threading.Lock()
         self._pruned_there: dict[str, PrunedEntry] | None = None
-        """The remote's record of pruned data, read once, when first needed."""
+        """The remote's record of pruned data, read once, when first needed (behind
+        a lock, not a cached_property: downloads on several threads may ask at once)."""
 
     def run(self) -> set[str]:
         """Download, verify and install the closure; returns the refused roots."""
