@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from casrepo.refs import RefLogEntry
     from casrepo.remote import RemoteRef
     from casrepo.remote.gc import RemoteGCReport
-    from casrepo.remote.sync import TransferReport
+    from casrepo.remote.report import TransferReport
     from casrepo.versions import Version
 
 

@@ -213,7 +213,7 @@ def refs(state: State, remote_name: str | None, as_json: bool) -> None:
     damaged: list[str] = []
     entries: list[Any]
     if remote_name is not None:
-        from casrepo.remote.sync import open_named
+        from casrepo.remote.settings import open_named
 
         with open_named(state.repo(), remote_name) as remote:
             entries = remote.refs()
@@ -562,7 +562,7 @@ def gc(state: State, dry_run: bool, remote_name: str | None, prune_expire: str |
 def _gc_remote(repo: Any, name: str, expire: str | None, dry_run: bool, wait: float, quiet: bool,
                as_json: bool) -> None:
     from casrepo.remote.gc import collect_remote
-    from casrepo.remote.sync import open_named
+    from casrepo.remote.settings import open_named
 
     with open_named(repo, name) as remote:
         report = collect_remote(repo, remote, expire=expire, dry_run=dry_run, wait=wait)
