@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from casrepo.fsck import FsckReport
     from casrepo.gc import GCReport
     from casrepo.index import IndexStats
+    from casrepo.inspection import LsResult
     from casrepo.naming import RefEntry
     from casrepo.refs import RefLogEntry
     from casrepo.remote import RemoteRef
@@ -160,3 +161,14 @@ def fetched(report: TransferReport, remote_refs: Iterable[RemoteRef]) -> dict[st
 
 def cloned(report: TransferReport, path: Path) -> dict[str, Any]:
     return {**transfer(report, "downloaded"), "path": str(path)}
+
+
+def listing(result: LsResult) -> list[dict[str, Any]]:
+    """``ls``: each entry; ``id`` and ``executable`` for files only."""
+    out: list[dict[str, Any]] = []
+    for e in result.entries:
+        entry: dict[str, Any] = {"path": e.path, "type": e.type, "size": e.size}
+        if e.type == "file":
+            entry.update(id=e.id, executable=e.executable)
+        out.append(entry)
+    return out

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import assert_error, assert_ok, last_id, make_tree, sha256, tree, write
+from cli_support import assert_error, assert_ok, hex_tokens, last_id, make_tree, sha256, tree, write
 
 from casrepo import Repository
 
@@ -63,7 +64,7 @@ def test_get_rev_path_to_stdout(run: Any, images: str) -> None:
     assert_error(run("get", "datasets/images:data", "-"), 2, "is a directory")
 
 
-@pytest.mark.parametrize("command", [("get", "{}", "out")])
+@pytest.mark.parametrize("command", [("get", "{}", "out"), ("ls", "{}")])
 def test_a_path_not_in_the_artifact_is_exit_4(run: Any, project: Path, images: str,
                                              command: tuple[str, ...]) -> None:
     for missing in ("datasets/images:nope", "datasets/images:data/part", "datasets/images:README.md/x",
@@ -71,6 +72,16 @@ def test_a_path_not_in_the_artifact_is_exit_4(run: Any, project: Path, images: s
         args = [a.replace("{}", missing) for a in command]
         assert_error(run(*args), 4, "no file or directory")
     assert not (project / "out").exists()
+
+
+def test_rev_path_in_a_file_artifact_names_only_its_own_file(run: Any, project: Path) -> None:
+    write(project / "iris.csv", b"a,b\n1,2\n")
+    oid = last_id(run("add", "iris.csv", "--name", "datasets/iris"))
+    assert_ok(run("get", "datasets/iris:iris.csv", "copy.csv"))
+    assert (project / "copy.csv").read_bytes() == b"a,b\n1,2\n"
+    assert assert_ok(run("ls", f"{oid}:iris.csv", "--json")).json() == [
+        file_entry("iris.csv", b"a,b\n1,2\n")]
+    assert_error(run("ls", "datasets/iris:other.csv"), 4, "is the file 'iris.csv'")
 
 
 def test_rev_path_with_steps_and_where_no_data_is_read(run: Any, project: Path,
@@ -86,3 +97,76 @@ def test_repository_get_takes_rev_path(repo: Repository, project: Path, images: 
     result = repo.get("datasets/images:data/nested", project / "nested")
     assert (result.id, result.files) == (images, 1)
     assert (project / "nested" / "deeper" / "\u00e9t\u00e9.txt").read_text() == "caf\u00e9\n"
+
+
+# -- ls ---------------------------------------------------------------------------------
+
+
+def test_ls_lists_one_level_with_directory_sizes_summed(run: Any, images: str) -> None:
+    result = assert_ok(run("ls", "datasets/images", "--json"))
+    assert result.json() == [
+        file_entry("README.md", IMAGES["README.md"]),
+        {"path": "bin", "type": "dir", "size": len(IMAGES["bin/run.sh"])},
+        {"path": "data", "type": "dir", "size": 1024 + len("caf\u00e9\n".encode())},
+        file_entry("empty.txt", b""),
+    ]
+
+
+def test_ls_recursive_lists_every_file_and_directory(run: Any, images: str) -> None:
+    listing = assert_ok(run("ls", "datasets/images", "-R", "--json")).json()
+    assert [(e["path"], e["type"], e["size"]) for e in listing] == [
+        ("README.md", "file", 9), ("bin", "dir", 21), ("bin/run.sh", "file", 21),
+        ("data", "dir", 1030), ("data/nested", "dir", 6), ("data/nested/deeper", "dir", 6),
+        ("data/nested/deeper/\u00e9t\u00e9.txt", "file", 6), ("data/part-0001.bin", "file", 1024),
+        ("empty.txt", "file", 0)]
+    assert file_entry("bin/run.sh", IMAGES["bin/run.sh"], True) in listing
+
+
+def test_ls_of_a_subdirectory_keeps_paths_relative_to_the_root(run: Any, images: str) -> None:
+    assert assert_ok(run("ls", "datasets/images:data", "--json")).json() == [
+        {"path": "data/nested", "type": "dir", "size": 6},
+        file_entry("data/part-0001.bin", IMAGES["data/part-0001.bin"]),
+    ]
+    assert assert_ok(run("ls", "datasets/images:bin/run.sh", "--json")).json() == [
+        file_entry("bin/run.sh", IMAGES["bin/run.sh"], True)]
+
+
+def test_ls_plain_output(run: Any, images: str) -> None:
+    lines = assert_ok(run("ls", "datasets/images")).stdout.splitlines()
+    assert len(lines) == 4
+    assert lines[0].split() == ["file", "9", "B", sha256(IMAGES["README.md"])[:12], "README.md"]
+    assert lines[1].split() == ["dir", "21", "B", "bin/"]
+    run_sh = assert_ok(run("ls", "datasets/images:bin")).stdout
+    assert run_sh.split()[-1] == "bin/run.sh*"  # executable
+
+
+def test_ls_of_a_manifest_without_files_is_a_usage_error(repo: Repository, run: Any) -> None:
+    from casrepo import Artifact
+
+    repo.save(Artifact(meta={"k": "v"}), name="runs/one")
+    assert_error(run("ls", "runs/one"), 2, "holds no files")
+
+
+def test_repository_ls(repo: Repository, images: str) -> None:
+    result = repo.ls("datasets/images:data", recursive=True)
+    assert result.id == images and result.path == "data"
+    assert [e.path for e in result.entries] == ["data/nested", "data/nested/deeper",
+                                                "data/nested/deeper/\u00e9t\u00e9.txt",
+                                                "data/part-0001.bin"]
+
+
+# -- help and JSON ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["ls"])
+def test_help_has_an_example(run: Any, command: str) -> None:
+    result = assert_ok(run(command, "--help"))
+    assert any(ln.strip().startswith(f"casrepo {command}") for ln in result.stdout.splitlines())
+
+
+@pytest.mark.parametrize("args", [("ls", "datasets/images")])
+def test_json_carries_full_ids_only(run: Any, images: str, args: tuple[str, ...]) -> None:
+    result = assert_ok(run(*args, "--json"))
+    json.loads(result.stdout)
+    tokens = hex_tokens(result.stdout)
+    assert tokens and all(len(token) == 64 for token in tokens)

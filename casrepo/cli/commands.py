@@ -608,3 +608,26 @@ def fsck(state: State, repair: bool, wait: float, as_json: bool) -> None:
         raise SystemExit(IntegrityError.exit_code)
 
 
+
+
+# -- ls / diff / status: inspecting ------------------------------------------------
+
+
+@cli.command(epilog=examples("casrepo ls datasets/images", "casrepo ls datasets/images:data -R",
+                             "casrepo ls models/churn~1 --json"))
+@click.argument("spec", metavar="REV[:PATH]")
+@click.option("-R", "--recursive", is_flag=True, help="Every file and directory below, not one level.")
+@json_option
+@pass_state
+def ls(state: State, spec: str, recursive: bool, as_json: bool) -> None:
+    """List the files and directories of REV (or of PATH inside it): type, size, blob id, path."""
+    result = state.repo().ls(spec, recursive)
+    if as_json:
+        emit_json(shapes.listing(result))
+        return
+    for e in result.entries:
+        if e.type == "dir":
+            click.echo(f"dir   {human_size(e.size):>10}  {'':12}  {e.path}/")
+        else:
+            mark = "*" if e.executable else ""
+            click.echo(f"file  {human_size(e.size):>10}  {short(e.id or '')}  {e.path}{mark}")
