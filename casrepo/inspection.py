@@ -1,13 +1,16 @@
-"""Inspecting: the everyday questions. What is in an artifact
-(``ls``). Nothing here writes to the repository."""
+"""Inspecting: the everyday questions. What is in an artifact (``ls``) and what changed
+between two versions (``diff``). Nothing here writes to the repository."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from casrepo import files
-from casrepo.errors import UsageError
+from casrepo.canonical import LINK_KEY
+from casrepo.errors import NotFound, UsageError
+from casrepo.manifest import Rel, links_of
 
 if TYPE_CHECKING:
     from casrepo.repository import Repository
@@ -62,3 +65,145 @@ def ls(repo: Repository, spec: str, recursive: bool = False) -> LsResult:
     entries += [LsEntry(path, "dir", size) for path, size in dirs.items()]
     entries.sort(key=lambda e: e.path)
     return LsResult(found.id, found.path, entries)
+
+
+# -- diff -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a changed file: its blob id and size."""
+
+    id: str
+    size: int
+
+
+@dataclass(frozen=True)
+class FileChange:
+    status: str
+    """``added``, ``removed``, ``modified`` or ``renamed``."""
+    path: str
+    """As the newer side has it (the older side's for a removed file)."""
+    old: Side | None
+    new: Side | None
+    old_path: str | None = None
+    """A renamed file's former path."""
+
+
+@dataclass(frozen=True)
+class DiffResult:
+    from_id: str | None
+    """None: the newer side has no previous version (everything is added)."""
+    to_id: str
+    files: list[FileChange]
+    fields: dict[str, tuple[Any, Any]]
+    """Each changed field (``meta.KEY`` for metadata) -> (old, new)."""
+    inputs_added: list[str]
+    inputs_removed: list[str]
+
+    @property
+    def differs(self) -> bool:
+        return bool(self.files or self.fields or self.inputs_added or self.inputs_removed)
+
+
+def diff(repo: Repository, a: str, b: str | None = None) -> DiffResult:
+    """What changed from ``a`` to ``b``; without ``b``, from ``a``'s previous version to ``a``.
+
+    Either may be ``REV:PATH``: the files below each PATH are matched by their
+    path below it. A file whose bytes did not change but whose path did is
+    ``renamed``; modified files are told by their blob ids (never by reading them).
+    """
+    if b is None:
+        new = files.locate(repo, a)
+        previous = repo.previous_of(new.id)
+        old: files.Located | None = None
+        if previous is not None:
+            repo.linked_document(previous, f"manifest {new.id}")
+            manifest = repo.registry.from_document(repo.document(previous), previous)
+            try:
+                is_dir, found = files.files_at(manifest, new.path, previous[:12])
+            except NotFound:  # PATH is new in this version: all of it is added
+                is_dir, found = new.is_dir, ()
+            old = files.Located(previous, manifest, new.path, is_dir, found)
+    else:
+        old, new = files.locate(repo, a), files.locate(repo, b)
+    old_doc = repo.document(old.id) if old is not None else {}
+    added, removed = _input_changes(old_doc, repo.document(new.id))
+    return DiffResult(old.id if old is not None else None, new.id,
+                      _file_changes(old.files if old is not None else (), new.files),
+                      _field_changes(old_doc, repo.document(new.id)), added, removed)
+
+
+def _file_changes(old: Iterable[files.FileEntry] | None,
+                  new: Iterable[files.FileEntry] | None) -> list[FileChange]:
+    before = {e.key: e for e in old or ()}
+    after = {e.key: e for e in new or ()}
+    changes: list[FileChange] = []
+    gone = [before[k] for k in sorted(before.keys() - after.keys())]
+    came = [after[k] for k in sorted(after.keys() - before.keys())]
+    # A removed and an added file with the same bytes are one file renamed (paired in
+    # path order when several share their bytes, so the answer is deterministic).
+    unpaired: dict[str, list[files.FileEntry]] = {}
+    for entry in gone:
+        unpaired.setdefault(entry.id, []).append(entry)
+    for entry in came:
+        twins = unpaired.get(entry.id)
+        if twins:
+            was = twins.pop(0)
+            changes.append(FileChange("renamed", entry.path, Side(was.id, was.size),
+                                      Side(entry.id, entry.size), was.path))
+        else:
+            changes.append(FileChange("added", entry.path, None, Side(entry.id, entry.size)))
+    changes += [FileChange("removed", e.path, Side(e.id, e.size), None)
+                for twins in unpaired.values() for e in twins]
+    for key in sorted(before.keys() & after.keys()):
+        was, now = before[key], after[key]
+        if (was.id, was.executable) != (now.id, now.executable):
+            changes.append(FileChange("modified", now.path, Side(was.id, was.size),
+                                      Side(now.id, now.size)))
+    changes.sort(key=lambda c: c.path)
+    return changes
+
+
+_NOT_FIELDS = frozenset({"created", "inputs", "previous"})
+"""Top-level keys that never count as changed fields: the time, and the link fields
+of every kind (other links are told by their values)."""
+
+
+def _field_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    changed: dict[str, tuple[Any, Any]] = {}
+    for key in sorted(old.keys() | new.keys()):
+        if key in _NOT_FIELDS or _holds_links(old.get(key)) or _holds_links(new.get(key)):
+            continue
+        if key == "meta" and (isinstance(old.get(key, {}), dict)
+                              and isinstance(new.get(key, {}), dict)):
+            was, now = old.get("meta") or {}, new.get("meta") or {}
+            for meta_key in sorted(was.keys() | now.keys()):
+                if was.get(meta_key) != now.get(meta_key):
+                    changed[f"meta.{meta_key}"] = (was.get(meta_key), now.get(meta_key))
+        elif old.get(key) != new.get(key) and not (_empty(old.get(key)) and _empty(new.get(key))):
+            changed[key] = (old.get(key), new.get(key))
+    return changed
+
+
+def _empty(value: Any) -> bool:
+    """An absent field, null, [] and {} are all "nothing": no change between them."""
+    return value is None or value == [] or value == {}
+
+
+def _holds_links(value: Any) -> bool:
+    """True for a field made of links (content, inputs, previous, a directory's entries)."""
+    if isinstance(value, dict):
+        return LINK_KEY in value
+    if isinstance(value, list) and value:
+        return any(isinstance(v, dict) and (LINK_KEY in v or _holds_links(list(v.values())))
+                   for v in value)
+    return False
+
+
+def _input_changes(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], list[str]]:
+    def inputs(document: dict[str, Any]) -> set[str]:
+        return {link.id for link in links_of(document) if link.rel is Rel.INPUT} if document else set()
+
+    was, now = inputs(old), inputs(new)
+    return sorted(now - was), sorted(was - now)

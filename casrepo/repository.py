@@ -4,8 +4,8 @@ The façade that users hold. It composes the parts (the object store, the refs, 
 manifest store, the index, the locks) and reads manifests; each family of verbs
 lives in a module of its own and is reached through it: revs (:mod:`casrepo.revs`),
 add and save (:mod:`casrepo.build`), get (:mod:`casrepo.checkout`), names and tags
-(:mod:`casrepo.naming`), versions and pruned data (:mod:`casrepo.versions`), and ls
-(:mod:`casrepo.inspection`).
+(:mod:`casrepo.naming`), versions and pruned data (:mod:`casrepo.versions`), ls and
+diff (:mod:`casrepo.inspection`).
 """
 
 from __future__ import annotations
@@ -184,6 +184,7 @@ class Repository:
     delete_tag = naming.delete_tag
 
     ls = inspection.ls
+    diff = inspection.diff
 
     history = versions.history
     pruned_manifests = versions.pruned_manifests

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from casrepo.fsck import FsckReport
     from casrepo.gc import GCReport
     from casrepo.index import IndexStats
-    from casrepo.inspection import LsResult
+    from casrepo.inspection import DiffResult, LsResult
     from casrepo.naming import RefEntry
     from casrepo.refs import RefLogEntry
     from casrepo.remote import RemoteRef
@@ -172,3 +172,17 @@ def listing(result: LsResult) -> list[dict[str, Any]]:
             entry.update(id=e.id, executable=e.executable)
         out.append(entry)
     return out
+
+
+def diff(result: DiffResult) -> dict[str, Any]:
+    files = []
+    for c in result.files:
+        change: dict[str, Any] = {"status": c.status, "path": c.path}
+        if c.old_path is not None:
+            change["old_path"] = c.old_path
+        change["old"] = None if c.old is None else {"id": c.old.id, "size": c.old.size}
+        change["new"] = None if c.new is None else {"id": c.new.id, "size": c.new.size}
+        files.append(change)
+    return {"from": result.from_id, "to": result.to_id, "files": files,
+            "fields": {k: {"old": old, "new": new} for k, (old, new) in result.fields.items()},
+            "inputs": {"added": result.inputs_added, "removed": result.inputs_removed}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,8 @@ def test_get_rev_path_to_stdout(run: Any, images: str) -> None:
     assert_error(run("get", "datasets/images:data", "-"), 2, "is a directory")
 
 
-@pytest.mark.parametrize("command", [("get", "{}", "out"), ("ls", "{}")])
+@pytest.mark.parametrize("command", [("get", "{}", "out"), ("ls", "{}"), ("diff", "{}"),
+                                     ("diff", "datasets/images", "{}")])
 def test_a_path_not_in_the_artifact_is_exit_4(run: Any, project: Path, images: str,
                                              command: tuple[str, ...]) -> None:
     for missing in ("datasets/images:nope", "datasets/images:data/part", "datasets/images:README.md/x",
@@ -155,16 +157,153 @@ def test_repository_ls(repo: Repository, images: str) -> None:
                                                 "data/part-0001.bin"]
 
 
+# -- diff -------------------------------------------------------------------------------
+
+
+def test_diff_against_the_previous_version(run: Any, project: Path, images: str) -> None:
+    write(project / "raw.csv", b"x\n1\n")
+    raw = last_id(run("add", "raw.csv", "--name", "datasets/raw"))
+    root = project / "images"
+    write(root / "README.md", b"# images, second cut\n")                  # modified
+    os.rename(root / "data" / "part-0001.bin", root / "data" / "part-0002.bin")  # renamed
+    (root / "empty.txt").unlink()                                          # removed
+    write(root / "new.txt", b"new\n")                                      # added
+    new = last_id(run("add", "images", "--name", "datasets/images", "--input", "datasets/raw",
+                      "--meta", "source=crm", "-m", "second cut"))
+    document = assert_ok(run("diff", "datasets/images", "--json")).json()
+    part = {"id": sha256(IMAGES["data/part-0001.bin"]), "size": 1024}
+    assert document == {
+        "from": images, "to": new,
+        "files": [
+            {"status": "modified", "path": "README.md",
+             "old": {"id": sha256(IMAGES["README.md"]), "size": 9},
+             "new": {"id": sha256(b"# images, second cut\n"), "size": 21}},
+            {"status": "renamed", "path": "data/part-0002.bin", "old_path": "data/part-0001.bin",
+             "old": part, "new": part},
+            {"status": "removed", "path": "empty.txt", "old": {"id": sha256(b""), "size": 0},
+             "new": None},
+            {"status": "added", "path": "new.txt", "old": None,
+             "new": {"id": sha256(b"new\n"), "size": 4}},
+        ],
+        "fields": {"message": {"old": None, "new": "second cut"},
+                   "meta.source": {"old": None, "new": "crm"}},
+        "inputs": {"added": [raw], "removed": []},
+    }
+    # Two revs in the other order: everything reversed.
+    back = assert_ok(run("diff", "datasets/images", "datasets/images~1", "--json")).json()
+    assert (back["from"], back["to"]) == (new, images)
+    assert [(f["status"], f["path"]) for f in back["files"]] == [
+        ("modified", "README.md"), ("renamed", "data/part-0001.bin"), ("added", "empty.txt"),
+        ("removed", "new.txt")]
+    assert back["inputs"] == {"added": [], "removed": [raw]}
+    assert back["fields"]["meta.source"] == {"old": "crm", "new": None}
+
+
+def test_diff_plain_and_stat(run: Any, project: Path, images: str) -> None:
+    write(project / "images" / "README.md", b"# images, second cut\n")
+    (project / "images" / "empty.txt").unlink()
+    assert_ok(run("add", "images", "--name", "datasets/images", "--meta", "auc=0.93"))
+    plain = assert_ok(run("diff", "datasets/images")).stdout.splitlines()
+    assert plain == ["M  README.md", "D  empty.txt", 'field meta.auc: null -> "0.93"']
+    stat = assert_ok(run("diff", "datasets/images", "--stat")).stdout.splitlines()
+    assert stat[0] == "M  README.md  (9 B -> 21 B)"
+    assert stat[-1] == "2 file(s) changed: 0 added, 1 removed, 1 modified, 0 renamed"
+
+
+def test_diff_of_a_first_version_shows_everything_added(run: Any, images: str) -> None:
+    document = assert_ok(run("diff", "datasets/images", "--json")).json()
+    assert document["from"] is None and document["to"] == images
+    assert [(f["status"], f["path"]) for f in document["files"]] == [
+        ("added", p) for p in sorted(IMAGES)]
+    assert document["fields"]["name"] == {"old": None, "new": "datasets/images"}
+    assert document["fields"]["kind"] == {"old": None, "new": "directory"}
+    assert "created" not in document["fields"] and "entries" not in document["fields"]
+    assert "inputs" not in document["fields"]
+    result = run("diff", "datasets/images")
+    assert "no previous version" in result.stderr
+
+
+def test_diff_exit_code(run: Any, project: Path, images: str) -> None:
+    assert_ok(run("diff", "datasets/images", "datasets/images", "--exit-code"))
+    same = run("diff", "datasets/images", "datasets/images", "--json", "--exit-code")
+    assert same.exit_code == 0 and same.json()["files"] == [] and same.json()["fields"] == {}
+    assert run("diff", "datasets/images", "--exit-code").exit_code == 1  # all added
+    # Only a field changed: that is a difference too.
+    assert_ok(run("add", "images", "--name", "datasets/images", "--meta", "k=v"))
+    result = run("diff", "datasets/images", "--exit-code", "--json")
+    assert result.exit_code == 1, result.stderr
+    assert result.json()["files"] == [] and result.json()["fields"] == {
+        "meta.k": {"old": None, "new": "v"}}
+    assert_ok(run("diff", "datasets/images"))  # without --exit-code, differences are exit 0
+
+
+def test_diff_of_file_artifacts_is_one_entry(run: Any, project: Path) -> None:
+    write(project / "iris.csv", b"a,b\n1,2\n")
+    old = last_id(run("add", "iris.csv", "--name", "datasets/iris"))
+    write(project / "iris.csv", b"a,b\n1,2\n3,4\n")
+    new = last_id(run("add", "iris.csv", "--name", "datasets/iris"))
+    document = assert_ok(run("diff", "datasets/iris", "--json")).json()
+    assert document["files"] == [{"status": "modified", "path": "iris.csv",
+                                  "old": {"id": sha256(b"a,b\n1,2\n"), "size": 8},
+                                  "new": {"id": sha256(b"a,b\n1,2\n3,4\n"), "size": 12}}]
+    assert document["fields"] == {"size": {"old": 8, "new": 12}}
+    assert (document["from"], document["to"]) == (old, new)
+    # Another file name, the same bytes: the file is the same, its name a field.
+    os.rename(project / "iris.csv", project / "flowers.csv")
+    assert_ok(run("add", "flowers.csv", "--name", "datasets/iris"))
+    moved = assert_ok(run("diff", "datasets/iris", "--json")).json()
+    assert moved["files"] == []
+    assert moved["fields"] == {"filename": {"old": "iris.csv", "new": "flowers.csv"}}
+
+
+def test_diff_of_rev_paths_matches_files_below_each_path(run: Any, project: Path,
+                                                         images: str) -> None:
+    write(project / "images" / "data" / "part-0001.bin", b"changed")
+    write(project / "images" / "README.md", b"also changed\n")
+    assert_ok(run("add", "images", "--name", "datasets/images"))
+    document = assert_ok(run("diff", "datasets/images~1:data", "datasets/images:data",
+                             "--json")).json()
+    assert [(f["status"], f["path"]) for f in document["files"]] == [
+        ("modified", "data/part-0001.bin")]
+    # One REV:PATH: against the same PATH in the previous version.
+    assert assert_ok(run("diff", "datasets/images:data", "--json")).json()["files"] == \
+        document["files"]
+    one = assert_ok(run("diff", "datasets/images:README.md", "--json")).json()
+    assert [(f["status"], f["path"]) for f in one["files"]] == [("modified", "README.md")]
+
+
+def test_diff_pairs_renames_by_content_in_path_order(repo: Repository, project: Path) -> None:
+    for rel in ("a1", "a2"):
+        write(project / "d" / rel, b"same")
+    repo.add(project / "d", name="d")
+    for rel in ("a1", "a2"):
+        os.rename(project / "d" / rel, project / "d" / rel.replace("a", "b"))
+    write(project / "d" / "b3", b"same")
+    repo.add(project / "d", name="d")
+    result = repo.diff("d")
+    assert [(c.status, c.old_path, c.path) for c in result.files] == [
+        ("renamed", "a1", "b1"), ("renamed", "a2", "b2"), ("added", None, "b3")]
+    assert result.differs
+
+
+def test_diff_executable_bit_alone_is_modified(repo: Repository, project: Path) -> None:
+    write(project / "d" / "run.sh", b"echo\n")
+    repo.add(project / "d", name="d")
+    os.chmod(project / "d" / "run.sh", 0o755)
+    repo.add(project / "d", name="d")
+    assert [(c.status, c.path) for c in repo.diff("d").files] == [("modified", "run.sh")]
+
+
 # -- help and JSON ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["ls"])
+@pytest.mark.parametrize("command", ["ls", "diff"])
 def test_help_has_an_example(run: Any, command: str) -> None:
     result = assert_ok(run(command, "--help"))
     assert any(ln.strip().startswith(f"casrepo {command}") for ln in result.stdout.splitlines())
 
 
-@pytest.mark.parametrize("args", [("ls", "datasets/images")])
+@pytest.mark.parametrize("args", [("ls", "datasets/images"), ("diff", "datasets/images")])
 def test_json_carries_full_ids_only(run: Any, images: str, args: tuple[str, ...]) -> None:
     result = assert_ok(run(*args, "--json"))
     json.loads(result.stdout)
