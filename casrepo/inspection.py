@@ -1,16 +1,22 @@
-"""Inspecting: the everyday questions. What is in an artifact (``ls``) and what changed
-between two versions (``diff``). Nothing here writes to the repository."""
+"""Inspecting: the everyday questions. What is in an artifact (``ls``), what changed
+between two versions (``diff``), and what in the project no longer matches its
+newest version (``status``). Nothing here writes to the repository."""
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from casrepo import files
+from casrepo import build, copying, files
 from casrepo.canonical import LINK_KEY
-from casrepo.errors import NotFound, UsageError
-from casrepo.manifest import Rel, links_of
+from casrepo.errors import IntegrityError, NotFound, UsageError
+from casrepo.manifest import AnyManifest, DirectoryArtifact, FileArtifact, Rel, links_of
+from casrepo.refs import DamagedLine, RefKind
+from casrepo.statcache import Recorded, unchanged_id
 
 if TYPE_CHECKING:
     from casrepo.repository import Repository
@@ -207,3 +213,147 @@ def _input_changes(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str],
 
     was, now = inputs(old), inputs(new)
     return sorted(now - was), sorted(was - now)
+
+
+# -- status -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PathState:
+    name: str
+    path: str
+    """Relative to the project, ``/``-separated."""
+    state: str
+    """``unchanged``, ``modified`` or ``missing``."""
+
+
+@dataclass(frozen=True)
+class StaleInput:
+    name: str
+    used: str
+    newest: str
+
+
+@dataclass(frozen=True)
+class Stale:
+    name: str
+    id: str
+    inputs: list[StaleInput]
+
+
+@dataclass(frozen=True)
+class StatusResult:
+    paths: list[PathState]
+    stale: list[Stale]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.stale and all(p.state == "unchanged" for p in self.paths)
+
+
+def status(repo: Repository) -> StatusResult:
+    """For each name whose newest version was added from a path in the project, whether
+    that path still holds it; and each name whose newest version used an input that
+    its own name has since moved on from."""
+    warnings: list[str] = []
+    damaged: list[DamagedLine] = []
+    heads: dict[str, str] = {}
+    for name in repo.refs.names(RefKind.NAME):
+        try:
+            target = repo.refs.read(RefKind.NAME, name)
+        except IntegrityError as e:
+            warnings.append(str(e))
+            continue
+        if target is not None:
+            heads[name] = target
+    # Where each version was added from: the newest ref log line that says so.
+    sources: dict[tuple[str, str], str] = {}
+    for entry in repo.refs.log(damaged=damaged):
+        if entry.source is not None and entry.new is not None:
+            sources[(entry.ref, entry.new)] = entry.source
+    warnings += [f"{line}: skipped (run 'casrepo fsck')" for line in damaged]
+    project = repo.dir.parent
+    paths: list[PathState] = []
+    stale: list[Stale] = []
+    for name, oid in sorted(heads.items()):
+        try:
+            document = repo.document(oid)
+        except (NotFound, IntegrityError) as e:
+            warnings.append(f"name {name!r}: {e}")
+            continue
+        source = sources.get((f"{RefKind.NAME.value}/{name}", oid))
+        if source is not None:
+            manifest = repo.registry.from_document(document, oid)
+            paths.append(PathState(name, source, _path_state(repo, project / source, manifest)))
+        moved = []
+        for link in links_of(document):
+            if link.rel is not Rel.INPUT:
+                continue
+            try:
+                input_name = repo.document(link.id).get("name")
+            except (NotFound, IntegrityError) as e:
+                warnings.append(f"name {name!r}: input {link.id}: {e}")
+                continue
+            if not isinstance(input_name, str):
+                continue  # an unnamed input has no newer version
+            newest = heads.get(input_name)
+            if newest is not None and newest != link.id:
+                moved.append(StaleInput(input_name, link.id, newest))
+        if moved:
+            stale.append(Stale(name, oid, moved))
+    return StatusResult(paths, stale, warnings)
+
+
+def _path_state(repo: Repository, path: Path, manifest: AnyManifest) -> str:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "missing"
+    except OSError:
+        return "modified"  # a path we cannot even stat does not hold the version
+    if isinstance(manifest, DirectoryArtifact):
+        if not stat.S_ISDIR(st.st_mode):
+            return "modified"
+        return "unchanged" if _same_directory(repo, path, manifest) else "modified"
+    if isinstance(manifest, FileArtifact):
+        if not stat.S_ISREG(st.st_mode):
+            return "modified"
+        key = os.path.abspath(path)
+        return ("unchanged" if _same_file(key, st, manifest.content, manifest.size,
+                                          manifest.executable, repo.stat_cache.get(key)) else "modified")
+    return "unchanged"  # no files to compare (not made by add)
+
+
+def _same_directory(repo: Repository, root: Path, manifest: DirectoryArtifact) -> bool:
+    try:
+        # The scan add itself makes: what add would store is what is compared.
+        scanned = build._scan_directory(root, repo.dir)
+    except UsageError:
+        return False  # add would refuse it (a broken link, a fifo): not what was stored
+    if [s.rel for s in scanned] != [e.path for e in manifest.entries]:
+        return False
+    known = repo.stat_cache.under(os.path.abspath(root))
+    return all(_same_file(key, s.stat, e.content, e.size, e.executable, known.get(key))
+               for s, e in zip(scanned, manifest.entries, strict=True)
+               for key in [f"{os.path.abspath(root)}/{s.rel}"])
+
+
+def _same_file(path: str, st: os.stat_result, blob: str, size: int, executable: bool,
+               recorded: Recorded | None) -> bool:
+    """Whether the file at ``path`` (stat ``st``) holds ``blob``: by the stat cache when it
+    vouches (device, inode, size, mtime and ctime all as recorded), else by hashing it."""
+    if bool(st.st_mode & 0o111) != executable or st.st_size != size:
+        return False
+    oid = unchanged_id(recorded, st)
+    if oid is not None:
+        return oid == blob
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        digest, _ = copying.hash_fd(fd)
+    finally:
+        os.close(fd)
+    return digest == blob

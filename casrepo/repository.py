@@ -4,8 +4,8 @@ The façade that users hold. It composes the parts (the object store, the refs, 
 manifest store, the index, the locks) and reads manifests; each family of verbs
 lives in a module of its own and is reached through it: revs (:mod:`casrepo.revs`),
 add and save (:mod:`casrepo.build`), get (:mod:`casrepo.checkout`), names and tags
-(:mod:`casrepo.naming`), versions and pruned data (:mod:`casrepo.versions`), ls and
-diff (:mod:`casrepo.inspection`).
+(:mod:`casrepo.naming`), versions and pruned data (:mod:`casrepo.versions`), ls, diff
+and status (:mod:`casrepo.inspection`).
 """
 
 from __future__ import annotations
@@ -185,6 +185,7 @@ class Repository:
 
     ls = inspection.ls
     diff = inspection.diff
+    status = inspection.status
 
     history = versions.history
     pruned_manifests = versions.pruned_manifests

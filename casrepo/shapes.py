@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from casrepo.fsck import FsckReport
     from casrepo.gc import GCReport
     from casrepo.index import IndexStats
-    from casrepo.inspection import DiffResult, LsResult
+    from casrepo.inspection import DiffResult, LsResult, StatusResult
     from casrepo.naming import RefEntry
     from casrepo.refs import RefLogEntry
     from casrepo.remote import RemoteRef
@@ -63,7 +63,7 @@ def refs(entries: Sequence[RefEntry | RemoteRef]) -> dict[str, Any]:
 
 
 def reflog(entries: Iterable[RefLogEntry]) -> dict[str, Any]:
-    return {"reflog": [dict(e.__dict__) for e in entries]}
+    return {"reflog": [e.to_json() for e in entries]}
 
 
 def version(oid: str, document: dict[str, Any]) -> dict[str, Any]:
@@ -186,3 +186,10 @@ def diff(result: DiffResult) -> dict[str, Any]:
     return {"from": result.from_id, "to": result.to_id, "files": files,
             "fields": {k: {"old": old, "new": new} for k, (old, new) in result.fields.items()},
             "inputs": {"added": result.inputs_added, "removed": result.inputs_removed}}
+
+
+def status(result: StatusResult) -> dict[str, Any]:
+    return {"paths": [{"name": p.name, "path": p.path, "state": p.state} for p in result.paths],
+            "stale": [{"name": s.name, "id": s.id,
+                       "inputs": [{"name": i.name, "used": i.used, "newest": i.newest}
+                                  for i in s.inputs]} for s in result.stale]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from cli_support import assert_error, assert_ok, hex_tokens, last_id, make_tree, sha256, tree, write
 
 from casrepo import Repository
+from casrepo.refs import RefKind
 
 IMAGES = {
     "README.md": b"# images\n",
@@ -294,10 +296,190 @@ def test_diff_executable_bit_alone_is_modified(repo: Repository, project: Path) 
     assert [(c.status, c.path) for c in repo.diff("d").files] == [("modified", "run.sh")]
 
 
+# -- status -----------------------------------------------------------------------------
+
+
+def status(run: Any, *args: str) -> dict[str, Any]:
+    result = run("status", "--json", *args)
+    assert result.exit_code in (0, 1), result.stderr
+    document: dict[str, Any] = result.json()
+    return document
+
+
+def test_add_records_its_source_in_the_ref_log_not_the_manifest(run: Any, project: Path,
+                                                                tmp_path: Path) -> None:
+    write(project / "data" / "iris.csv", b"a\n")
+    oid = last_id(run("add", "data/iris.csv", "--name", "datasets/iris"))
+    write(tmp_path / "outside.csv", b"b\n")
+    assert_ok(run("add", str(tmp_path / "outside.csv"), "--name", "datasets/outside"))
+    # Relative to the project, wherever the command ran.
+    write(project / "data" / "iris.csv", b"a\nb\n")
+    assert_ok(run("add", "iris.csv", "--name", "datasets/iris", cwd=project / "data"))
+    lines = [json.loads(line) for line in
+             (project / ".casrepo" / "logs" / "refs.jsonl").read_text().splitlines()]
+    assert [line.get("source") for line in lines] == ["data/iris.csv", None, "data/iris.csv"]
+    assert "source" not in lines[1]  # outside the project: no key at all
+    assert "source" not in json.loads(assert_ok(run("show", oid, "--json")).stdout)["manifest"]
+    reflog = assert_ok(run("log", "--json")).json()["reflog"]  # newest first
+    assert [e.get("source", "-") for e in reflog] == ["data/iris.csv", "-", "data/iris.csv"]
+
+
+def test_status_unchanged_modified_missing(run: Any, project: Path, images: str) -> None:
+    write(project / "iris.csv", b"a,b\n")
+    write(project / "model.bin", b"weights")
+    assert_ok(run("add", "iris.csv", "--name", "datasets/iris"))
+    assert_ok(run("add", "model.bin", "--name", "models/m"))
+    assert status(run) == {"paths": [
+        {"name": "datasets/images", "path": "images", "state": "unchanged"},
+        {"name": "datasets/iris", "path": "iris.csv", "state": "unchanged"},
+        {"name": "models/m", "path": "model.bin", "state": "unchanged"}], "stale": []}
+    assert_ok(run("status", "--exit-code"))
+    write(project / "iris.csv", b"a,c\n")
+    (project / "model.bin").unlink()
+    write(project / "images" / "data" / "extra.txt", b"x")
+    result = run("status", "--exit-code", "--json")
+    assert result.exit_code == 1
+    assert [p["state"] for p in result.json()["paths"]] == ["modified", "modified", "missing"]
+    plain = assert_ok(run("status")).stdout.splitlines()
+    assert plain == ["modified   datasets/images  images", "modified   datasets/iris    iris.csv",
+                     "missing    models/m         model.bin"]
+
+
+@pytest.mark.parametrize("change", ["edit", "remove", "chmod", "replace-by-dir"])
+def test_status_sees_every_change_in_a_directory(run: Any, project: Path, images: str,
+                                                 change: str) -> None:
+    root = project / "images"
+    if change == "edit":
+        write(root / "data" / "nested" / "deeper" / "\u00e9t\u00e9.txt", b"cafe\n")
+    elif change == "remove":
+        (root / "empty.txt").unlink()
+    elif change == "chmod":
+        os.chmod(root / "bin" / "run.sh", 0o644)
+    else:
+        (root / "empty.txt").unlink()
+        (root / "empty.txt").mkdir()
+    assert status(run)["paths"] == [{"name": "datasets/images", "path": "images",
+                                     "state": "modified"}]
+
+
+def _rewrite_keeping_size_and_mtime(path: Path, data: bytes) -> None:
+    """Write ``data`` (same length) over ``path`` and put its mtime back; wait until its
+    ctime has moved on (a coarse clock can show two writes in one tick)."""
+    before = path.stat()
+    assert len(data) == before.st_size
+    deadline = time.monotonic() + 5
+    while True:
+        path.write_bytes(data)
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        if path.stat().st_ctime_ns != before.st_ctime_ns:
+            return
+        assert time.monotonic() < deadline, "ctime never changed"
+        time.sleep(0.01)
+
+
+def test_status_trusts_the_stat_cache_only_when_ctime_and_inode_agree(
+        repo: Repository, run: Any, project: Path) -> None:
+    path = write(project / "data.bin", b"AAAA")
+    repo.add(path, name="d")
+    key = os.path.abspath(path)
+    # Record the file as an add that started later would have (the racy rule keeps a
+    # file written this second out of the cache otherwise).
+    repo.stat_cache.record([(key, path.stat(), sha256(b"AAAA"))], time.time_ns() + 10**10)
+    repo.close()
+    assert status(run)["paths"][0]["state"] == "unchanged"
+    # The cache is what answers for an unchanged file: a row naming other bytes is believed.
+    repo.stat_cache.record([(key, path.stat(), sha256(b"BBBB"))], time.time_ns() + 10**10)
+    repo.close()
+    assert status(run)["paths"][0]["state"] == "modified"
+    repo.stat_cache.record([(key, path.stat(), sha256(b"AAAA"))], time.time_ns() + 10**10)
+    repo.close()
+    # New bytes with the same size and mtime: ctime moved, so the cache cannot vouch.
+    _rewrite_keeping_size_and_mtime(path, b"ZZZZ")
+    assert status(run)["paths"][0]["state"] == "modified"
+    # The same bytes again: hashed (the cache cannot vouch), so unchanged.
+    _rewrite_keeping_size_and_mtime(path, b"AAAA")
+    assert status(run)["paths"][0]["state"] == "unchanged"
+
+
+def test_status_rewrite_keeping_size_and_mtime_in_a_directory(run: Any, project: Path,
+                                                              images: str) -> None:
+    _rewrite_keeping_size_and_mtime(project / "images" / "README.md", b"# IMAGES\n")
+    assert status(run)["paths"][0]["state"] == "modified"
+
+
+def test_status_lists_no_path_outside_the_project(run: Any, project: Path, tmp_path: Path) -> None:
+    write(tmp_path / "outside.csv", b"b\n")
+    assert_ok(run("add", str(tmp_path / "outside.csv"), "--name", "datasets/outside"))
+    assert status(run) == {"paths": [], "stale": []}
+    result = assert_ok(run("status", "--exit-code"))
+    assert result.stdout == "" and "nothing to report" in result.stderr
+
+
+def test_status_of_the_project_itself_and_a_rolled_back_name(run: Any, project: Path) -> None:
+    write(project / "a.txt", b"one")
+    assert_ok(run("add", ".", "--name", "all"))
+    assert status(run)["paths"] == [{"name": "all", "path": ".", "state": "unchanged"}]
+    write(project / "a.txt", b"two")
+    assert status(run)["paths"][0]["state"] == "modified"
+    write(project / "sub" / "b.txt", b"x")
+    assert_ok(run("add", "sub", "--name", "all"))
+    # Rolled back by 'name': the version's own source counts.
+    assert_ok(run("name", "all", "all~1"))
+    assert status(run)["paths"] == [{"name": "all", "path": ".", "state": "modified"}]
+
+
+def test_status_stale_inputs(run: Any, project: Path) -> None:
+    write(project / "raw.csv", b"1\n")
+    write(project / "labels.csv", b"l\n")
+    raw1 = last_id(run("add", "raw.csv", "--name", "datasets/raw"))
+    labels = last_id(run("add", "labels.csv", "--name", "datasets/labels"))
+    write(project / "model.bin", b"m")
+    model = last_id(run("add", "model.bin", "--name", "models/m", "--input", "datasets/raw",
+                        "--input", "datasets/labels"))
+    assert status(run)["stale"] == []
+    write(project / "raw.csv", b"2\n")
+    raw2 = last_id(run("add", "raw.csv", "--name", "datasets/raw"))
+    result = run("status", "--json", "--exit-code")
+    assert result.exit_code == 1
+    assert result.json()["stale"] == [{"name": "models/m", "id": model, "inputs": [
+        {"name": "datasets/raw", "used": raw1, "newest": raw2}]}]
+    assert all(p["state"] == "unchanged" for p in result.json()["paths"])
+    plain = assert_ok(run("status")).stdout.splitlines()
+    assert f"stale      models/m         input datasets/raw: used {raw1[:12]}, newest {raw2[:12]}" \
+        in plain
+    assert labels not in result.stdout
+
+
+def test_old_ref_log_lines_without_source_stay_valid(run: Any, repo: Repository,
+                                                     project: Path) -> None:
+    write(project / "a.txt", b"a")
+    assert_ok(run("add", "a.txt", "--name", "a"))
+    log = project / ".casrepo" / "logs" / "refs.jsonl"
+    line = json.loads(log.read_text())
+    del line["source"]  # as written before the key existed
+    log.write_text(json.dumps(line, sort_keys=True) + "\n")
+    assert_ok(run("fsck"))
+    assert status(run) == {"paths": [], "stale": []}
+    assert repo.refs.log()[0].source is None
+    # A source that is not a string is a damaged line, as any other bad value.
+    line["source"] = 7
+    log.write_text(json.dumps(line, sort_keys=True) + "\n")
+    damaged = run("fsck")
+    assert damaged.exit_code == 6 and "'source' is not a string" in damaged.stdout
+
+
+def test_repository_status(repo: Repository, project: Path) -> None:
+    write(project / "x.txt", b"x")
+    repo.add(project / "x.txt", name="x")
+    result = repo.status()
+    assert [(p.name, p.path, p.state) for p in result.paths] == [("x", "x.txt", "unchanged")]
+    assert result.clean and result.stale == [] and repo.refs.read(RefKind.NAME, "x")
+
+
 # -- help and JSON ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["ls", "diff"])
+@pytest.mark.parametrize("command", ["ls", "diff", "status"])
 def test_help_has_an_example(run: Any, command: str) -> None:
     result = assert_ok(run(command, "--help"))
     assert any(ln.strip().startswith(f"casrepo {command}") for ln in result.stdout.splitlines())

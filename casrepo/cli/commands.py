@@ -685,3 +685,31 @@ def _value(value: Any) -> str:
     import json
 
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+@cli.command(epilog=examples("casrepo status", "casrepo status --exit-code",
+                             "casrepo status --json"))
+@click.option("--exit-code", is_flag=True,
+              help="Exit 1 when a path is modified or missing, or anything is stale.")
+@json_option
+@pass_state
+def status(state: State, exit_code: bool, as_json: bool) -> None:
+    """Show, for each name added from a path in this project, whether that path still holds
+    its newest version; and each name whose inputs have newer versions (stale)."""
+    result = state.repo().status()
+    for warning in result.warnings:
+        info(f"warning: {warning}")
+    if as_json:
+        emit_json(shapes.status(result))
+    else:
+        if not result.paths and not result.stale:
+            info("nothing to report: no name was added from a path in this project")
+        width = max([len(p.name) for p in result.paths] + [len(s.name) for s in result.stale] + [0])
+        for p in result.paths:
+            click.echo(f"{p.state:<9}  {p.name:<{width}}  {p.path}")
+        for s in result.stale:
+            for i in s.inputs:
+                click.echo(f"{'stale':<9}  {s.name:<{width}}  input {i.name}: used {short(i.used)}, "
+                           f"newest {short(i.newest)}")
+    if exit_code and not result.clean:
+        raise SystemExit(1)
