@@ -491,3 +491,24 @@ def test_json_carries_full_ids_only(run: Any, images: str, args: tuple[str, ...]
     json.loads(result.stdout)
     tokens = hex_tokens(result.stdout)
     assert tokens and all(len(token) == 64 for token in tokens)
+
+
+# -- lineage marks inputs that have a newer version -----------------------------------------
+
+
+def test_lineage_marks_an_input_whose_name_moved_on(run: Any, project: Path) -> None:
+    write(project / "raw.csv", b"1\n")
+    raw1 = last_id(run("add", "raw.csv", "--name", "datasets/raw"))
+    write(project / "model.bin", b"m")
+    model = last_id(run("add", "model.bin", "--name", "models/m", "--input", "datasets/raw"))
+    fresh = assert_ok(run("lineage", "models/m")).stdout
+    assert "stale" not in fresh
+    assert all(n["newer"] is None for n in assert_ok(run("lineage", "models/m", "--json")).json()["nodes"])
+    write(project / "raw.csv", b"2\n")
+    raw2 = last_id(run("add", "raw.csv", "--name", "datasets/raw"))
+    lines = assert_ok(run("lineage", "models/m")).stdout.splitlines()
+    assert lines[0].startswith(model[:12]) and "stale" not in lines[0]  # the root is newest
+    assert lines[1] == f"\u2514\u2500\u2500 input: {raw1[:12]} datasets/raw (file) " \
+                       f"(stale: newer datasets/raw {raw2[:12]})"
+    nodes = {n["id"]: n for n in assert_ok(run("lineage", "models/m", "--json")).json()["nodes"]}
+    assert nodes[raw1]["newer"] == raw2 and nodes[model]["newer"] is None
