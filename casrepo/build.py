@@ -224,17 +224,18 @@ def _store(repo: Repository, document: dict[str, Any], present: Collection[str] 
 
 def project_path(repo: Repository, path: Path) -> str | None:
     """``path`` relative to the project (the directory holding ``.casrepo``),
-    ``/``-separated, ``.`` for the project itself; None outside it.
+    ``/``-separated, ``.`` for the project itself; None outside it (or not UTF-8).
 
     The directory holding it is resolved, the last component is not: a symlink
     added by its name is recorded by that name."""
     here = Path(os.path.realpath(path.parent)) / path.name if path.name not in ("", ".", "..") \
         else Path(os.path.realpath(path))
     try:
-        rel = here.relative_to(repo.dir.parent)
+        rel = here.relative_to(repo.dir.parent).as_posix()
     except ValueError:
         return None
-    return rel.as_posix()
+    # The ref log is UTF-8 text: a path it cannot spell is not recorded (status skips it).
+    return rel if is_utf8(rel) else None
 
 
 def save(repo: Repository, manifest: AnyManifest, *, name: str | None = None,

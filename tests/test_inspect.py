@@ -407,6 +407,16 @@ def test_status_rewrite_keeping_size_and_mtime_in_a_directory(run: Any, project:
     assert status(run)["paths"][0]["state"] == "modified"
 
 
+def test_a_source_path_that_is_not_utf8_is_not_recorded(run: Any, project: Path) -> None:
+    bad = os.fsdecode(b"bad-\xff")
+    write(project / bad / "ok.txt", b"ok\n")
+    assert_ok(run("add", f"{bad}/ok.txt", "--name", "file"))
+    assert_ok(run("add", bad, "--name", "dir"))
+    log = (project / ".casrepo" / "logs" / "refs.jsonl").read_text()
+    assert "source" not in log
+    assert status(run) == {"paths": [], "stale": []}
+
+
 def test_status_lists_no_path_outside_the_project(run: Any, project: Path, tmp_path: Path) -> None:
     write(tmp_path / "outside.csv", b"b\n")
     assert_ok(run("add", str(tmp_path / "outside.csv"), "--name", "datasets/outside"))
