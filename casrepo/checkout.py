@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from casrepo import copying
 from casrepo.durable import open_up_dir, remove_tree
 from casrepo.errors import Conflict, IntegrityError, NotFound, SystemFailure, UsageError
+from casrepo.files import narrowed
 from casrepo.manifest import AnyManifest, DirectoryArtifact, FileArtifact, GenericManifest, Rel, Target
 from casrepo.store import BUFFER_SIZE
 
@@ -36,8 +37,7 @@ def get(repo: Repository, rev: str, dest: Path | str, *, force: bool = False,
     """
     if link not in ("copy", "hardlink"):
         raise UsageError(f"unknown link mode {link!r} (use 'copy' or 'hardlink')")
-    oid = repo.resolve_manifest(rev)
-    manifest = repo.registry.from_document(repo.document(oid), oid)
+    oid, manifest = narrowed(repo, rev)  # REV or REV:PATH
     target = Path(dest)
     check_outside(repo, target)
     if target.name in ("", ".", ".."):
@@ -131,8 +131,7 @@ def check_outside(repo: Repository, path: Path) -> None:
 
 def write_to(repo: Repository, rev: str, sink: BinaryIO) -> GetResult:
     """Write a file artifact's bytes to an open binary stream, verifying them."""
-    oid = repo.resolve_manifest(rev)
-    manifest = repo.registry.from_document(repo.document(oid), oid)
+    oid, manifest = narrowed(repo, rev)  # REV or REV:PATH
     if isinstance(manifest, DirectoryArtifact):
         raise UsageError(f"{rev} is a directory; give a destination path instead of '-'")
     blob, _ = _single_blob(manifest)
