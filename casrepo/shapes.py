@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from casrepo.gc import GCReport
     from casrepo.index import IndexStats
     from casrepo.naming import RefEntry
+    from casrepo.query import Found
     from casrepo.refs import RefLogEntry
     from casrepo.remote import RemoteRef
     from casrepo.remote.gc import RemoteGCReport
@@ -41,6 +42,12 @@ def added(result: AddResult, kind: str, files: int, size: int) -> dict[str, Any]
             "unchanged": result.unchanged, "files": files, "size": size,
             "objects_written": 0 if result.unchanged else result.objects_written,
             "bytes_written": result.bytes_written}
+
+
+def found(results: Iterable[Found]) -> list[dict[str, Any]]:
+    """``find``: one object per manifest, in the order found."""
+    return [{"id": f.id, "name": f.name, "kind": f.kind, "created": f.created, "meta": f.meta}
+            for f in results]
 
 
 def ref_set(label: str, ref: str, oid: str, previous: str | None) -> dict[str, Any]:

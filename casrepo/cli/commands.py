@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -124,6 +125,63 @@ def add(state: State, path: str, name: str | None, kind: str | None, inputs: tup
             info("note: no --name given: unless a name or tag points at it, gc may remove it "
                  f"after the grace period ({repo.config.gc.prune_expire})")
     click.echo(result.id)
+
+
+# -- find ------------------------------------------------------------------------------
+
+
+@cli.command(epilog=examples(
+    "casrepo find --kind model --meta 'auc>0.9' --sort -meta.auc --limit 10",
+    "casrepo find --name 'datasets/*' --since 7d --json",
+    "casrepo find --input datasets/iris --all-versions",
+    "casrepo find --derived-from datasets/raw --meta stage=prod"))
+@click.option("--kind", "kinds", multiple=True, metavar="KIND",
+              help="Only manifests of this kind (repeatable: any of them).")
+@click.option("--name", "name_glob", metavar="GLOB",
+              help="Only names matching this shell-style glob ('*' matches '/' too).")
+@click.option("--meta", "exprs", multiple=True, metavar="EXPR",
+              help="A condition on meta: KEY (present), KEY=V, KEY!=V, KEY>V, KEY>=V, KEY<V, "
+                   "KEY<=V; numbers compare as numbers (repeatable: all must hold).")
+@click.option("--input", "input_rev", metavar="REV",
+              help="Only manifests with this exact version as a direct input.")
+@click.option("--derived-from", "derived_from", metavar="REV",
+              help="Only manifests derived from REV, directly or not.")
+@click.option("--since", metavar="WHEN", help="Created at or after WHEN ('7d', '2026-01-31', 'now').")
+@click.option("--until", metavar="WHEN", help="Created at or before WHEN.")
+@click.option("--all-versions", is_flag=True,
+              help="Every version (and unnamed manifests), not only each name's newest.")
+@click.option("--sort", "sort_key", metavar="KEY", default="name", show_default=True,
+              help="created, name or meta.KEY; a leading '-' sorts descending.")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Show at most N.")
+@json_option
+@pass_state
+def find(state: State, kinds: tuple[str, ...], name_glob: str | None, exprs: tuple[str, ...],
+         input_rev: str | None, derived_from: str | None, since: str | None, until: str | None,
+         all_versions: bool, sort_key: str, limit: int | None, as_json: bool) -> None:
+    """List the manifests matching every condition (each name's newest version unless
+    --all-versions)."""
+    from casrepo.query import Condition, SortKey
+
+    # Usage errors before the repository is opened.
+    conditions = [Condition.parse(expr) for expr in exprs]
+    order = SortKey.parse(sort_key)
+    for when in (since, until):
+        if when is not None:
+            clock.parse_when(when)
+    results = state.repo().find(kinds=kinds, name=name_glob, meta=conditions, input=input_rev,
+                                derived_from=derived_from, since=since, until=until,
+                                all_versions=all_versions, sort=order, limit=limit)
+    if as_json:
+        emit_json(shapes.found(results))
+        return
+    if not results:
+        info("no manifests match")
+    for f in results:
+        created = (f.created or "?")[:19].replace("T", " ")
+        pairs = "  ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}"
+                          for k, v in f.meta.items())
+        click.echo(f"{short(f.id)}  {created}  {f.kind}  {f.name or '(unnamed)'}"
+                   + (f"  {pairs}" if pairs else ""))
 
 
 # -- tag / name -------------------------------------------------------------------------
