@@ -41,7 +41,7 @@ def added(result: AddResult, kind: str, files: int, size: int) -> dict[str, Any]
     return {"id": result.id, "kind": kind, "name": result.name, "previous": result.previous,
             "unchanged": result.unchanged, "files": files, "size": size,
             "objects_written": 0 if result.unchanged else result.objects_written,
-            "bytes_written": result.bytes_written}
+            "bytes_written": result.bytes_written, "skipped": result.skipped}
 
 
 def found(results: Iterable[Found]) -> list[dict[str, Any]]:

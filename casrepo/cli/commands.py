@@ -73,7 +73,8 @@ def init(path: str, as_json: bool) -> None:
 @cli.command(epilog=examples(
     "casrepo add data.csv --name datasets/iris -m 'first cut'",
     "casrepo add model.json --name models/churn --input datasets/iris --meta auc=0.91",
-    "casrepo add images/ --name datasets/images"))
+    "casrepo add images/ --name datasets/images",
+    "casrepo add project/ --name code --exclude '*.tmp' --exclude 'build/'"))
 @click.argument("path", type=click.Path(exists=True))
 @click.option("--name", metavar="NAME",
               help="Move this name to the new artifact (its previous version is kept).")
@@ -90,12 +91,16 @@ def init(path: str, as_json: bool) -> None:
 @click.option("--rehash", is_flag=True,
               help="Read and hash every file, even those whose size, times and inode show them "
                    "unchanged since an earlier add.")
+@click.option("--exclude", "exclude", multiple=True, metavar="PATTERN",
+              help="Leave out of a directory the paths matching PATTERN (gitignore syntax, "
+                   "relative to PATH; repeatable), besides .casrepoignore files and the defaults "
+                   "(.git/, .casrepo/, __pycache__/, .DS_Store).")
 @click.option("-m", "--message", metavar="MSG", help="A message stored in the manifest and the ref log.")
 @json_option
 @pass_state
 def add(state: State, path: str, name: str | None, kind: str | None, inputs: tuple[str, ...],
-        meta: tuple[str, ...], link: str, rehash: bool, message: str | None,
-        as_json: bool) -> None:
+        meta: tuple[str, ...], link: str, rehash: bool, exclude: tuple[str, ...],
+        message: str | None, as_json: bool) -> None:
     """Store a file or directory as an artifact and print its manifest id."""
     _check_name(name, "name", "--name")
     parsed_meta = _parse_meta(meta)
@@ -110,7 +115,12 @@ def add(state: State, path: str, name: str | None, kind: str | None, inputs: tup
 
     with line:
         result = repo.add(path, name=name, kind=kind, inputs=inputs, meta=parsed_meta,
-                          message=message, progress=progress, link=link, rehash=rehash)
+                          message=message, progress=progress, link=link, rehash=rehash,
+                          exclude=exclude)
+    for warning in result.warnings:
+        info(f"warning: {warning}")
+    if result.skipped:
+        info(f"skipped {result.skipped} path(s) by the ignore rules or as broken symlinks")
     kind_name = type(result.manifest).kind
     if as_json:
         emit_json(shapes.added(result, kind_name, counter["files"], counter["bytes"]))
