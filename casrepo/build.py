@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 from pydantic import ValidationError
 
 from casrepo.canonical import LINK_KEY
-from casrepo.errors import InvalidName, RefChanged, UsageError
+from casrepo.errors import CasrepoError, InvalidName, RefChanged, UsageError
 from casrepo.ids import is_utf8, ref_name_problem, require_utf8, shown
 from casrepo.manifest import (
     AnyManifest,
@@ -25,7 +25,9 @@ from casrepo.manifest import (
     FileArtifact,
     GenericManifest,
     Manifest,
+    Rel,
     field_setter,
+    links_of,
 )
 from casrepo.naming import pin
 from casrepo.refs import RefKind
@@ -52,7 +54,8 @@ DEFAULT_IGNORES = (".git/", ".casrepo/", "__pycache__/", ".DS_Store")
 def add(repo: Repository, path: Path | str, *, name: str | None = None, kind: str | None = None,
         inputs: Sequence[str] = (), meta: Mapping[str, str] | None = None,
         message: str | None = None, progress: Progress | None = None,
-        link: str = "copy", rehash: bool = False, exclude: Sequence[str] = ()) -> AddResult:
+        link: str = "copy", rehash: bool = False, exclude: Sequence[str] = (),
+        no_inputs: bool = False) -> AddResult:
     """Store a file or directory as an artifact; with ``name``, move the name to it.
 
     A directory's files are filtered by the ignore rules: :data:`DEFAULT_IGNORES`,
@@ -60,6 +63,10 @@ def add(repo: Repository, path: Path | str, *, name: str | None = None, kind: st
     deeper ones last), then the ``exclude`` patterns (relative to ``path``); the last
     rule that matches a path decides. A broken symlink is skipped with a warning.
     What was skipped is counted in :attr:`AddResult.skipped`.
+
+    Provenance is not dropped silently: a new version of a name whose newest
+    version has inputs needs ``inputs`` again, or ``no_inputs=True`` to make it
+    without any on purpose (else :class:`UsageError`, before anything is stored).
 
     ``link`` is ``copy``, ``hardlink`` or ``move`` (see
     :meth:`casrepo.store.ObjectStore.put_files` for the trade-offs). Files
@@ -84,7 +91,13 @@ def add(repo: Repository, path: Path | str, *, name: str | None = None, kind: st
     if not issubclass(cls, wanted):
         raise UsageError(f"kind {cls.kind!r} cannot describe a "
                          f"{'directory' if is_dir else 'file'}")
+    if no_inputs and inputs:
+        raise UsageError("--no-inputs contradicts --input: give one or the other")
     input_ids = tuple(dict.fromkeys(repo.resolve_manifest(rev) for rev in inputs))
+    keep_provenance = name is not None and not input_ids and not no_inputs
+    if keep_provenance:
+        assert name is not None
+        _refuse_dropped_inputs(repo, name, repo.refs.read(RefKind.NAME, name))
     own, rest = field_setter(cls)(dict(meta or {}))
     reserved = sorted(set(own) & ADD_SETS)
     if reserved:
@@ -132,9 +145,14 @@ def add(repo: Repository, path: Path | str, *, name: str | None = None, kind: st
             content = {"content": results[0].id, "size": results[0].size,
                        "filename": source.name,
                        "executable": bool(scan[0].stat.st_mode & 0o111)}
-        oid, manifest, previous, unchanged = _commit(repo,
-            lambda previous: cls.model_validate({**common, **content, "previous": previous}),
-            name, message, present={result.id for result in results})
+        def build(previous: str | None) -> Manifest:
+            if keep_provenance:  # again: another writer may have moved the name since
+                assert name is not None
+                _refuse_dropped_inputs(repo, name, previous)
+            return cls.model_validate({**common, **content, "previous": previous})
+
+        oid, manifest, previous, unchanged = _commit(repo, build, name, message,
+                                                     present={result.id for result in results})
     if link == "move":
         for file in scan:
             with contextlib.suppress(FileNotFoundError):
@@ -144,6 +162,27 @@ def add(repo: Repository, path: Path | str, *, name: str | None = None, kind: st
                          tuple(warnings))
     return AddResult(oid, manifest, name, previous, written + 1, nbytes, False, skipped,
                      tuple(warnings))
+
+
+def _refuse_dropped_inputs(repo: Repository, name: str, newest: str | None) -> None:
+    """Refuse a version of ``name`` made without inputs when its ``newest`` version
+    had some: the lineage of the new version would silently stop there."""
+    if newest is None:
+        return
+    inputs = [link.id for link in links_of(repo.document(newest)) if link.rel is Rel.INPUT]
+    if not inputs:
+        return
+    described = []
+    for oid in dict.fromkeys(inputs):
+        try:
+            label = repo.document(oid).get("name")
+        except CasrepoError:
+            label = None  # gone or damaged: the id still says which it was
+        described.append(f"{label} ({oid[:12]})" if isinstance(label, str) else oid[:12])
+    raise UsageError(f"the newest version of {name} ({newest[:12]}) was made from "
+                     f"{', '.join(described)}; a new version without --input would drop that "
+                     "provenance: give its inputs again with --input REV, or --no-inputs to "
+                     "make it without any on purpose")
 
 
 def _put_scanned(repo: Repository, source: Path, scan: Sequence[_Scanned], is_dir: bool, link: str,

@@ -81,6 +81,9 @@ def init(path: str, as_json: bool) -> None:
 @click.option("--kind", metavar="KIND", help="The manifest kind (default: file or directory).")
 @click.option("--input", "inputs", multiple=True, metavar="REV",
               help="An artifact this one was derived from (repeatable).")
+@click.option("--no-inputs", is_flag=True,
+              help="Make a new version of --name without inputs even though its newest version "
+                   "has some (without it, that is refused).")
 @click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE",
               help="Metadata to record (repeatable); keys naming fields of --kind set them.")
 @click.option("--link", type=click.Choice(["copy", "hardlink", "move"]), default="copy",
@@ -99,7 +102,7 @@ def init(path: str, as_json: bool) -> None:
 @json_option
 @pass_state
 def add(state: State, path: str, name: str | None, kind: str | None, inputs: tuple[str, ...],
-        meta: tuple[str, ...], link: str, rehash: bool, exclude: tuple[str, ...],
+        no_inputs: bool, meta: tuple[str, ...], link: str, rehash: bool, exclude: tuple[str, ...],
         message: str | None, as_json: bool) -> None:
     """Store a file or directory as an artifact and print its manifest id."""
     _check_name(name, "name", "--name")
@@ -116,7 +119,7 @@ def add(state: State, path: str, name: str | None, kind: str | None, inputs: tup
     with line:
         result = repo.add(path, name=name, kind=kind, inputs=inputs, meta=parsed_meta,
                           message=message, progress=progress, link=link, rehash=rehash,
-                          exclude=exclude)
+                          exclude=exclude, no_inputs=no_inputs)
     for warning in result.warnings:
         info(f"warning: {warning}")
     if result.skipped:
