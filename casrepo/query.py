@@ -143,9 +143,11 @@ def _select(kinds: Sequence[str], name: str | None, conditions: Sequence[Conditi
                   "m.n AS n, m.time AS time FROM manifests m JOIN objects o ON o.n = m.n")
     else:
         # The names' current targets, as the index last caught up with the ref log.
+        # CROSS JOIN keeps the names the outer loop: a few thousand names, rather
+        # than every manifest of a kind, which SQLite would otherwise start from.
         source = ("SELECT o.id AS id, substr(r.ref, 7) AS name, m.kind AS kind, "
                   "m.created AS created, m.n AS n, m.time AS time FROM refs r "
-                  "JOIN objects o ON o.id = r.id JOIN manifests m ON m.n = o.n "
+                  "CROSS JOIN objects o ON o.id = r.id CROSS JOIN manifests m ON m.n = o.n "
                   "WHERE r.ref >= 'names/' AND r.ref < 'names0'")
     if kinds:
         where.append(f"c.kind IN ({','.join('?' * len(kinds))})")
@@ -177,11 +179,14 @@ def _select(kinds: Sequence[str], name: str | None, conditions: Sequence[Conditi
     if end is not None:
         where.append("c.time <= ?")
         params.append(end)
-    keys, key_params = _order(order)
-    sql = (f"{prefix}SELECT c.id, c.name, c.kind, c.created, c.n FROM ({source}) c"
+    join = ""
+    if order.field == "meta":
+        # The sort key's row, joined once (not looked up once per ORDER BY term).
+        join = " LEFT JOIN meta s ON s.n = c.n AND s.key = ?"
+        params.insert(1 if source_id is not None else 0, order.meta_key)
+    sql = (f"{prefix}SELECT c.id, c.name, c.kind, c.created, c.n FROM ({source}) c{join}"
            + (f" WHERE {' AND '.join(where)}" if where else "")
-           + f" ORDER BY {keys}")
-    params.extend(key_params)
+           + f" ORDER BY {_order(order)}")
     if limit is not None:
         sql += " LIMIT ?"
         params.append(limit)
@@ -204,19 +209,16 @@ def _meta_test(condition: Condition) -> tuple[str, list[Any]]:
             [number, condition.value])
 
 
-def _order(order: SortKey) -> tuple[str, list[Any]]:
+def _order(order: SortKey) -> str:
     """ORDER BY terms: what is missing last, ties by name, newest first, then id."""
     direction = " DESC" if order.descending else ""
     ties = "c.name IS NULL, c.name, c.time IS NULL, c.time DESC, c.id"
     if order.field == "created":
-        return f"c.time IS NULL, c.time{direction}, {ties}", []
+        return f"c.time IS NULL, c.time{direction}, {ties}"
     if order.field == "name":
-        return f"c.name IS NULL, c.name{direction}, c.time IS NULL, c.time DESC, c.id", []
-    # meta.KEY: numbers (as numbers) before text, a manifest without KEY last.
-    num = "(SELECT x.num FROM meta x WHERE x.n = c.n AND x.key = ?)"
-    text = "(SELECT x.text FROM meta x WHERE x.n = c.n AND x.key = ?)"
-    return (f"{text} IS NULL, {num} IS NULL, {num}{direction}, {text}{direction}, {ties}",
-            [order.meta_key] * 4)
+        return f"c.name IS NULL, c.name{direction}, c.time IS NULL, c.time DESC, c.id"
+    # meta.KEY (the row joined as s): numbers (as numbers) before text, without KEY last.
+    return (f"s.text IS NULL, s.num IS NULL, s.num{direction}, s.text{direction}, {ties}")
 
 
 def _meta_of(conn: sqlite3.Connection, numbers: list[int]) -> dict[int, dict[str, Any]]:
