@@ -158,9 +158,18 @@ def _select(kinds: Sequence[str], name: str | None, conditions: Sequence[Conditi
         where.append("c.name GLOB ?")
         params.append(name.replace("[!", "[^"))
     for condition in conditions:
-        test, values = _meta_test(condition)
-        where.append(f"EXISTS (SELECT 1 FROM meta x WHERE x.n = c.n AND x.key = ?{test})")
-        params.extend([condition.key, *values])
+        if all_versions:
+            # Every manifest is a candidate: let the meta indexes (key, num) and
+            # (key, text) find the few that match, rather than test each one.
+            test, values = _meta_lookup(condition)
+            where.append(f"c.n IN ({test})")
+            params.extend(values)
+        else:
+            # A few thousand names: test each (an IN list here makes SQLite probe
+            # the list once per name).
+            test, values = _meta_test(condition)
+            where.append(f"EXISTS (SELECT 1 FROM meta x WHERE x.n = c.n AND x.key = ?{test})")
+            params.extend([condition.key, *values])
     if input_id is not None:
         where.append("EXISTS (SELECT 1 FROM links l JOIN objects d ON d.n = l.dst "
                      "WHERE l.src = c.n AND d.id = ? AND l.rel = 'input')")
@@ -207,6 +216,23 @@ def _meta_test(condition: Condition) -> tuple[str, list[Any]]:
     # Numbers as numbers when both sides are; a value that is not a number as text.
     return (f" AND ((x.num IS NOT NULL AND x.num {op} ?) OR (x.num IS NULL AND x.text {op} ?))",
             [number, condition.value])
+
+
+def _meta_lookup(condition: Condition) -> tuple[str, list[Any]]:
+    """A SELECT of the manifests (``n``) whose meta entry matches, and its parameters:
+    :func:`_meta_test` in a form SQLite answers from the range of an index."""
+    from casrepo.index import as_number
+
+    if condition.op is None:
+        return "SELECT n FROM meta WHERE key = ?", [condition.key]
+    assert condition.value is not None
+    op = condition.op
+    number = as_number(condition.value)
+    if number is None:
+        return f"SELECT n FROM meta WHERE key = ? AND text {op} ?", [condition.key, condition.value]
+    return (f"SELECT n FROM meta WHERE key = ? AND num {op} ? UNION ALL "
+            f"SELECT n FROM meta WHERE key = ? AND num IS NULL AND text {op} ?",
+            [condition.key, number, condition.key, condition.value])
 
 
 def _order(order: SortKey) -> str:

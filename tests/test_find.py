@@ -95,6 +95,48 @@ def test_each_operator(repo: Repository, zoo: dict[str, str], expr: str,
     assert names(repo.find(meta=[expr])) == expected
 
 
+def _holds(meta: dict[str, Any], expr: str) -> bool:
+    """The rule of design.md, in Python: a reference for both SQL forms of find."""
+    import json
+    import operator
+    import re
+
+    key, op, value = re.fullmatch(r"([^=!<>]+)(!=|>=|<=|=|>|<)?(.*)", expr).groups()  # type: ignore[union-attr]
+    if key not in meta:
+        return False
+    if op is None:
+        return True
+    stored = meta[key]
+    number = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+    def as_number(v: Any) -> float | None:
+        if isinstance(v, bool):
+            return None
+        if isinstance(v, int | float):
+            return float(v)
+        return float(v) if isinstance(v, str) and number.fullmatch(v) else None
+
+    ops = {"=": operator.eq, "!=": operator.ne, ">": operator.gt, ">=": operator.ge,
+           "<": operator.lt, "<=": operator.le}
+    left, right = as_number(stored), as_number(value)
+    if left is not None and right is not None:
+        return bool(ops[op](left, right))
+    text = stored if isinstance(stored, str) else json.dumps(stored)
+    return bool(ops[op](text, value))
+
+
+@pytest.mark.parametrize("expr", ["auc", "auc>0.9", "auc<=0.91", "auc=0.93", "auc!=0.85",
+                                  "epochs>9", "epochs<10", "epochs>=n", "rows>=950",
+                                  "source=crm", "source>cr", "stage!=dev", "stage<p"])
+def test_every_version_agrees_with_the_rule(repo: Repository, zoo: dict[str, str],
+                                            expr: str) -> None:
+    # --all-versions asks the meta indexes, the default tests each name: both obey the rule.
+    expected = {oid for oid in zoo.values() if _holds(repo.load(oid).meta, expr)}
+    assert set(ids_of(repo.find(meta=[expr], all_versions=True))) == expected
+    newest = {oid for oid in expected if oid not in (zoo["m1"], zoo["bare"])}
+    assert set(ids_of(repo.find(meta=[expr]))) == newest
+
+
 def test_numbers_compare_as_numbers_text_as_text(repo: Repository, zoo: dict[str, str]) -> None:
     # 10 > 9 as numbers (as text "10" < "9"); "n/a" is not a number: "n/a" > "9" as text.
     assert ids_of(repo.find(meta=["epochs>9"], all_versions=True)) == [zoo["m2"], zoo["other"]]
