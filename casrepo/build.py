@@ -1,5 +1,6 @@
-"""Building artifacts: ``add`` of a file or directory (scanning, the stat cache,
-storing, the manifest), and saving manifests under a name by compare-and-swap."""
+"""Building artifacts: ``add`` of a file or directory (scanning with the ignore rules,
+the stat cache, storing, the manifest), and saving manifests under a name by
+compare-and-swap."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 from pydantic import ValidationError
 
 from casrepo.canonical import LINK_KEY
-from casrepo.errors import InvalidName, RefChanged, UsageError
+from casrepo.errors import CasrepoError, InvalidName, RefChanged, UsageError
 from casrepo.ids import is_utf8, ref_name_problem, require_utf8, shown
 from casrepo.manifest import (
     AnyManifest,
@@ -24,7 +25,9 @@ from casrepo.manifest import (
     FileArtifact,
     GenericManifest,
     Manifest,
+    Rel,
     field_setter,
+    links_of,
 )
 from casrepo.naming import pin
 from casrepo.refs import RefKind
@@ -32,6 +35,8 @@ from casrepo.statcache import Recorded, unchanged_id
 from casrepo.store import PutResult
 
 if TYPE_CHECKING:
+    from pathspec import GitIgnoreSpec
+
     from casrepo.repository import Repository
 
 _PLACEHOLDER_ID = "0" * 64
@@ -41,12 +46,27 @@ ADD_SETS = frozenset({"content", "size", "filename", "executable", "entries"})
 Progress = Callable[[str, int], None]
 """Progress callback: (path just stored, its size in bytes)."""
 
+IGNORE_FILE = ".casrepoignore"
+DEFAULT_IGNORES = (".git/", ".casrepo/", "__pycache__/", ".DS_Store")
+"""Left out of every directory added (gitignore syntax), unless a rule says otherwise."""
+
 
 def add(repo: Repository, path: Path | str, *, name: str | None = None, kind: str | None = None,
         inputs: Sequence[str] = (), meta: Mapping[str, str] | None = None,
         message: str | None = None, progress: Progress | None = None,
-        link: str = "copy", rehash: bool = False) -> AddResult:
+        link: str = "copy", rehash: bool = False, exclude: Sequence[str] = (),
+        no_inputs: bool = False) -> AddResult:
     """Store a file or directory as an artifact; with ``name``, move the name to it.
+
+    A directory's files are filtered by the ignore rules: :data:`DEFAULT_IGNORES`,
+    then each ``.casrepoignore`` file (gitignore syntax, relative to its directory,
+    deeper ones last), then the ``exclude`` patterns (relative to ``path``); the last
+    rule that matches a path decides. A broken symlink is skipped with a warning.
+    What was skipped is counted in :attr:`AddResult.skipped`.
+
+    Provenance is not dropped silently: a new version of a name whose newest
+    version has inputs needs ``inputs`` again, or ``no_inputs=True`` to make it
+    without any on purpose (else :class:`UsageError`, before anything is stored).
 
     ``link`` is ``copy``, ``hardlink`` or ``move`` (see
     :meth:`casrepo.store.ObjectStore.put_files` for the trade-offs). Files
@@ -71,7 +91,13 @@ def add(repo: Repository, path: Path | str, *, name: str | None = None, kind: st
     if not issubclass(cls, wanted):
         raise UsageError(f"kind {cls.kind!r} cannot describe a "
                          f"{'directory' if is_dir else 'file'}")
+    if no_inputs and inputs:
+        raise UsageError("--no-inputs contradicts --input: give one or the other")
     input_ids = tuple(dict.fromkeys(repo.resolve_manifest(rev) for rev in inputs))
+    keep_provenance = name is not None and not input_ids and not no_inputs
+    if keep_provenance:
+        assert name is not None
+        _refuse_dropped_inputs(repo, name, repo.refs.read(RefKind.NAME, name))
     own, rest = field_setter(cls)(dict(meta or {}))
     reserved = sorted(set(own) & ADD_SETS)
     if reserved:
@@ -87,8 +113,10 @@ def add(repo: Repository, path: Path | str, *, name: str | None = None, kind: st
     if not is_dir:
         _require_utf8_name(str(source), source.name)
     started_ns = time.time_ns()  # before any stat the stat cache may record
+    skipped = 0
+    warnings: list[str] = []
     if is_dir:
-        scan = _scan_directory(source, repo.dir)
+        scan, skipped, warnings = scan_directory(source, repo.dir, exclude)
     else:
         scan = [_Scanned(source.name, str(source), source.stat())]
     common: dict[str, Any] = dict(name=name, message=message, meta=rest,
@@ -117,17 +145,45 @@ def add(repo: Repository, path: Path | str, *, name: str | None = None, kind: st
             content = {"content": results[0].id, "size": results[0].size,
                        "filename": source.name,
                        "executable": bool(scan[0].stat.st_mode & 0o111)}
-        oid, manifest, previous, unchanged = _commit(repo,
-            lambda previous: cls.model_validate({**common, **content, "previous": previous}),
-            name, message, present={result.id for result in results},
-            source=project_path(repo, source))
+        def build(previous: str | None) -> Manifest:
+            if keep_provenance:  # again: another writer may have moved the name since
+                assert name is not None
+                _refuse_dropped_inputs(repo, name, previous)
+            return cls.model_validate({**common, **content, "previous": previous})
+
+        oid, manifest, previous, unchanged = _commit(repo, build, name, message,
+                                                     present={result.id for result in results},
+                                                     source=project_path(repo, source))
     if link == "move":
         for file in scan:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(file.path)
     if unchanged:
-        return AddResult(oid, manifest, name, previous, written, nbytes, True)
-    return AddResult(oid, manifest, name, previous, written + 1, nbytes, False)
+        return AddResult(oid, manifest, name, previous, written, nbytes, True, skipped,
+                         tuple(warnings))
+    return AddResult(oid, manifest, name, previous, written + 1, nbytes, False, skipped,
+                     tuple(warnings))
+
+
+def _refuse_dropped_inputs(repo: Repository, name: str, newest: str | None) -> None:
+    """Refuse a version of ``name`` made without inputs when its ``newest`` version
+    had some: the lineage of the new version would silently stop there."""
+    if newest is None:
+        return
+    inputs = [link.id for link in links_of(repo.document(newest)) if link.rel is Rel.INPUT]
+    if not inputs:
+        return
+    described = []
+    for oid in dict.fromkeys(inputs):
+        try:
+            label = repo.document(oid).get("name")
+        except CasrepoError:
+            label = None  # gone or damaged: the id still says which it was
+        described.append(f"{label} ({oid[:12]})" if isinstance(label, str) else oid[:12])
+    raise UsageError(f"the newest version of {name} ({newest[:12]}) was made from "
+                     f"{', '.join(described)}; a new version without --input would drop that "
+                     "provenance: give its inputs again with --input REV, or --no-inputs to "
+                     "make it without any on purpose")
 
 
 def _put_scanned(repo: Repository, source: Path, scan: Sequence[_Scanned], is_dir: bool, link: str,
@@ -285,6 +341,11 @@ class AddResult:
     objects_written: int
     bytes_written: int
     unchanged: bool = False
+    skipped: int = 0
+    """Paths of a directory left out by the ignore rules, and broken symlinks (a
+    directory left out counts once, whatever it holds)."""
+    warnings: tuple[str, ...] = ()
+    """What was skipped for a reason other than the rules (a broken symlink)."""
 
 
 def _check_fields(cls: type[Manifest], common: dict[str, Any], is_dir: bool) -> None:
@@ -311,7 +372,7 @@ def _same_version(previous: dict[str, Any], document: dict[str, Any]) -> bool:
 
 
 class _Scanned(NamedTuple):
-    """One file found by :func:`_scan_directory`."""
+    """One file found by :func:`scan_directory`."""
 
     rel: str
     """Its path relative to the directory added (POSIX)."""
@@ -320,38 +381,65 @@ class _Scanned(NamedTuple):
     """Taken before its bytes are read (the stat cache records it)."""
 
 
-def _scan_directory(root: Path, repo_dir: Path) -> list[_Scanned]:
-    """Every file under ``root`` (sorted by relative POSIX path), checked before
-    writing.
+_Rules: TypeAlias = "list[tuple[str, GitIgnoreSpec]]"
+"""Ignore rules in the order they apply: (the directory they are relative to, as a
+prefix of relative paths such as "" or "sub/", the patterns)."""
+
+
+def scan_directory(root: Path, repo_dir: Path,
+                    exclude: Sequence[str] = ()) -> tuple[list[_Scanned], int, list[str]]:
+    """Every file under ``root`` that the ignore rules keep (sorted by relative POSIX
+    path), checked before writing; how many paths were skipped; warnings.
 
     The repository's own directory is left out: ``add .`` in the project stores
     the project, not the store inside it."""
+    from pathspec import GitIgnoreSpec  # only an add of a directory pays for it
+
+    defaults = [("", GitIgnoreSpec.from_lines(DEFAULT_IGNORES))]
+    try:
+        given = [("", GitIgnoreSpec.from_lines(exclude))] if exclude else []
+    except ValueError as e:  # pathspec's error for a malformed pattern
+        raise UsageError(f"--exclude: {e}") from None
     scan: list[_Scanned] = []
+    skipped = 0
+    warnings: list[str] = []
     try:
         repo_st = os.stat(repo_dir)
         skip = (repo_st.st_dev, repo_st.st_ino)
     except OSError:
         skip = None
-    pending = [(str(root), "")]
+    pending: list[tuple[str, str, _Rules]] = [(str(root), "", [])]
     while pending:
-        directory, prefix = pending.pop()
+        directory, prefix, inherited = pending.pop()
         try:
             with os.scandir(directory) as it:
                 entries = sorted(it, key=lambda entry: entry.name)  # errors in a stable order
         except OSError as e:
             raise UsageError(f"cannot add {root}: cannot read {e.filename}: {e.strerror}") from None
+        files = inherited + _ignore_file(directory, prefix, entries, GitIgnoreSpec)
+        rules = defaults + files + given
         for entry in entries:
             rel = prefix + entry.name
+            is_dir = entry.is_dir(follow_symlinks=False)
+            if _ignored(rules, rel, is_dir):
+                skipped += 1
+                continue
             _require_utf8_name(entry.path, entry.name)
             try:
-                if entry.is_dir(follow_symlinks=False):
+                if is_dir:
                     st = entry.stat(follow_symlinks=False)
                     if (st.st_dev, st.st_ino) != skip:
-                        pending.append((entry.path, rel + "/"))
+                        pending.append((entry.path, rel + "/", files))
                     continue
                 st = entry.stat()  # follows a symlink to a file: its content is stored
             except FileNotFoundError:
-                raise UsageError(f"cannot add {entry.path}: broken symlink") from None
+                if not entry.is_symlink():
+                    raise UsageError(f"cannot add {root}: {entry.path} disappeared while "
+                                     "it was read") from None
+                # Skipped, not fatal: one dangling link must not stop an add halfway.
+                warnings.append(f"skipped {entry.path}: a broken symlink")
+                skipped += 1
+                continue
             except OSError as e:
                 raise UsageError(f"cannot add {root}: cannot read {entry.path}: "
                                  f"{e.strerror}") from None
@@ -362,7 +450,37 @@ def _scan_directory(root: Path, repo_dir: Path) -> list[_Scanned]:
                 raise UsageError(f"cannot add {entry.path}: not a regular file")
             scan.append(_Scanned(rel, entry.path, st))
     scan.sort(key=lambda item: item.rel)
-    return scan
+    return scan, skipped, warnings
+
+
+def _ignore_file(directory: str, prefix: str, entries: Sequence[os.DirEntry[str]],
+                 spec_class: type[GitIgnoreSpec]) -> _Rules:
+    """The rules of ``directory``'s own ``.casrepoignore``, if it has one."""
+    if not any(entry.name == IGNORE_FILE and entry.is_file() for entry in entries):
+        return []
+    path = os.path.join(directory, IGNORE_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError:
+        raise UsageError(f"cannot read {path}: not UTF-8 text") from None
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        return [(prefix, spec_class.from_lines(lines))]
+    except ValueError as e:  # pathspec's error for a malformed pattern
+        raise UsageError(f"{path}: {e}") from None
+
+
+def _ignored(rules: _Rules, rel: str, is_dir: bool) -> bool:
+    """Whether the last rule matching ``rel`` (a directory as ``rel/``) excludes it."""
+    verdict: bool | None = None
+    for base, spec in rules:
+        if rel.startswith(base):
+            include = spec.check_file(rel[len(base):] + ("/" if is_dir else "")).include
+            if include is not None:
+                verdict = include
+    return bool(verdict)
 
 
 def _require_utf8_name(path: str, name: str) -> None:

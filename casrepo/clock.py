@@ -74,3 +74,16 @@ def parse_expire(text: str, reference: datetime | None = None) -> datetime | Non
             "or an ISO date)"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_when(text: str, reference: datetime | None = None) -> datetime:
+    """A moment for --since/--until: 'now', a duration ago ('14d', '2.weeks.ago') or an
+    ISO 8601 date or time (UTC unless it says otherwise)."""
+    try:
+        moment = parse_expire(text, reference)
+    except UsageError:
+        moment = None
+    if moment is None:
+        raise UsageError(f"not a time: {text!r} (use 'now', a duration such as '14d' "
+                         "or an ISO date)")
+    return moment

@@ -4,7 +4,8 @@ A manifest records what it was made from, never what was made from it, so
 "what was made from X?" needs every link searchable by its target. The index
 (``.casrepo/index.sqlite``) holds every manifest casrepo has written or found
 from a name or tag: its kind, name, label, created time and message, and
-each of its links with the relation.
+each of its links with the relation, and its ``meta`` entries (as text and, when
+they are numbers, as numbers) for ``find``.
 
 It is a cache; deleting it loses nothing. Writers record each manifest they
 store. A reader first catches up with the ref log (a name moved to a manifest
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import re
 import sqlite3
@@ -23,6 +25,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -48,7 +51,8 @@ if TYPE_CHECKING:
     from multiprocessing.context import BaseContext
 
 INDEX_FILE = "index.sqlite"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+"""3 added ``manifests.time`` and the ``meta`` table (``find``); an older index is rebuilt."""
 BUSY_TIMEOUT = 60.0
 _CHUNK = 500
 _MANIFEST = Target.MANIFEST.value
@@ -60,7 +64,9 @@ and sqlite3 decodes it as UTF-8: then the error is a UnicodeDecodeError."""
 _TABLES = """
 CREATE TABLE objects (n INTEGER PRIMARY KEY, id TEXT NOT NULL);
 CREATE TABLE manifests (n INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT, label TEXT,
-                        created TEXT, message TEXT);
+                        created TEXT, message TEXT, time REAL);
+CREATE TABLE meta (n INTEGER NOT NULL, key TEXT NOT NULL, text TEXT NOT NULL, num NUMERIC,
+                   json TEXT);
 CREATE TABLE links (src INTEGER NOT NULL, dst INTEGER NOT NULL, rel TEXT NOT NULL,
                     target TEXT NOT NULL);
 CREATE TABLE refs (ref TEXT PRIMARY KEY, id TEXT NOT NULL);
@@ -72,7 +78,11 @@ _INDEXES = """
 CREATE UNIQUE INDEX objects_by_id ON objects (id);
 CREATE UNIQUE INDEX links_by_src ON links (src, dst, rel);
 CREATE INDEX links_by_dst ON links (dst);
-CREATE INDEX refs_by_id ON refs (id)
+CREATE INDEX refs_by_id ON refs (id);
+CREATE INDEX manifests_by_kind ON manifests (kind);
+CREATE UNIQUE INDEX meta_by_n ON meta (n, key);
+CREATE INDEX meta_by_num ON meta (key, num);
+CREATE INDEX meta_by_text ON meta (key, text)
 """
 
 
@@ -119,10 +129,14 @@ def describe(oid: str, document: dict[str, Any]) -> IndexedManifest:
                            text("message"))
 
 
+MetaRow = tuple[str, str, int | float | None, str | None]
+"""One ``meta`` entry as the index holds it: key, text, number (or None), JSON (None
+when the value is a string: then the text is the value)."""
 _Row = tuple[str, str, str | None, str | None, str | None, str | None,
-             list[tuple[str, str, str]]]
-"""A manifest as plain values: id, kind, name, label, created, message and its
-links as (id, rel, target). Cheap to make, to send between processes and to bind."""
+             list[tuple[str, str, str]], float | None, list[MetaRow]]
+"""A manifest as plain values: id, kind, name, label, created, message, its
+links as (id, rel, target), its created time as a Unix time and its meta entries.
+Cheap to make, to send between processes and to bind."""
 T = TypeVar("T")
 
 
@@ -186,7 +200,7 @@ class ManifestIndex:
             if conn is None or _state(conn, "complete") != 1:
                 return
             with transaction(conn):
-                _insert(conn, [_as_row(describe(oid, document), links)])
+                _insert(conn, [_as_row(oid, document, links)])
         except (sqlite3.Error, UnicodeDecodeError):
             self.close()  # a damaged file is rebuilt by its next reader
 
@@ -203,6 +217,7 @@ class ManifestIndex:
                     numbers = [n for (n,) in conn.execute(
                         f"SELECT n FROM objects WHERE id IN ({marks})", chunk)]
                     conn.executemany("DELETE FROM links WHERE src = ?", ((n,) for n in numbers))
+                    conn.executemany("DELETE FROM meta WHERE n = ?", ((n,) for n in numbers))
                     conn.executemany("DELETE FROM manifests WHERE n = ?", ((n,) for n in numbers))
         except (sqlite3.Error, UnicodeDecodeError):
             # An index we cannot correct must not outlive the objects: drop it.
@@ -221,6 +236,11 @@ class ManifestIndex:
     def sync(self) -> sqlite3.Connection:
         """The index, made current: rebuilt if unusable, else caught up with the ref log."""
         return self._query(lambda conn: conn)
+
+    def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``query`` on the index made current (for queries of other modules,
+        such as :mod:`casrepo.query`); an unusable index is rebuilt first."""
+        return self._query(query)
 
     def _query(self, query: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``query`` on the current index; an unusable index is rebuilt once."""
@@ -439,7 +459,7 @@ class ManifestIndex:
         # same answer and the same warning.
         try:
             document, data = self.manifest_store.read_verified(oid)
-            return _as_row(describe(oid, document), self.manifest_store.links(document, data))
+            return _as_row(oid, document, self.manifest_store.links(document, data))
         except CasrepoError as e:
             self.warnings.append(str(e))
             return None
@@ -535,9 +555,66 @@ class ManifestIndex:
 PARALLEL_FROM = 20_000
 """Objects to read before a rebuild reads them in several processes."""
 
-def _as_row(info: IndexedManifest, links: list[Link]) -> _Row:
+def _as_row(oid: str, document: dict[str, Any], links: list[Link]) -> _Row:
+    info = describe(oid, document)
+    fields = document["value"] if is_legacy(document) else document
     return (info.id, info.kind, info.name, info.label, info.created, info.message,
-            [(k.id, k.rel._value_, k.target._value_) for k in links])
+            [(k.id, k.rel._value_, k.target._value_) for k in links], unix_time(info.created),
+            meta_rows(fields.get("meta")))
+
+
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_INTEGER = re.compile(r"[+-]?\d+")
+_SQLITE_INT = 2 ** 63
+
+
+def as_number(value: Any) -> int | float | None:
+    """``value`` as a number when it is one: a JSON number (not a bool) or a string
+    spelling a finite decimal number ("10", "0.91", "-1e3"); None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        if len(value) > 400 or not _NUMBER.fullmatch(value):
+            return None
+        value = int(value) if _INTEGER.fullmatch(value) else float(value)
+    if isinstance(value, int):
+        # SQLite's integers are 64-bit: a larger one is compared as a float.
+        return value if -_SQLITE_INT <= value < _SQLITE_INT else float(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    return None
+
+
+def meta_rows(meta: Any) -> list[MetaRow]:
+    """The index's rows for a manifest's ``meta`` object (none for anything else)."""
+    if not isinstance(meta, dict):
+        return []
+    rows: list[MetaRow] = []
+    for key, value in meta.items():
+        if isinstance(value, str):
+            rows.append((key, value, as_number(value), None))
+        else:
+            text = canonical_text(value)
+            rows.append((key, text, as_number(value), text))
+    return rows
+
+
+def unix_time(created: str | None) -> float | None:
+    """A ``created`` text as a Unix time (a time without a zone is UTC); None when it
+    is not an ISO 8601 time. Compared as numbers, unlike the texts ("…:05Z" sorts
+    before "…:05.5Z" as a number, after it as text)."""
+    if created is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(created)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        return moment.timestamp()
+    except (OverflowError, ValueError):
+        return None
 
 
 def _read_plain(manifests: ManifestStore, shards: list[tuple[str, str]],
@@ -563,7 +640,7 @@ def _read_plain(manifests: ManifestStore, shards: list[tuple[str, str]],
                     links = manifests.links(document, data)
                 except CasrepoError:
                     continue
-                row = _as_row(describe(info.id, document), links)
+                row = _as_row(info.id, document, links)
             rows.append(row)
     return rows
 
@@ -599,7 +676,8 @@ def _canonical_row(oid: str, data: bytes) -> _Row | None:
     name, filename, created, message = (
         value if isinstance(value, str) else None
         for value in map(document.get, ("name", "filename", "created", "message")))
-    return oid, kind, name, name or filename, created, message, links
+    return (oid, kind, name, name or filename, created, message, links, unix_time(created),
+            meta_rows(document.get("meta")))
 
 
 def _read_plain_in_worker(shape: tuple[str, int, int, float | None],
@@ -662,7 +740,7 @@ def _is_indexed(conn: sqlite3.Connection, oid: str) -> bool:
 
 def _create_schema(conn: sqlite3.Connection, rows: list[_Row]) -> None:
     """Replace every table with ``rows`` (inside the caller's transaction)."""
-    for table in ("objects", "manifests", "links", "refs", "state"):
+    for table in ("objects", "manifests", "links", "meta", "refs", "state"):
         conn.execute(f"DROP TABLE IF EXISTS {table}")
     for statement in _TABLES.split(";"):
         conn.execute(statement)
@@ -695,8 +773,12 @@ def _insert(conn: sqlite3.Connection, rows: list[_Row]) -> None:
 def _insert_rows(conn: sqlite3.Connection, rows: list[_Row], numbers: dict[str, int],
                  verb: str) -> None:
     conn.executemany(
-        f"{verb} INTO manifests (n, kind, name, label, created, message) VALUES (?, ?, ?, ?, ?, ?)",
-        ((numbers[row[0]], *row[1:6]) for row in rows))
+        f"{verb} INTO manifests (n, kind, name, label, created, message, time) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        ((numbers[row[0]], *row[1:6], row[7]) for row in rows))
+    conn.executemany(
+        f"{verb} INTO meta (n, key, text, num, json) VALUES (?, ?, ?, ?, ?)",
+        ((numbers[row[0]], *entry) for row in rows for entry in row[8]))
     conn.executemany(
         f"{verb} INTO links (src, dst, rel, target) VALUES (?, ?, ?, ?)",
         ((numbers[row[0]], numbers[dst], rel, target)

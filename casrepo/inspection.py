@@ -328,7 +328,7 @@ def _path_state(repo: Repository, path: Path, manifest: AnyManifest) -> str:
 def _same_directory(repo: Repository, root: Path, manifest: DirectoryArtifact) -> bool:
     try:
         # The scan add itself makes: what add would store is what is compared.
-        scanned = build._scan_directory(root, repo.dir)
+        scanned, _, _ = build.scan_directory(root, repo.dir)
     except UsageError:
         return False  # add would refuse it (a broken link, a fifo): not what was stored
     if [s.rel for s in scanned] != [e.path for e in manifest.entries]:

@@ -5,7 +5,7 @@ manifest store, the index, the locks) and reads manifests; each family of verbs
 lives in a module of its own and is reached through it: revs (:mod:`casrepo.revs`),
 add and save (:mod:`casrepo.build`), get (:mod:`casrepo.checkout`), names and tags
 (:mod:`casrepo.naming`), versions and pruned data (:mod:`casrepo.versions`), ls, diff
-and status (:mod:`casrepo.inspection`).
+and status (:mod:`casrepo.inspection`), find (:mod:`casrepo.query`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from casrepo import build, checkout, clock, inspection, naming, revs, versions
+from casrepo import build, checkout, clock, inspection, naming, query, revs, versions
 from casrepo.config import CONFIG_FILE, Config, load_config
 from casrepo.durable import fsync_dir, open_up_dir
 from casrepo.errors import (
@@ -192,6 +192,8 @@ class Repository:
     pruned_record = versions.pruned_record
     data_pruned = versions.data_pruned
     check_data = versions.check_data
+
+    find = query.find
 
     # -- manifests -----------------------------------------------------------------
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from casrepo.index import IndexStats
     from casrepo.inspection import DiffResult, LsResult, StatusResult
     from casrepo.naming import RefEntry
+    from casrepo.query import Found
     from casrepo.refs import RefLogEntry
     from casrepo.remote import RemoteRef
     from casrepo.remote.gc import RemoteGCReport
@@ -41,7 +42,13 @@ def added(result: AddResult, kind: str, files: int, size: int) -> dict[str, Any]
     return {"id": result.id, "kind": kind, "name": result.name, "previous": result.previous,
             "unchanged": result.unchanged, "files": files, "size": size,
             "objects_written": 0 if result.unchanged else result.objects_written,
-            "bytes_written": result.bytes_written}
+            "bytes_written": result.bytes_written, "skipped": result.skipped}
+
+
+def found(results: Iterable[Found]) -> list[dict[str, Any]]:
+    """``find``: one object per manifest, in the order found."""
+    return [{"id": f.id, "name": f.name, "kind": f.kind, "created": f.created, "meta": f.meta}
+            for f in results]
 
 
 def ref_set(label: str, ref: str, oid: str, previous: str | None) -> dict[str, Any]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ast
 import importlib
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import casrepo
 
@@ -33,3 +35,23 @@ def test_every_public_name_resolves_from_its_module() -> None:
     for name, module in casrepo._WHERE.items():
         assert getattr(casrepo, name) is getattr(importlib.import_module(f"casrepo.{module}"), name)
     assert dir(casrepo) == casrepo.__all__
+
+
+def _contracts() -> list[dict[str, Any]]:
+    config = tomllib.loads((Path(casrepo.__file__).parent.parent / "pyproject.toml").read_text())
+    contracts: list[dict[str, Any]] = config["tool"]["importlinter"]["contracts"]
+    return contracts
+
+
+def test_every_module_is_under_the_import_contracts() -> None:
+    """A module missing from the contracts would be free to import anything: each
+    one is a layer and (the command line aside) forbidden to import the CLI."""
+    package = Path(casrepo.__file__).parent
+    modules = {p.stem for p in package.glob("*.py") if p.stem not in ("__init__", "__main__")}
+    modules |= {p.parent.name for p in package.glob("*/__init__.py")}
+    contracts = _contracts()
+    layered = {name.strip() for contract in contracts if contract["type"] == "layers"
+               for layer in contract["layers"] for name in layer.split("|")}
+    assert layered == modules
+    forbidden = next(c for c in contracts if c["type"] == "forbidden")
+    assert {m.removeprefix("casrepo.") for m in forbidden["source_modules"]} == modules - {"cli"}

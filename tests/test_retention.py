@@ -40,7 +40,7 @@ def history(repo: Repository, project: Path) -> dict[str, str]:
     ids = {"raw1": add(repo, project, "raw one", "raw")}
     ids["m1"] = add(repo, project, "model one", "model")
     ids["m2"] = add(repo, project, "model two", "model", inputs=[ids["raw1"]])
-    ids["m3"] = add(repo, project, "model final", "model")
+    ids["m3"] = add(repo, project, "model final", "model", no_inputs=True)
     ids["m4"] = add(repo, project, "model four", "model")
     ids["m5"] = add(repo, project, "model final", "model")
     ids["raw2"] = add(repo, project, "raw two", "raw")

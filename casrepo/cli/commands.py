@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -72,13 +73,17 @@ def init(path: str, as_json: bool) -> None:
 @cli.command(epilog=examples(
     "casrepo add data.csv --name datasets/iris -m 'first cut'",
     "casrepo add model.json --name models/churn --input datasets/iris --meta auc=0.91",
-    "casrepo add images/ --name datasets/images"))
+    "casrepo add images/ --name datasets/images",
+    "casrepo add project/ --name code --exclude '*.tmp' --exclude 'build/'"))
 @click.argument("path", type=click.Path(exists=True))
 @click.option("--name", metavar="NAME",
               help="Move this name to the new artifact (its previous version is kept).")
 @click.option("--kind", metavar="KIND", help="The manifest kind (default: file or directory).")
 @click.option("--input", "inputs", multiple=True, metavar="REV",
               help="An artifact this one was derived from (repeatable).")
+@click.option("--no-inputs", is_flag=True,
+              help="Make a new version of --name without inputs even though its newest version "
+                   "has some (without it, that is refused).")
 @click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE",
               help="Metadata to record (repeatable); keys naming fields of --kind set them.")
 @click.option("--link", type=click.Choice(["copy", "hardlink", "move"]), default="copy",
@@ -89,12 +94,16 @@ def init(path: str, as_json: bool) -> None:
 @click.option("--rehash", is_flag=True,
               help="Read and hash every file, even those whose size, times and inode show them "
                    "unchanged since an earlier add.")
+@click.option("--exclude", "exclude", multiple=True, metavar="PATTERN",
+              help="Leave out of a directory the paths matching PATTERN (gitignore syntax, "
+                   "relative to PATH; repeatable), besides .casrepoignore files and the defaults "
+                   "(.git/, .casrepo/, __pycache__/, .DS_Store).")
 @click.option("-m", "--message", metavar="MSG", help="A message stored in the manifest and the ref log.")
 @json_option
 @pass_state
 def add(state: State, path: str, name: str | None, kind: str | None, inputs: tuple[str, ...],
-        meta: tuple[str, ...], link: str, rehash: bool, message: str | None,
-        as_json: bool) -> None:
+        no_inputs: bool, meta: tuple[str, ...], link: str, rehash: bool, exclude: tuple[str, ...],
+        message: str | None, as_json: bool) -> None:
     """Store a file or directory as an artifact and print its manifest id."""
     _check_name(name, "name", "--name")
     parsed_meta = _parse_meta(meta)
@@ -109,7 +118,12 @@ def add(state: State, path: str, name: str | None, kind: str | None, inputs: tup
 
     with line:
         result = repo.add(path, name=name, kind=kind, inputs=inputs, meta=parsed_meta,
-                          message=message, progress=progress, link=link, rehash=rehash)
+                          message=message, progress=progress, link=link, rehash=rehash,
+                          exclude=exclude, no_inputs=no_inputs)
+    for warning in result.warnings:
+        info(f"warning: {warning}")
+    if result.skipped:
+        info(f"skipped {result.skipped} path(s) by the ignore rules or as broken symlinks")
     kind_name = type(result.manifest).kind
     if as_json:
         emit_json(shapes.added(result, kind_name, counter["files"], counter["bytes"]))
@@ -124,6 +138,63 @@ def add(state: State, path: str, name: str | None, kind: str | None, inputs: tup
             info("note: no --name given: unless a name or tag points at it, gc may remove it "
                  f"after the grace period ({repo.config.gc.prune_expire})")
     click.echo(result.id)
+
+
+# -- find ------------------------------------------------------------------------------
+
+
+@cli.command(epilog=examples(
+    "casrepo find --kind model --meta 'auc>0.9' --sort -meta.auc --limit 10",
+    "casrepo find --name 'datasets/*' --since 7d --json",
+    "casrepo find --input datasets/iris --all-versions",
+    "casrepo find --derived-from datasets/raw --meta stage=prod"))
+@click.option("--kind", "kinds", multiple=True, metavar="KIND",
+              help="Only manifests of this kind (repeatable: any of them).")
+@click.option("--name", "name_glob", metavar="GLOB",
+              help="Only names matching this shell-style glob ('*' matches '/' too).")
+@click.option("--meta", "exprs", multiple=True, metavar="EXPR",
+              help="A condition on meta: KEY (present), KEY=V, KEY!=V, KEY>V, KEY>=V, KEY<V, "
+                   "KEY<=V; numbers compare as numbers (repeatable: all must hold).")
+@click.option("--input", "input_rev", metavar="REV",
+              help="Only manifests with this exact version as a direct input.")
+@click.option("--derived-from", "derived_from", metavar="REV",
+              help="Only manifests derived from REV, directly or not.")
+@click.option("--since", metavar="WHEN", help="Created at or after WHEN ('7d', '2026-01-31', 'now').")
+@click.option("--until", metavar="WHEN", help="Created at or before WHEN.")
+@click.option("--all-versions", is_flag=True,
+              help="Every version (and unnamed manifests), not only each name's newest.")
+@click.option("--sort", "sort_key", metavar="KEY", default="name", show_default=True,
+              help="created, name or meta.KEY; a leading '-' sorts descending.")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Show at most N.")
+@json_option
+@pass_state
+def find(state: State, kinds: tuple[str, ...], name_glob: str | None, exprs: tuple[str, ...],
+         input_rev: str | None, derived_from: str | None, since: str | None, until: str | None,
+         all_versions: bool, sort_key: str, limit: int | None, as_json: bool) -> None:
+    """List the manifests matching every condition (each name's newest version unless
+    --all-versions)."""
+    from casrepo.query import Condition, SortKey
+
+    # Usage errors before the repository is opened.
+    conditions = [Condition.parse(expr) for expr in exprs]
+    order = SortKey.parse(sort_key)
+    for when in (since, until):
+        if when is not None:
+            clock.parse_when(when)
+    results = state.repo().find(kinds=kinds, name=name_glob, meta=conditions, input=input_rev,
+                                derived_from=derived_from, since=since, until=until,
+                                all_versions=all_versions, sort=order, limit=limit)
+    if as_json:
+        emit_json(shapes.found(results))
+        return
+    if not results:
+        info("no manifests match")
+    for f in results:
+        created = (f.created or "?")[:19].replace("T", " ")
+        pairs = "  ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}"
+                          for k, v in f.meta.items())
+        click.echo(f"{short(f.id)}  {created}  {f.kind}  {f.name or '(unnamed)'}"
+                   + (f"  {pairs}" if pairs else ""))
 
 
 # -- tag / name -------------------------------------------------------------------------
