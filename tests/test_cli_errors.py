@@ -337,6 +337,7 @@ def test_valid_names_work(run: Any, repo: Repository, project: Path, name: str) 
     assert repo.resolve(name) == oid
     refs = assert_ok(run("refs", "--json")).json()
     assert refs["names"] == [{"name": name, "id": oid}]
+    assert_ok(run("name", "-d", name))  # a tag may not be spelled as an existing name
     assert_ok(run("tag", name, oid))
     assert repo.refs.read(RefKind.TAG, name) == oid
 

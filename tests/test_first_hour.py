@@ -8,10 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import assert_error, assert_ok
+from cli_support import add, assert_error, assert_ok
 from click.testing import CliRunner
 
 from casrepo.cli import cli
+from casrepo.errors import Conflict
+from casrepo.manifest import FileArtifact
+from casrepo.repository import Repository
 
 CONFLICT = 5
 NOT_FOUND = 4
@@ -45,3 +48,66 @@ def test_bare_group_in_process_has_exit_zero() -> None:
 def test_missing_subcommand_after_options_is_still_a_usage_error(run: Any, project: Path) -> None:
     """Options without a command are not a bare `casrepo`: click's usage error, exit 2."""
     assert_error(run("--debug"), USAGE, "Missing command")
+
+
+# -- a tag may not be spelled as a name, nor a name as a tag ----------------------------
+
+
+@pytest.fixture
+def sales(run: Any, repo: Repository, project: Path) -> str:
+    return add(run, project, "sales.csv", b"region,total\nnorth,3\n", "--name", "data/sales")
+
+
+def test_tag_with_arguments_swapped_is_refused(run: Any, sales: str, project: Path) -> None:
+    """`tag data/sales v1` (meaning `tag v1 data/sales`) would shadow the name."""
+    line = assert_error(run("tag", "data/sales", "v1"), CONFLICT, "a name 'data/sales' exists",
+                        "a tag may not have the name of a name")
+    assert sales[:12] in line
+    assert not (project / ".casrepo" / "refs" / "tags" / "data").exists()
+    assert assert_ok(run("tag", "--json")).json() == {"tags": []}
+
+
+def test_tag_spelled_as_a_name_is_refused_even_with_force(run: Any, sales: str) -> None:
+    assert_ok(run("tag", "v1", "data/sales"))
+    for args in (("tag", "data/sales", "v1"), ("tag", "--force", "data/sales", "v1")):
+        assert_error(run(*args), CONFLICT, "name 'data/sales' exists")
+    assert assert_ok(run("show", "data/sales", "--json")).json()["id"] == sales
+
+
+def test_name_spelled_as_a_tag_is_refused(run: Any, sales: str, project: Path) -> None:
+    assert_ok(run("tag", "v1", "data/sales"))
+    assert_error(run("name", "v1", "data/sales"), CONFLICT, "a tag 'v1' exists",
+                 "a name may not have the name of a tag")
+    (project / "other.csv").write_bytes(b"other\n")
+    assert_error(run("add", "other.csv", "--name", "v1"), CONFLICT, "a tag 'v1' exists")
+    refs = assert_ok(run("refs", "--json")).json()
+    assert [n["name"] for n in refs["names"]] == ["data/sales"]
+    assert [t["name"] for t in refs["tags"]] == ["v1"]
+
+
+def test_add_name_clash_is_refused_before_anything_is_stored(run: Any, sales: str,
+                                                             project: Path) -> None:
+    assert_ok(run("tag", "v1", "data/sales"))
+    objects = sorted(p.name for p in (project / ".casrepo" / "objects").rglob("*") if p.is_file())
+    (project / "big.bin").write_bytes(b"new bytes\n" * 1000)
+    assert_error(run("add", "big.bin", "--name", "v1"), CONFLICT, "tag 'v1' exists")
+    after = sorted(p.name for p in (project / ".casrepo" / "objects").rglob("*") if p.is_file())
+    assert after == objects
+
+
+def test_library_refuses_clashes_too(repo: Repository, project: Path) -> None:
+    (project / "a.txt").write_bytes(b"a\n")
+    oid = repo.add(project / "a.txt", name="data/a").id
+    with pytest.raises(Conflict, match="name 'data/a' exists"):
+        repo.tag("data/a", oid)
+    repo.tag("v1", oid)
+    with pytest.raises(Conflict, match="tag 'v1' exists"):
+        repo.set_name("v1", oid)
+    with pytest.raises(Conflict, match="tag 'v1' exists"):
+        repo.save(FileArtifact(content=repo.store.put_bytes(b"x").id, size=1), name="v1")
+
+
+def test_deleting_the_other_ref_frees_the_spelling(run: Any, sales: str) -> None:
+    assert_ok(run("tag", "v1", "data/sales"))
+    assert_ok(run("tag", "-d", "v1"))
+    assert_ok(run("name", "v1", "data/sales"))
