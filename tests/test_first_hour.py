@@ -111,3 +111,59 @@ def test_deleting_the_other_ref_frees_the_spelling(run: Any, sales: str) -> None
     assert_ok(run("tag", "v1", "data/sales"))
     assert_ok(run("tag", "-d", "v1"))
     assert_ok(run("name", "v1", "data/sales"))
+
+
+# -- lineage/why: --json is stdout, -o - is stdout ---------------------------------------
+
+
+@pytest.fixture
+def chain(run: Any, repo: Repository, project: Path) -> dict[str, str]:
+    raw = add(run, project, "raw.csv", b"raw\n", "--name", "data/raw")
+    report = add(run, project, "report.txt", b"report\n", "--name", "reports/r",
+                 "--input", "data/raw")
+    return {"raw": raw, "report": report}
+
+
+@pytest.mark.parametrize("command", [("lineage", "reports/r"), ("why", "reports/r", "data/raw")])
+@pytest.mark.parametrize("fmt", [(), ("--format", "svg"), ("--format", "dot"), ("--format", "json")])
+def test_json_with_output_file_is_refused(run: Any, chain: dict[str, str], tmp_path: Path,
+                                          command: tuple[str, ...], fmt: tuple[str, ...]) -> None:
+    """--json means one JSON document on stdout: with -o FILE it is refused, and the file is
+    neither written nor made."""
+    out = tmp_path / "a.svg"
+    assert_error(run(*command, *fmt, "-o", str(out), "--json"), USAGE, "--json", "--format json")
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "project") == []
+
+
+def test_format_json_into_a_file_still_works(run: Any, chain: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "g.json"
+    result = assert_ok(run("lineage", "reports/r", "--format", "json", "-o", str(out)))
+    assert result.stdout == ""
+    assert chain["raw"] in out.read_text()
+
+
+@pytest.mark.parametrize("command", [("lineage", "reports/r"), ("why", "reports/r", "data/raw")])
+@pytest.mark.parametrize("fmt", ["tree", "dot", "mermaid", "json"])
+def test_output_dash_is_stdout(run: Any, chain: dict[str, str], project: Path,
+                               command: tuple[str, ...], fmt: str) -> None:
+    to_stdout = assert_ok(run(*command, "--format", fmt))
+    dashed = assert_ok(run(*command, "--format", fmt, "-o", "-"))
+    assert dashed.stdout == to_stdout.stdout and chain["raw"][:12] in dashed.stdout
+    assert not (project / "-").exists()
+
+
+def test_json_with_output_dash_is_stdout(run: Any, chain: dict[str, str], project: Path) -> None:
+    document = assert_ok(run("lineage", "reports/r", "--json", "-o", "-")).json()
+    assert any(node["id"] == chain["raw"] for node in document["nodes"])
+    assert not (project / "-").exists()
+
+
+def test_svg_picture_to_stdout(run: Any, chain: dict[str, str], project: Path) -> None:
+    import shutil
+
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz's dot is not installed (apt-get install graphviz)")
+    result = assert_ok(run("lineage", "reports/r", "--format", "svg", "-o", "-"))
+    assert "<svg" in result.stdout and chain["raw"][:12] in result.stdout
+    assert not (project / "-").exists()

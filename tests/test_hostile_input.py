@@ -153,7 +153,7 @@ def _fingerprint(directory: Path) -> dict[str, tuple[Any, ...]]:
 
 @pytest.mark.parametrize("command", [("lineage", "good"), ("why", "good", "d"),
                                      ("lineage", "good", "--format", "dot"),
-                                     ("why", "good", "d", "--json")])
+                                     ("why", "good", "d", "--format", "json")])
 def test_output_refuses_devices_and_symlinks(run: Any, tmp_path: Path, stored: dict[str, str],
                                              command: tuple[str, ...]) -> None:
     devtest = tmp_path / "devtest"
@@ -172,7 +172,7 @@ def test_output_replaces_a_regular_file_atomically(run: Any, tmp_path: Path,
     out.mkdir()
     write(out / "lineage.txt", b"old\n")
     assert_ok(run("lineage", "good", "-o", str(out / "lineage.txt")))
-    assert_ok(run("lineage", "good", "--json", "-o", str(out / "new.json")))
+    assert_ok(run("lineage", "good", "--format", "json", "-o", str(out / "new.json")))
     text = (out / "lineage.txt").read_text()
     assert "good" in text and text.endswith("\n")
     assert stat.S_ISREG((out / "new.json").lstat().st_mode)
@@ -182,7 +182,7 @@ def test_output_replaces_a_regular_file_atomically(run: Any, tmp_path: Path,
 def test_output_refuses_the_repository(run: Any, project: Path, stored: dict[str, str]) -> None:
     config = project / ".casrepo" / "config.yaml"
     before = config.read_bytes()
-    for command in (("lineage", "good"), ("why", "good", "d", "--json")):
+    for command in (("lineage", "good"), ("why", "good", "d", "--format", "json")):
         assert_error(run(*command, "-o", ".casrepo/config.yaml"), CONFLICT,
                      "inside the repository")
     assert config.read_bytes() == before

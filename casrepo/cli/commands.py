@@ -364,14 +364,23 @@ def _warn_incomplete(warnings: tuple[str, ...]) -> None:
         info(f"warning: {warning} (the answer may be incomplete{hint})")
 
 
-def _check_output(state: State, output: str | None) -> None:
-    """Refuse a bad -o FILE before any work: not a new path or a regular file (exit 2),
-    or inside the repository (exit 5: -o .casrepo/config.yaml)."""
-    if output is not None:
-        from casrepo import graph
+STDOUT = "-"
+"""``-o -``: stdout, as for most tools (not a file named '-')."""
 
-        graph.check_output(Path(output))
-        state.repo().check_outside(Path(output))
+
+def _check_output(state: State, output: str | None, as_json: bool) -> None:
+    """Refuse a bad -o FILE before any work: --json with a FILE (exit 2: --json is one
+    JSON document on stdout), not a new path or a regular file (exit 2), or inside the
+    repository (exit 5: -o .casrepo/config.yaml)."""
+    if output is None or output == STDOUT:
+        return
+    if as_json:
+        raise UsageError("--json prints one JSON document on stdout and takes no -o FILE; "
+                         "for a JSON file use --format json -o FILE")
+    from casrepo import graph
+
+    graph.check_output(Path(output))
+    state.repo().check_outside(Path(output))
 
 
 def _show_graph(fmt: str, output: str | None, text: Callable[[str], str], dot: Callable[[], str],
@@ -382,11 +391,16 @@ def _show_graph(fmt: str, output: str | None, text: Callable[[str], str], dot: C
         fmt = "json"
     if fmt in graph.PICTURE_FORMATS:
         if output is None:
-            raise UsageError(f"--format {fmt} writes a picture: name the file with --output FILE")
+            raise UsageError(f"--format {fmt} writes a picture: name the file with --output FILE "
+                             "(or -o - for stdout)")
+        if output == STDOUT:
+            sys.stdout.buffer.write(graph.draw_picture(dot(), fmt))
+            sys.stdout.buffer.flush()
+            return
         written = graph.write_picture(dot(), fmt, output)
         info(f"wrote {written}")
         return
-    _write_output(text(fmt), output)
+    _write_output(text(fmt), None if output == STDOUT else output)
 
 
 _FORMATS = click.Choice(["tree", "json", "dot", "mermaid", "svg", "png"])
@@ -394,12 +408,14 @@ _format_option = click.option(
     "--format", "fmt", type=_FORMATS, default="tree", show_default=True,
     help="tree, json, dot or mermaid text; svg or png pictures drawn by Graphviz (need --output).")
 _output_option = click.option("-o", "--output", metavar="FILE", type=click.Path(dir_okay=False),
-                              help="Write to FILE instead of stdout.")
+                              help="Write to FILE instead of stdout ('-': stdout); not with --json.")
 
 
 @cli.command(epilog=examples("casrepo lineage models/churn", "casrepo lineage datasets/raw --down",
                              "casrepo lineage datasets/raw --down --kind file --json",
-                             "casrepo lineage models/churn --format svg -o lineage.svg"))
+                             "casrepo lineage models/churn --format svg -o lineage.svg",
+                             "casrepo lineage models/churn --format json -o lineage.json",
+                             "casrepo lineage models/churn --format svg -o - > lineage.svg"))
 @click.argument("rev")
 @click.option("--up", "direction", flag_value="up", default=True,
               help="What REV was derived from (default).")
@@ -419,7 +435,7 @@ def lineage(state: State, rev: str, direction: str, depth: int | None, kind: str
     (--down)."""
     from casrepo import graph
 
-    _check_output(state, output)
+    _check_output(state, output, as_json)
     result = graph.lineage(state.repo(), rev, direction, depth, kind, include_history)
     _warn_incomplete(result.warnings)
     # result.dag, not result.graph: printing needs no networkx.
@@ -444,7 +460,7 @@ def why(state: State, rev_a: str, rev_b: str, include_history: bool, max_paths: 
     """Show every path by which REV_A depends on REV_B (exit 1 if it does not)."""
     from casrepo import graph
 
-    _check_output(state, output)
+    _check_output(state, output, as_json)
     result = graph.why(state.repo(), rev_a, rev_b, include_history)
     _warn_incomplete(result.warnings)
     if not result.depends and not (as_json or fmt == "json"):
