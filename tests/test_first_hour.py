@@ -167,3 +167,29 @@ def test_svg_picture_to_stdout(run: Any, chain: dict[str, str], project: Path) -
     result = assert_ok(run("lineage", "reports/r", "--format", "svg", "-o", "-"))
     assert "<svg" in result.stdout and chain["raw"][:12] in result.stdout
     assert not (project / "-").exists()
+
+
+# -- did you mean ---------------------------------------------------------------------
+
+
+def test_mistyped_name_suggests_the_near_one(run: Any, sales: str) -> None:
+    line = assert_error(run("show", "data/sale"), NOT_FOUND)
+    assert line == ("casrepo: error: unknown rev 'data/sale': no name, tag or object matches; "
+                    "did you mean 'data/sales'?")
+
+
+def test_mistyped_tag_and_rev_with_steps(run: Any, sales: str) -> None:
+    assert_ok(run("tag", "release-1", "data/sales"))
+    assert_error(run("get", "relase-1", "out.csv"), NOT_FOUND, "did you mean 'release-1'?")
+    assert_error(run("log", "data/sale~1"), NOT_FOUND, "did you mean 'data/sales'?")
+    assert_error(run("lineage", "data/sails", "--json"), NOT_FOUND, "did you mean 'data/sales'?")
+
+
+def test_two_near_misses_are_both_offered(run: Any, sales: str, project: Path) -> None:
+    add(run, project, "sales2.csv", b"2\n", "--name", "data/sales2")
+    assert_error(run("show", "data/sale"), NOT_FOUND, "did you mean 'data/sales' or 'data/sales2'?")
+
+
+def test_nothing_near_offers_nothing(run: Any, sales: str) -> None:
+    line = assert_error(run("show", "models/churn"), NOT_FOUND, "unknown rev 'models/churn'")
+    assert "did you mean" not in line
