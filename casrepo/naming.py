@@ -90,20 +90,17 @@ def refuse_clash(repo: Repository, kind: RefKind, ref: str | None) -> None:
     """Refuse to set a ``kind`` ref spelled as an existing ref of the other kind
     (:class:`Conflict`, exit 5): a tag ``data/sales`` beside the name ``data/sales``
     would make the rev ``data/sales`` ambiguous, and ``tag data/sales v1`` (its
-    arguments swapped) would quietly make one. A damaged ref of the other kind
-    counts as existing. Names and tags are separate files, so two writers making
-    the same spelling at the same moment can still both succeed: the rev is then
-    reported ambiguous (exit 4) until one is deleted."""
+    arguments swapped) would quietly make one. A damaged ref of the other kind is
+    IntegrityError (exit 6), as reading it anywhere. Names and tags are separate
+    files, so two writers making the same spelling at the same moment can still
+    both succeed: the rev is then reported ambiguous (exit 4) until one is deleted."""
     if ref is None:
         return
     other = RefKind.TAG if kind is RefKind.NAME else RefKind.NAME
-    try:
-        existing = repo.refs.read(other, ref)
-    except IntegrityError:
-        existing = "damaged"
+    existing = repo.refs.read(other, ref)
     if existing is None:
         return
-    at = "damaged" if existing == "damaged" else f"at {existing[:12]}"
+    at = f"at {existing[:12]}"
     if kind is RefKind.TAG:
         raise Conflict(f"a name {ref!r} exists ({at}): a tag may not have the name of a name; "
                        f"to tag its current version: casrepo tag TAG {ref}")
