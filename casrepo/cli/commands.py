@@ -316,33 +316,49 @@ def show(state: State, rev: str, as_json: bool) -> None:
     click.echo(text.rstrip("\n"))
 
 
-@cli.command(epilog=examples("casrepo get datasets/iris iris.csv", "casrepo get models/churn - | jq .",
+@cli.command(epilog=examples("casrepo get datasets/iris iris.csv", "casrepo get datasets/iris",
+                             "casrepo get models/churn - | jq .",
                              "casrepo get datasets/images~1 old-images/ --force",
+                             "casrepo get datasets/images . --force --delete",
                              "casrepo get datasets/images images/ --link hardlink"))
 @click.argument("rev")
-@click.argument("dest", type=click.Path())
-@click.option("-f", "--force", is_flag=True, help="Replace DEST if it exists.")
+@click.argument("dest", required=False, type=click.Path())
+@click.option("-f", "--force", is_flag=True,
+              help="Replace a file DEST; update a directory DEST in place (the artifact's files "
+                   "are written, other files left alone).")
+@click.option("--delete", is_flag=True,
+              help="With --force on a directory: also remove what the artifact lacks (as rsync "
+                   "--delete; the repository is never touched).")
 @click.option("--link", type=click.Choice(["copy", "hardlink"]), default="copy", show_default=True,
               help="copy: independent files (reflinked where the filesystem can); hardlink: "
                    "read-only links to the store's objects, no copy (do not chmod them).")
 @json_option
 @pass_state
-def get(state: State, rev: str, dest: str, force: bool, link: str, as_json: bool) -> None:
+def get(state: State, rev: str, dest: str | None, force: bool, delete: bool, link: str,
+        as_json: bool) -> None:
     """Write the file or directory of REV to DEST (which must not exist, unless --force).
 
+    Without DEST, the artifact's own file name (or its name's last component) in the
+    working directory. A file artifact whose DEST is a directory is written inside it.
     DEST '-' writes a file artifact's bytes to stdout.
     """
+    if delete and not force:
+        raise click.UsageError("--delete goes with --force (which updates DEST in place)")
     if dest == "-":
         if as_json:
             raise click.UsageError("--json cannot be combined with DEST '-'")
         state.repo().write_to(rev, sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return
-    result = state.repo().get(rev, dest, force=force, link=link)
+    result = state.repo().get(rev, dest, force=force, link=link, delete=delete)
     if as_json:
         emit_json(shapes.got(result))
+    elif result.in_place:
+        removed = f"; removed {result.deleted} path(s) it lacks" if delete else ""
+        click.echo(f"updated {result.dest} in place: wrote {result.files} file(s), "
+                   f"{human_size(result.bytes)}{removed}")
     else:
-        click.echo(f"wrote {result.files} file(s), {human_size(result.bytes)} to {dest}")
+        click.echo(f"wrote {result.files} file(s), {human_size(result.bytes)} to {result.dest}")
 
 
 # -- lineage -----------------------------------------------------------------------
