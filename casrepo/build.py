@@ -120,7 +120,8 @@ def add(repo: Repository, path: Path | str, *, name: str | None = None, kind: st
                        "executable": bool(scan[0].stat.st_mode & 0o111)}
         oid, manifest, previous, unchanged = _commit(repo,
             lambda previous: cls.model_validate({**common, **content, "previous": previous}),
-            name, message, present={result.id for result in results})
+            name, message, present={result.id for result in results},
+            source=project_path(repo, source))
     if link == "move":
         for file in scan:
             with contextlib.suppress(FileNotFoundError):
@@ -185,9 +186,10 @@ def _put_scanned(repo: Repository, source: Path, scan: Sequence[_Scanned], is_di
 
 
 def _commit(repo: Repository, build: Callable[[str | None], Manifest], name: str | None,
-            message: str | None,
-            present: Collection[str] = frozenset()) -> tuple[str, Manifest, str | None, bool]:
-    """Save ``build(previous)`` and move ``name`` to it by compare-and-swap.
+            message: str | None, present: Collection[str] = frozenset(),
+            source: str | None = None) -> tuple[str, Manifest, str | None, bool]:
+    """Save ``build(previous)`` and move ``name`` to it by compare-and-swap (``source``:
+    where an add read it, for the ref log line).
 
     Another writer may move the name between our read and our update; the
     compare-and-swap notices and we rebuild on top of its version. Returns
@@ -204,7 +206,8 @@ def _commit(repo: Repository, build: Callable[[str | None], Manifest], name: str
         if name is None:
             return oid, manifest, None, False
         try:
-            repo.refs.update(RefKind.NAME, name, oid, expected=previous, message=message)
+            repo.refs.update(RefKind.NAME, name, oid, expected=previous, message=message,
+                             source=source)
             return oid, manifest, previous, False
         except RefChanged:
             if attempt == ADD_RETRIES - 1:
@@ -218,6 +221,22 @@ def _store(repo: Repository, document: dict[str, Any], present: Collection[str] 
     saved = repo.manifests.save_document(document, present)
     repo.index.record(saved.id, document, saved.links)
     return saved.id
+
+
+def project_path(repo: Repository, path: Path) -> str | None:
+    """``path`` relative to the project (the directory holding ``.casrepo``),
+    ``/``-separated, ``.`` for the project itself; None outside it (or not UTF-8).
+
+    The directory holding it is resolved, the last component is not: a symlink
+    added by its name is recorded by that name."""
+    here = Path(os.path.realpath(path.parent)) / path.name if path.name not in ("", ".", "..") \
+        else Path(os.path.realpath(path))
+    try:
+        rel = here.relative_to(repo.dir.parent).as_posix()
+    except ValueError:
+        return None
+    # The ref log is UTF-8 text: a path it cannot spell is not recorded (status skips it).
+    return rel if is_utf8(rel) else None
 
 
 def save(repo: Repository, manifest: AnyManifest, *, name: str | None = None,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from casrepo import copying
 from casrepo.durable import open_up_dir, remove_tree
 from casrepo.errors import Conflict, IntegrityError, NotFound, SystemFailure, UsageError
+from casrepo.files import narrowed, split
 from casrepo.manifest import AnyManifest, DirectoryArtifact, FileArtifact, GenericManifest, Rel, Target
 from casrepo.store import BUFFER_SIZE
 
@@ -46,12 +47,11 @@ def get(repo: Repository, rev: str, dest: Path | str | None = None, *, force: bo
     """
     if link not in ("copy", "hardlink"):
         raise UsageError(f"unknown link mode {link!r} (use 'copy' or 'hardlink')")
-    oid = repo.resolve_manifest(rev)
-    manifest = repo.registry.from_document(repo.document(oid), oid)
+    oid, manifest = narrowed(repo, rev)  # REV or REV:PATH
     is_dir = isinstance(manifest, DirectoryArtifact)
     if delete and not is_dir:
         raise UsageError(f"--delete is for directory artifacts; {rev} is a single file")
-    target = Path(dest) if dest is not None else Path(default_name(manifest, rev))
+    target = Path(dest) if dest is not None else Path(default_name(repo, oid, manifest, rev))
     if _is_real_dir(target):  # written inside, never replaced: it may hold the repository
         check_outside(repo, target, inside=True)
         if isinstance(manifest, DirectoryArtifact):
@@ -60,7 +60,7 @@ def get(repo: Repository, rev: str, dest: Path | str | None = None, *, force: bo
                                "place, --delete as well to remove what the artifact lacks)")
             repo.check_data(oid, [e.content for e in manifest.entries], rev)
             return _update_in_place(repo, oid, manifest, target, link, delete)
-        target = target / default_name(manifest, rev)  # into the directory, as cp
+        target = target / default_name(repo, oid, manifest, rev)  # into the directory, as cp
         if _is_real_dir(target):
             raise Conflict(f"destination is a directory: {target} (a file artifact is written "
                            "inside a directory DEST, and this name in it is a directory)")
@@ -119,19 +119,33 @@ def get(repo: Repository, rev: str, dest: Path | str | None = None, *, force: bo
     return GetResult(oid, target, 1, size)
 
 
-def default_name(manifest: AnyManifest, rev: str) -> str:
+def default_name(repo: Repository, oid: str, manifest: AnyManifest, rev: str) -> str:
     """The name ``get`` writes an artifact under when no DEST is given: a file's own
-    file name, else the last component of the artifact's name. (The path a directory
-    was added from is not recorded, so a directory takes its name's.) Only a plain
-    file name is taken from the manifest: never a path, ``.`` or ``..``."""
-    for field in ("filename", "name"):
-        value = getattr(manifest, field, None)
-        if not isinstance(value, str):
-            continue
-        candidate = value.rsplit("/", 1)[-1] if field == "name" else value
-        if candidate not in ("", ".", "..") and "/" not in candidate and "\x00" not in candidate:
+    file name; for a directory, the last component of PATH in ``REV:PATH``, else of
+    the path it was added from (recorded in the ref log), else of its name. Only a
+    plain file name is taken: never a path, ``.`` or ``..``."""
+    candidates = [getattr(manifest, "filename", None)]
+    _, path = split(rev)
+    if path:
+        candidates.append(path.rsplit("/", 1)[-1])
+    else:
+        candidates.append(_added_from(repo, oid))
+        name = getattr(manifest, "name", None)
+        candidates.append(name.rsplit("/", 1)[-1] if isinstance(name, str) else None)
+    for candidate in candidates:
+        if (isinstance(candidate, str) and candidate not in ("", ".", "..")
+                and "/" not in candidate and "\x00" not in candidate):
             return candidate
     raise UsageError(f"{rev} has no file name or name to write it under: give DEST")
+
+
+def _added_from(repo: Repository, oid: str) -> str | None:
+    """The last component of the path ``oid`` was last added from, as the ref log
+    records it (only paths inside the project are recorded); None if none is."""
+    for entry in reversed(repo.refs.log(damaged=[])):  # a damaged line is fsck's to report
+        if entry.new == oid and entry.source:
+            return entry.source.rstrip("/").rsplit("/", 1)[-1]
+    return None
 
 
 def _is_real_dir(path: Path) -> bool:
@@ -181,8 +195,7 @@ def check_outside(repo: Repository, path: Path, *, inside: bool = False) -> None
 
 def write_to(repo: Repository, rev: str, sink: BinaryIO) -> GetResult:
     """Write a file artifact's bytes to an open binary stream, verifying them."""
-    oid = repo.resolve_manifest(rev)
-    manifest = repo.registry.from_document(repo.document(oid), oid)
+    oid, manifest = narrowed(repo, rev)  # REV or REV:PATH
     if isinstance(manifest, DirectoryArtifact):
         raise UsageError(f"{rev} is a directory; give a destination path instead of '-'")
     blob, _ = _single_blob(manifest)

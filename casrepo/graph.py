@@ -311,11 +311,27 @@ class _Walker:
         known = self.index.manifests(nodes)
         strict = set(up)
         decorations = self._decorations(nodes)
+        heads: dict[str, str | None] = {}
         for oid in nodes:
             info = known.get(oid)
             if info is None or not self.repo.store.exists(oid):
                 info = self._read(oid, strict=oid in strict)
             self.graph.nodes[oid].update(_attrs(info, decorations.get(oid, [])))
+            # An input whose name has moved on: what it was made from has a newer version.
+            used = any(data.get("rel") == Rel.INPUT.value for data in self.graph.pred[oid].values())
+            if used and info.name is not None:
+                newest = self._head(info.name, heads)
+                self.graph.nodes[oid]["newer"] = newest if newest not in (None, oid) else None
+
+    def _head(self, name: str, heads: dict[str, str | None]) -> str | None:
+        """The newest version of ``name`` (None: no such name, or a damaged ref, warned)."""
+        if name not in heads:
+            try:
+                heads[name] = self.repo.refs.read(RefKind.NAME, name)
+            except CasrepoError as e:
+                self.warnings.append(str(e))
+                heads[name] = None
+        return heads[name]
 
     def _decorations(self, nodes: list[str]) -> dict[str, list[str]]:
         """Names and tags at ``nodes``: those the index knows, each checked against its
@@ -436,6 +452,8 @@ def node_label(graph: Graph | nx.DiGraph, oid: str) -> str:
     refs = [r for r in attrs.get("refs", []) if r != attrs.get("name")]
     if refs:
         parts.append("[" + ", ".join(refs) + "]")
+    if attrs.get("newer"):
+        parts.append(f"(stale: newer {attrs.get('name')} {_short(attrs['newer'])})")
     return " ".join(parts)
 
 
@@ -504,7 +522,8 @@ def _nodes_json(graph: Graph) -> list[dict[str, Any]]:
         attrs = graph.nodes[oid]
         nodes.append({"id": oid, "kind": attrs.get("kind"), "name": attrs.get("name"),
                       "label": attrs.get("label"), "created": attrs.get("created"),
-                      "message": attrs.get("message"), "refs": list(attrs.get("refs", []))})
+                      "message": attrs.get("message"), "refs": list(attrs.get("refs", [])),
+                      "newer": attrs.get("newer")})
     return nodes
 
 

@@ -58,6 +58,16 @@ class RefLogEntry:
     time: str
     user: str
     message: str | None
+    source: str | None = None
+    """Where an ``add`` read the version from, relative to the project (None: not
+    an add, or a path outside the project); lines written before it existed have none."""
+
+    def to_json(self) -> dict[str, str | None]:
+        """The line's object: ``source`` only when there is one (older readers never see it)."""
+        data = dict(self.__dict__)
+        if data["source"] is None:
+            del data["source"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -94,8 +104,11 @@ def _parse_entry(line: bytes) -> RefLogEntry | str:
         value = data.get(key)
         if not (isinstance(value, str) or (nullable and value is None)):
             return f"{key!r} is not a string{' or null' if nullable else ''}"
+    source = data.get("source")
+    if source is not None and not isinstance(source, str):
+        return "'source' is not a string"
     return RefLogEntry(data["ref"], data["old"], data["new"], data["time"], data["user"],
-                       data.get("message"))
+                       data.get("message"), source)
 
 
 def _parse_log(data: bytes) -> tuple[list[tuple[int, RefLogEntry]], list[DamagedLine]]:
@@ -312,14 +325,16 @@ class RefStore:
             stack.extend(reversed(subdirs))
 
     def update(self, kind: RefKind, name: str, new: str | None,
-               expected: str | _Any | None = ANY, message: str | None = None) -> str | None:
+               expected: str | _Any | None = ANY, message: str | None = None,
+               source: str | None = None) -> str | None:
         """Point ``kind/name`` at ``new`` (None deletes) if it still holds ``expected``.
 
         Returns the previous value. Raises :class:`Conflict` when the ref
         changed under us, :class:`~casrepo.errors.Busy` when the lock stays held,
         :class:`IntegrityError` when a symbolic link is on the way: casrepo never
         writes or deletes through one (a link that is the ref file itself is
-        replaced or removed, never followed).
+        replaced or removed, never followed). ``source`` goes into the log line
+        (see :attr:`RefLogEntry.source`).
         """
         check_ref_name(name, kind.label)
         *parts, leaf = name.split("/")
@@ -344,7 +359,7 @@ class RefStore:
             # Opened before anything is written: a link on the way stops the update here.
             directory = self._dir_for_update(kind, name, parts, create=new is not None)
             try:
-                self._move(kind, name, parts, leaf, directory, current, new, message)
+                self._move(kind, name, parts, leaf, directory, current, new, message, source)
             finally:
                 if directory is not None:
                     os.close(directory)
@@ -383,7 +398,7 @@ class RefStore:
 
     def _move(self, kind: RefKind, name: str, parts: list[str], leaf: str,
               directory: int | None, current: str | None, new: str | None,
-              message: str | None) -> None:
+              message: str | None, source: str | None = None) -> None:
         tmp = self._prepare(new) if new is not None else None
         try:
             # The log line before the move, as git does: a log that cannot be
@@ -391,7 +406,7 @@ class RefStore:
             # leaves a line fsck notices instead of a move nobody recorded.
             self._append_log(RefLogEntry(f"{kind.value}/{name}", current, new,
                                          clock.format_time(clock.now()), current_user(),
-                                         message))
+                                         message, source))
             if directory is None:
                 return
             if tmp is None:
@@ -457,7 +472,7 @@ class RefStore:
                 os.close(parent)
 
     def _append_log(self, entry: RefLogEntry) -> None:
-        append_line(self.log_path, json.dumps(entry.__dict__, sort_keys=True, ensure_ascii=False)
+        append_line(self.log_path, json.dumps(entry.to_json(), sort_keys=True, ensure_ascii=False)
                     + "\n")
 
     def log(self, ref: str | None = None,

@@ -4,7 +4,8 @@ The façade that users hold. It composes the parts (the object store, the refs, 
 manifest store, the index, the locks) and reads manifests; each family of verbs
 lives in a module of its own and is reached through it: revs (:mod:`casrepo.revs`),
 add and save (:mod:`casrepo.build`), get (:mod:`casrepo.checkout`), names and tags
-(:mod:`casrepo.naming`), versions and pruned data (:mod:`casrepo.versions`).
+(:mod:`casrepo.naming`), versions and pruned data (:mod:`casrepo.versions`), ls, diff
+and status (:mod:`casrepo.inspection`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from casrepo import build, checkout, clock, naming, revs, versions
+from casrepo import build, checkout, clock, inspection, naming, revs, versions
 from casrepo.config import CONFIG_FILE, Config, load_config
 from casrepo.durable import fsync_dir, open_up_dir
 from casrepo.errors import (
@@ -181,6 +182,10 @@ class Repository:
     delete_name = naming.delete_name
     tag = naming.tag
     delete_tag = naming.delete_tag
+
+    ls = inspection.ls
+    diff = inspection.diff
+    status = inspection.status
 
     history = versions.history
     pruned_manifests = versions.pruned_manifests

@@ -24,11 +24,12 @@ if TYPE_CHECKING:
     from casrepo.fsck import FsckReport
     from casrepo.gc import GCReport
     from casrepo.index import IndexStats
+    from casrepo.inspection import DiffResult, LsResult, StatusResult
     from casrepo.naming import RefEntry
     from casrepo.refs import RefLogEntry
     from casrepo.remote import RemoteRef
     from casrepo.remote.gc import RemoteGCReport
-    from casrepo.remote.sync import TransferReport
+    from casrepo.remote.report import TransferReport
     from casrepo.versions import Version
 
 
@@ -62,7 +63,7 @@ def refs(entries: Sequence[RefEntry | RemoteRef]) -> dict[str, Any]:
 
 
 def reflog(entries: Iterable[RefLogEntry]) -> dict[str, Any]:
-    return {"reflog": [dict(e.__dict__) for e in entries]}
+    return {"reflog": [e.to_json() for e in entries]}
 
 
 def version(oid: str, document: dict[str, Any]) -> dict[str, Any]:
@@ -166,3 +167,35 @@ def fetched(report: TransferReport, remote_refs: Iterable[RemoteRef]) -> dict[st
 
 def cloned(report: TransferReport, path: Path) -> dict[str, Any]:
     return {**transfer(report, "downloaded"), "path": str(path)}
+
+
+def listing(result: LsResult) -> list[dict[str, Any]]:
+    """``ls``: each entry; ``id`` and ``executable`` for files only."""
+    out: list[dict[str, Any]] = []
+    for e in result.entries:
+        entry: dict[str, Any] = {"path": e.path, "type": e.type, "size": e.size}
+        if e.type == "file":
+            entry.update(id=e.id, executable=e.executable)
+        out.append(entry)
+    return out
+
+
+def diff(result: DiffResult) -> dict[str, Any]:
+    files = []
+    for c in result.files:
+        change: dict[str, Any] = {"status": c.status, "path": c.path}
+        if c.old_path is not None:
+            change["old_path"] = c.old_path
+        change["old"] = None if c.old is None else {"id": c.old.id, "size": c.old.size}
+        change["new"] = None if c.new is None else {"id": c.new.id, "size": c.new.size}
+        files.append(change)
+    return {"from": result.from_id, "to": result.to_id, "files": files,
+            "fields": {k: {"old": old, "new": new} for k, (old, new) in result.fields.items()},
+            "inputs": {"added": result.inputs_added, "removed": result.inputs_removed}}
+
+
+def status(result: StatusResult) -> dict[str, Any]:
+    return {"paths": [{"name": p.name, "path": p.path, "state": p.state} for p in result.paths],
+            "stale": [{"name": s.name, "id": s.id,
+                       "inputs": [{"name": i.name, "used": i.used, "newest": i.newest}
+                                  for i in s.inputs]} for s in result.stale]}

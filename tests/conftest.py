@@ -69,6 +69,17 @@ def run(project: Path) -> CliRun:
 
 
 @pytest.fixture
+def machines(tmp_path: Path, run: CliRun) -> tuple[Path, Path]:
+    """Two projects, each with its own repository (two machines' working copies)."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for p in (a, b):
+        p.mkdir()
+        result = run("init", cwd=p)
+        assert result.exit_code == 0, result.stderr
+    return a, b
+
+
+@pytest.fixture
 def run_process(project: Path) -> CliRun:
     """Run the CLI as a real subprocess in ``project``."""
 

@@ -275,6 +275,18 @@ def test_dest_omitted_for_a_directory_uses_its_name(run: Any, project: Path,
     assert tree(work / "images") == images
 
 
+def test_dest_omitted_for_a_directory_prefers_the_path_it_was_added_from(
+        run: Any, repo: Repository, project: Path) -> None:
+    files = make_tree(project / "src" / "pictures")
+    last_id(run("add", "src/pictures", "--name", "datasets/images"))
+    work = project / "work"
+    work.mkdir()
+    assert assert_ok(run("get", "datasets/images", "--json", cwd=work)).json()["dest"] == "pictures"
+    assert tree(work / "pictures") == files
+    assert assert_ok(run("get", "datasets/images:data", "--json", cwd=work)).json()["dest"] == "data"
+    assert sorted(tree(work / "data")) == ["nested/deeper/été.txt", "part-0001.bin"]
+
+
 def test_dest_omitted_without_any_name_is_a_usage_error(run: Any, repo: Repository,
                                                         project: Path) -> None:
     blob = repo.store.put_bytes(b"x\n").id

@@ -1,4 +1,4 @@
-"""Hostile input (issue 12): paths, names and arguments chosen to break casrepo.
+"""Hostile input: paths, names and arguments chosen to break casrepo.
 
 Each test checks the documented exit code (never an internal error), that
 nothing is written where it should not be, and that the repository still

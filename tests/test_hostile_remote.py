@@ -9,19 +9,17 @@ transfer are reported as local, not blamed on the remote.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import resource
 import subprocess
 import sys
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from cli_support import assert_error, assert_ok, last_id, sha256, snapshot, write
-from conftest import CliRun, Result, S3Server
+from conftest import CliRun, Result
+from remote_support import Spot, make_spot
 
 from casrepo.errors import IntegrityError, RemoteError
 from casrepo.remote import Parallel
@@ -32,73 +30,14 @@ a timed assertion."""
 MiB = 1 << 20
 
 
-@dataclass
-class Hostile:
-    """A remote that a test tampers with behind casrepo's back."""
-
-    kind: str
-    url: str
-    options: list[str] = field(default_factory=list)
-    server: S3Server | None = None
-    bucket: str = ""
-
-    def _key(self, rel: str) -> str:
-        return f"team/{rel}"
-
-    def write(self, rel: str, data: bytes) -> None:
-        """Put ``data`` at ``rel`` of the remote's layout (config.yaml, refs/names/x...)."""
-        if self.server is None:
-            path = Path(self.url) / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if path.exists():
-                os.chmod(path, 0o644)
-            path.write_bytes(data)
-            return
-        self.server.client().put_object(Bucket=self.bucket, Key=self._key(rel), Body=data)
-
-    def set_ref(self, kind: str, name: str, oid: str) -> None:
-        self.write(f"refs/{kind}/{name}", f"{oid}\n".encode())
-
-    def add_pruned_record(self, manifests: list[str]) -> None:
-        record = json.dumps({"manifests": sorted(manifests), "rules": {"keep_last": 1},
-                             "time": "2026-01-01T00:00:00Z"}, sort_keys=True)
-        if self.server is None:
-            with open(Path(self.url) / "logs" / "pruned.jsonl", "a") as f:
-                f.write(record + "\n")
-            return
-        body = record.encode()
-        self.write(f"pruned/{hashlib.sha256(body).hexdigest()}.json", body)
-
-    def delete_object(self, oid: str) -> None:
-        rel = f"objects/{oid[:2]}/{oid[2:]}"
-        if self.server is None:
-            (Path(self.url) / rel).unlink()
-            return
-        self.server.client().delete_object(Bucket=self.bucket, Key=self._key(rel))
-
-
 @pytest.fixture(params=["fs", "s3"])
-def hostile(request: pytest.FixtureRequest, tmp_path: Path) -> Hostile:
-    if request.param == "fs":
-        (tmp_path / "shared").mkdir()
-        return Hostile("fs", str(tmp_path / "shared" / "artifacts"))
-    server: S3Server = request.getfixturevalue("s3_server")
-    request.getfixturevalue("aws_env")
-    bucket = f"casrepo-{uuid.uuid4().hex[:16]}"
-    server.client().create_bucket(Bucket=bucket)
-    return Hostile("s3", f"s3://{bucket}/team", ["--endpoint-url", server.endpoint], server, bucket)
+def hostile(request: pytest.FixtureRequest, tmp_path: Path) -> Spot:
+    return make_spot(request, tmp_path, request.param)
 
 
-@pytest.fixture
-def machines(tmp_path: Path, run: CliRun) -> tuple[Path, Path]:
-    a, b = tmp_path / "a", tmp_path / "b"
-    for p in (a, b):
-        p.mkdir()
-        assert_ok(run("init", cwd=p))
-    return a, b
 
 
-def _pushed(run: CliRun, a: Path, remote: Hostile) -> dict[str, str]:
+def _pushed(run: CliRun, a: Path, remote: Spot) -> dict[str, str]:
     """Name 'good' (two versions) and tag 'v1' on it, pushed to 'origin'."""
     ids = {}
     write(a / "good.txt", b"the good data, first\n")
@@ -112,7 +51,7 @@ def _pushed(run: CliRun, a: Path, remote: Hostile) -> dict[str, str]:
     return ids
 
 
-def _add_origin(run: CliRun, where: Path, remote: Hostile) -> None:
+def _add_origin(run: CliRun, where: Path, remote: Spot) -> None:
     assert_ok(run("remote", "add", "origin", remote.url, *remote.options, cwd=where))
 
 
@@ -161,7 +100,7 @@ Path(__file__).with_name("IMPORTED").write_text("the remote's config.yaml ran co
 def test_kinds_in_a_remote_config_are_never_imported(run: CliRun, machines: tuple[Path, Path],
                                                      tmp_path: Path) -> None:
     a, b = machines
-    remote = Hostile("fs", str(tmp_path / "shared"))
+    remote = Spot("fs", str(tmp_path / "shared"))
     ids = _pushed(run, a, remote)
     # A module that the remote's config.yaml names, importable from where b runs.
     write(b / "casrepo_hostile_marker.py", MARKER_MODULE.encode())
@@ -195,7 +134,7 @@ def _billion_laughs(depth: int = 10) -> bytes:
 
 @pytest.mark.parametrize("command", ["clone", "pull", "fetch"])
 def test_billion_laughs_config_is_refused_at_once(run: CliRun, machines: tuple[Path, Path],
-                                                  hostile: Hostile, tmp_path: Path,
+                                                  hostile: Spot, tmp_path: Path,
                                                   command: str) -> None:
     a, b = machines
     _pushed(run, a, hostile)
@@ -215,7 +154,7 @@ def test_billion_laughs_config_is_refused_at_once(run: CliRun, machines: tuple[P
 
 
 def test_oversized_documents_from_a_remote_are_refused(run: CliRun, machines: tuple[Path, Path],
-                                                       hostile: Hostile,
+                                                       hostile: Spot,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     import casrepo.remote as remote_module
 
@@ -237,7 +176,7 @@ def test_oversized_documents_from_a_remote_are_refused(run: CliRun, machines: tu
 def test_a_record_of_pruned_data_that_never_ends_is_refused(run: CliRun, machines: tuple[Path, Path],
                                                              tmp_path: Path) -> None:
     a, b = machines
-    remote = Hostile("fs", str(tmp_path / "shared"))
+    remote = Spot("fs", str(tmp_path / "shared"))
     ids = _pushed(run, a, remote)
     remote.delete_object(sha256(b"the good data, first\n"))  # so that the record is read
     log = tmp_path / "shared" / "logs" / "pruned.jsonl"
@@ -254,7 +193,7 @@ def test_a_record_of_pruned_data_that_never_ends_is_refused(run: CliRun, machine
 
 @pytest.mark.parametrize("kind", ["names", "tags"])
 def test_remote_ref_that_points_at_a_blob_is_refused(run: CliRun, machines: tuple[Path, Path],
-                                                     hostile: Hostile, tmp_path: Path,
+                                                     hostile: Spot, tmp_path: Path,
                                                      kind: str) -> None:
     a, b = machines
     ids = _pushed(run, a, hostile)
@@ -294,7 +233,7 @@ def test_remote_ref_that_points_at_a_blob_is_refused(run: CliRun, machines: tupl
 
 
 def test_remote_ref_that_names_a_manifest_asked_for_by_id_still_fetches_blobs(
-        run: CliRun, machines: tuple[Path, Path], hostile: Hostile) -> None:
+        run: CliRun, machines: tuple[Path, Path], hostile: Spot) -> None:
     """A full id typed by the user may name a blob: fetched as it is (not a ref)."""
     a, b = machines
     ids = _pushed(run, a, hostile)
@@ -307,7 +246,7 @@ def test_remote_ref_that_names_a_manifest_asked_for_by_id_still_fetches_blobs(
 
 
 def test_fake_pruned_record_for_a_current_version_is_refused(
-        run: CliRun, machines: tuple[Path, Path], hostile: Hostile, tmp_path: Path) -> None:
+        run: CliRun, machines: tuple[Path, Path], hostile: Spot, tmp_path: Path) -> None:
     a, b = machines
     ids = _pushed(run, a, hostile)
     hostile.delete_object(ids["blob"])
@@ -322,7 +261,7 @@ def test_fake_pruned_record_for_a_current_version_is_refused(
 
 
 def test_fake_pruned_record_for_a_tagged_manifest_outside_any_history_is_refused(
-        run: CliRun, machines: tuple[Path, Path], hostile: Hostile) -> None:
+        run: CliRun, machines: tuple[Path, Path], hostile: Spot) -> None:
     a, b = machines
     _pushed(run, a, hostile)
     write(a / "solo.txt", b"tagged, never a name's version\n")
@@ -386,7 +325,7 @@ def test_binary_local_config_is_not_a_repository(run: CliRun, project: Path) -> 
 def test_full_local_disk_during_a_transfer_is_a_local_error(
         run: CliRun, machines: tuple[Path, Path], tmp_path: Path, command: str) -> None:
     a, b = machines
-    remote = Hostile("fs", str(tmp_path / "shared"))
+    remote = Spot("fs", str(tmp_path / "shared"))
     write(a / "big.bin", os.urandom(2 * MiB))
     last_id(run("add", "big.bin", "--name", "big", cwd=a))
     assert_ok(run("remote", "add", "origin", remote.url, cwd=a))
@@ -420,7 +359,7 @@ def test_first_failure_of_a_transfer_wins_over_the_stops_it_causes() -> None:
 def test_missing_object_on_a_remote_is_always_exit_6(run: CliRun, machines: tuple[Path, Path],
                                                      tmp_path: Path) -> None:
     a, b = machines
-    remote = Hostile("fs", str(tmp_path / "shared"))
+    remote = Spot("fs", str(tmp_path / "shared"))
     for i in range(40):
         write(a / "tree" / f"f{i:02}.bin", os.urandom(64 * 1024))
     last_id(run("add", "tree", "--name", "tree", cwd=a))

@@ -343,7 +343,7 @@ def test_why_paths_on_graphs_with_cycles_agree_with_networkx(case: tuple[int, se
 # -- text formats -----------------------------------------------------------------------
 
 
-NODE_KEYS = {"id", "kind", "name", "label", "created", "message", "refs"}
+NODE_KEYS = {"id", "kind", "name", "label", "created", "message", "refs", "newer"}
 
 
 def test_lineage_json_has_the_documented_shape(repo: Repository) -> None:

@@ -8,91 +8,31 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cli_support import assert_error, assert_ok, corrupt, last_id, make_tree, sha256, tree, write
 from conftest import S3_KEY_ID, S3_SECRET, CliRun, S3Server
+from remote_support import Spot, make_spot
 
 from casrepo.errors import NotFound
 from casrepo.refs import RefChanged, RefKind
-from casrepo.remote import Remote, RemoteConfig, open_remote
 from casrepo.remote.sync import push
 from casrepo.repository import Repository
 
 
-@dataclass
-class Spot:
-    """Where a test's remote lives, and how to reach behind casrepo's back."""
-
-    kind: str
-    url: str
-    options: list[str] = field(default_factory=list)
-    server: S3Server | None = None
-    bucket: str = ""
-
-    def settings(self) -> RemoteConfig:
-        endpoint = self.server.endpoint if self.server else None
-        locking = "lock-object" if self.kind == "s3-lock" else "conditional"
-        return RemoteConfig(url=self.url, endpoint_url=endpoint, locking=locking)
-
-    def open(self) -> Remote:
-        return open_remote("spot", self.settings())
-
-    def _key(self, oid: str) -> str:
-        return f"team/objects/{oid[:2]}/{oid[2:]}"
-
-    def corrupt(self, oid: str) -> None:
-        if self.server is None:
-            corrupt(Path(self.url) / "objects" / oid[:2] / oid[2:])
-            return
-        client = self.server.client()
-        data = bytearray(client.get_object(Bucket=self.bucket, Key=self._key(oid))["Body"].read())
-        data[len(data) // 2] ^= 1
-        client.put_object(Bucket=self.bucket, Key=self._key(oid), Body=bytes(data))
-
-    def delete(self, oid: str) -> None:
-        self.open().delete([oid])
-
-    def object_ids(self) -> set[str]:
-        return {o.id for o in self.open().objects()}
-
-
-def _spot(request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> Spot:
-    if kind == "fs":
-        (tmp_path / "shared").mkdir()  # the mounted drive; the remote is made inside it
-        return Spot("fs", str(tmp_path / "shared" / "artifacts"))
-    server: S3Server = request.getfixturevalue("s3_server")
-    request.getfixturevalue("aws_env")
-    bucket = f"casrepo-{uuid.uuid4().hex[:16]}"
-    server.client().create_bucket(Bucket=bucket)
-    options = ["--endpoint-url", server.endpoint]
-    if kind == "s3-lock":
-        options += ["--locking", "lock-object"]
-    return Spot(kind, f"s3://{bucket}/team", options, server, bucket)
-
-
 @pytest.fixture(params=["fs", "s3"])
 def spot(request: pytest.FixtureRequest, tmp_path: Path) -> Spot:
-    return _spot(request, tmp_path, request.param)
+    return make_spot(request, tmp_path, request.param)
 
 
 @pytest.fixture(params=["fs", "s3", "s3-lock"])
 def cas_spot(request: pytest.FixtureRequest, tmp_path: Path) -> Spot:
     """Also S3 with a lock object instead of conditional writes."""
-    return _spot(request, tmp_path, request.param)
+    return make_spot(request, tmp_path, request.param)
 
 
-@pytest.fixture
-def machines(tmp_path: Path, run: CliRun) -> tuple[Path, Path]:
-    """Two projects, each with its own repository (two machines' working copies)."""
-    a, b = tmp_path / "a", tmp_path / "b"
-    for p in (a, b):
-        p.mkdir()
-        assert_ok(run("init", cwd=p))
-    return a, b
 
 
 def _add_remote(run: CliRun, where: Path, spot: Spot, *extra: str, name: str = "origin") -> None:

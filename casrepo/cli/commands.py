@@ -213,7 +213,7 @@ def refs(state: State, remote_name: str | None, as_json: bool) -> None:
     damaged: list[str] = []
     entries: list[Any]
     if remote_name is not None:
-        from casrepo.remote.sync import open_named
+        from casrepo.remote.settings import open_named
 
         with open_named(state.repo(), remote_name) as remote:
             entries = remote.refs()
@@ -320,6 +320,7 @@ def show(state: State, rev: str, as_json: bool) -> None:
                              "casrepo get models/churn - | jq .",
                              "casrepo get datasets/images~1 old-images/ --force",
                              "casrepo get datasets/images . --force --delete",
+                             "casrepo get datasets/images:data/train train/",
                              "casrepo get datasets/images images/ --link hardlink"))
 @click.argument("rev")
 @click.argument("dest", required=False, type=click.Path())
@@ -338,8 +339,9 @@ def get(state: State, rev: str, dest: str | None, force: bool, delete: bool, lin
         as_json: bool) -> None:
     """Write the file or directory of REV to DEST (which must not exist, unless --force).
 
-    Without DEST, the artifact's own file name (or its name's last component) in the
-    working directory. A file artifact whose DEST is a directory is written inside it.
+    Without DEST, the artifact's own file name (a directory: the last component of the
+    path it was added from, or of its name) in the working directory. A file artifact
+    whose DEST is a directory is written inside it.
     DEST '-' writes a file artifact's bytes to stdout.
     """
     if delete and not force:
@@ -594,7 +596,7 @@ def gc(state: State, dry_run: bool, remote_name: str | None, prune_expire: str |
 def _gc_remote(repo: Any, name: str, expire: str | None, dry_run: bool, wait: float, quiet: bool,
                as_json: bool) -> None:
     from casrepo.remote.gc import collect_remote
-    from casrepo.remote.sync import open_named
+    from casrepo.remote.settings import open_named
 
     with open_named(repo, name) as remote:
         report = collect_remote(repo, remote, expire=expire, dry_run=dry_run, wait=wait)
@@ -640,3 +642,108 @@ def fsck(state: State, repair: bool, wait: float, as_json: bool) -> None:
         raise SystemExit(IntegrityError.exit_code)
 
 
+
+
+# -- ls / diff / status: inspecting ------------------------------------------------
+
+
+@cli.command(epilog=examples("casrepo ls datasets/images", "casrepo ls datasets/images:data -R",
+                             "casrepo ls models/churn~1 --json"))
+@click.argument("spec", metavar="REV[:PATH]")
+@click.option("-R", "--recursive", is_flag=True, help="Every file and directory below, not one level.")
+@json_option
+@pass_state
+def ls(state: State, spec: str, recursive: bool, as_json: bool) -> None:
+    """List the files and directories of REV (or of PATH inside it): type, size, blob id, path."""
+    result = state.repo().ls(spec, recursive)
+    if as_json:
+        emit_json(shapes.listing(result))
+        return
+    for e in result.entries:
+        if e.type == "dir":
+            click.echo(f"dir   {human_size(e.size):>10}  {'':12}  {e.path}/")
+        else:
+            mark = "*" if e.executable else ""
+            click.echo(f"file  {human_size(e.size):>10}  {short(e.id or '')}  {e.path}{mark}")
+
+
+_STATUS_LETTER = {"added": "A", "removed": "D", "modified": "M", "renamed": "R"}
+
+
+@cli.command(epilog=examples("casrepo diff datasets/iris", "casrepo diff datasets/iris~2 datasets/iris",
+                             "casrepo diff v1:data v2:data --stat",
+                             "casrepo diff models/churn --exit-code --json"))
+@click.argument("rev_a", metavar="A")
+@click.argument("rev_b", metavar="[B]", required=False)
+@click.option("--stat", "show_stat", is_flag=True,
+              help="Show each file's sizes and a summary line (plain output only).")
+@click.option("--exit-code", is_flag=True, help="Exit 1 when anything differs.")
+@json_option
+@pass_state
+def diff(state: State, rev_a: str, rev_b: str | None, show_stat: bool, exit_code: bool,
+         as_json: bool) -> None:
+    """Show what changed from A to B: files, fields and inputs. Without B, from A's previous
+    version to A. A and B may be REV:PATH."""
+    result = state.repo().diff(rev_a, rev_b)
+    if as_json:
+        emit_json(shapes.diff(result))
+    else:
+        if result.from_id is None:
+            info(f"{rev_a} has no previous version: everything in it is shown as added")
+        for c in result.files:
+            where = f"{c.old_path} -> {c.path}" if c.old_path is not None else c.path
+            sizes = ""
+            if show_stat:
+                old = human_size(c.old.size) if c.old else "-"
+                new = human_size(c.new.size) if c.new else "-"
+                sizes = f"  ({old} -> {new})"
+            click.echo(f"{_STATUS_LETTER[c.status]}  {where}{sizes}")
+        for key, (old, new) in result.fields.items():
+            click.echo(f"field {key}: {_value(old)} -> {_value(new)}")
+        for oid in result.inputs_added:
+            click.echo(f"input + {oid}")
+        for oid in result.inputs_removed:
+            click.echo(f"input - {oid}")
+        if show_stat:
+            counts = {s: sum(c.status == s for c in result.files) for s in _STATUS_LETTER}
+            click.echo(f"{len(result.files)} file(s) changed: " +
+                       ", ".join(f"{n} {s}" for s, n in counts.items()))
+        elif not result.differs:
+            info("no differences")
+    if exit_code and result.differs:
+        raise SystemExit(1)
+
+
+def _value(value: Any) -> str:
+    """A field's value on one line (JSON, so that null and "null" differ)."""
+    import json
+
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+@cli.command(epilog=examples("casrepo status", "casrepo status --exit-code",
+                             "casrepo status --json"))
+@click.option("--exit-code", is_flag=True,
+              help="Exit 1 when a path is modified or missing, or anything is stale.")
+@json_option
+@pass_state
+def status(state: State, exit_code: bool, as_json: bool) -> None:
+    """Show, for each name added from a path in this project, whether that path still holds
+    its newest version; and each name whose inputs have newer versions (stale)."""
+    result = state.repo().status()
+    for warning in result.warnings:
+        info(f"warning: {warning}")
+    if as_json:
+        emit_json(shapes.status(result))
+    else:
+        if not result.paths and not result.stale:
+            info("nothing to report: no name was added from a path in this project")
+        width = max([len(p.name) for p in result.paths] + [len(s.name) for s in result.stale] + [0])
+        for p in result.paths:
+            click.echo(f"{p.state:<9}  {p.name:<{width}}  {p.path}")
+        for s in result.stale:
+            for i in s.inputs:
+                click.echo(f"{'stale':<9}  {s.name:<{width}}  input {i.name}: used {short(i.used)}, "
+                           f"newest {short(i.newest)}")
+    if exit_code and not result.clean:
+        raise SystemExit(1)

@@ -26,7 +26,7 @@ from casrepo.errors import RefsRefused, RefsRejected, UsageError
 
 if TYPE_CHECKING:
     from casrepo.remote import Remote
-    from casrepo.remote.sync import TransferReport
+    from casrepo.remote.report import TransferReport
 
 _S3_OPTIONS = (
     click.option("--endpoint-url", metavar="URL",
@@ -74,7 +74,7 @@ def remote_add(state: State, name: str, url: str, endpoint_url: str | None, prof
                as_json: bool) -> None:
     """Add a remote (s3://BUCKET/PREFIX or a directory path). Credentials are
     never stored: they come from the AWS environment variables or a profile."""
-    from casrepo.remote.sync import add_remote
+    from casrepo.remote.settings import add_remote
 
     repo = state.repo()
     settings = add_remote(repo, name, url, endpoint_url=endpoint_url, profile=profile, region=region,
@@ -108,7 +108,7 @@ def remote_list(state: State, as_json: bool) -> None:
 @pass_state
 def remote_remove(state: State, name: str, as_json: bool) -> None:
     """Forget a remote (nothing on the remote is touched)."""
-    from casrepo.remote.sync import remove_remote
+    from casrepo.remote.settings import remove_remote
 
     repo = state.repo()
     settings = remove_remote(repo, name)
@@ -122,7 +122,7 @@ def remote_remove(state: State, name: str, as_json: bool) -> None:
 
 
 def _open(state: State, name: str | None) -> Remote:
-    from casrepo.remote.sync import open_named
+    from casrepo.remote.settings import open_named
 
     return open_named(state.repo(), name)
 

@@ -4,8 +4,10 @@ A remote holds the same layout as a repository (``config.yaml``, ``objects/``
 in the store's shape, ``refs/names/...``, ``refs/tags/...``), in a directory
 (:mod:`casrepo.remote.fs`: a shared drive) or under an S3 prefix
 (:mod:`casrepo.remote.s3`). :class:`Remote` is what push, fetch and remote gc
-need of either; :mod:`casrepo.remote.sync` and :mod:`casrepo.remote.gc` build
-on it. boto3 is imported only when an S3 remote is opened.
+need of either; :mod:`casrepo.remote.settings` (the remotes in config.yaml),
+:mod:`casrepo.remote.sync` (push, fetch, pull, clone), :mod:`casrepo.remote.fetch`
+(the verified download), :mod:`casrepo.remote.onmiss` and :mod:`casrepo.remote.gc`
+build on it. boto3 is imported only when an S3 remote is opened.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ import threading
 from collections.abc import Sequence
 
 from casrepo.errors import NotFound
-from casrepo.remote.sync import fetch_objects, open_named
+from casrepo.remote.fetch import fetch_objects
+from casrepo.remote.settings import open_named
 from casrepo.repository import Repository
 
 

@@ -11,21 +11,22 @@ Order is what keeps both sides consistent:
   to them) only when all of it arrived intact: a corrupt object stores
   nothing. pull then moves local refs: fast-forward only, unless asked to
   rebase a name's local versions onto the remote's or to force.
+
+The download itself (waves, verification, the batch install) is
+:mod:`casrepo.remote.fetch`'s.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from casrepo.canonical import LINK_KEY
-from casrepo.config import RemoteConfig, load_config, save_config
 from casrepo.errors import (
     Conflict,
     IntegrityError,
@@ -37,63 +38,17 @@ from casrepo.errors import (
     UsageError,
 )
 from casrepo.ids import is_object_id, ref_name_problem
-from casrepo.lockfile import ExclusiveLock
-from casrepo.manifest import MAX_MANIFEST_SIZE, Link, Rel, Target, links_of, parse_document
-from casrepo.pruned import PrunedEntry
+from casrepo.manifest import Rel, Target, links_of
 from casrepo.refs import ANY, RefKind
-from casrepo.remote import (
-    FRESHEN_AFTER,
-    Parallel,
-    Remote,
-    RemoteRef,
-    check_endpoint,
-    check_remote_name,
-    normalize_url,
-    open_remote,
-    remote_config,
-)
+from casrepo.remote import FRESHEN_AFTER, Remote, RemoteRef
+from casrepo.remote.fetch import fetch_objects as fetch_objects
+from casrepo.remote.report import Progress as Progress
+from casrepo.remote.report import RefUpdate as RefUpdate
+from casrepo.remote.report import TransferReport as TransferReport
+from casrepo.remote.settings import add_remote as add_remote
+from casrepo.remote.settings import open_named as open_named
+from casrepo.remote.settings import remove_remote as remove_remote
 from casrepo.repository import Repository
-from casrepo.store import Incoming
-
-Progress = Callable[[int, int], None]
-"""Transfer progress: (objects done, bytes done), called as each object lands."""
-
-WORKERS = 8
-"""Parallel downloads: enough to hide S3's per-request latency on 2 cores."""
-
-
-@dataclass(frozen=True)
-class RefUpdate:
-    """What happened to one ref: ``created``, ``fast-forward``, ``forced``,
-    ``rebased``, ``up-to-date``, ``ahead`` (pull: the local name has versions the
-    remote lacks; push them), ``rejected`` (with the reason) or ``refused`` (fetch,
-    pull: the remote's ref does not name a manifest; nothing is stored for it)."""
-
-    kind: RefKind
-    name: str
-    old: str | None
-    new: str
-    status: str
-    reason: str | None = None
-
-
-@dataclass
-class TransferReport:
-    remote: str
-    objects: int = 0
-    """Objects transferred."""
-    bytes: int = 0
-    skipped: int = 0
-    """Objects the other side had already."""
-    refs: list[RefUpdate] = field(default_factory=list)
-
-    @property
-    def rejected(self) -> list[RefUpdate]:
-        return [r for r in self.refs if r.status == "rejected"]
-
-    @property
-    def refused(self) -> list[RefUpdate]:
-        return [r for r in self.refs if r.status == "refused"]
 
 
 def _rejected(report: TransferReport) -> RefsRejected:
@@ -108,57 +63,6 @@ def _refused(report: TransferReport) -> RefsRefused:
     more = f" (and {len(report.refused) - 1} more)" if len(report.refused) > 1 else ""
     return RefsRefused(f"{first.kind.label} {first.name!r} on remote {report.remote!r} was "
                        f"refused: {first.reason}{more}", report)
-
-
-# -- remote settings -------------------------------------------------------------
-
-
-def add_remote(repo: Repository, name: str, url: str, *, endpoint_url: str | None = None,
-               profile: str | None = None, region: str | None = None,
-               locking: Literal["conditional", "lock-object"] = "conditional",
-               default: bool = False, fetch_on_miss: bool | None = None) -> RemoteConfig:
-    """Record a remote in config.yaml (the first one becomes the default)."""
-    check_remote_name(name)
-    settings = RemoteConfig(url=normalize_url(url), endpoint_url=check_endpoint(endpoint_url),
-                            profile=profile, region=region, locking=locking)
-    if not settings.url.startswith("s3://") and (endpoint_url or profile or region
-                                                   or locking != "conditional"):
-        raise UsageError("--endpoint-url, --profile, --region and --locking are for s3:// remotes")
-    with _config_lock(repo):
-        config = load_config(repo.dir)  # as it is now: another process may have changed it
-        if name in config.remotes:
-            raise Conflict(f"remote {name!r} exists (remove it first to change it)")
-        config.remotes[name] = settings
-        if default or config.remote.default is None:
-            config.remote.default = name
-        if fetch_on_miss is not None:
-            config.remote.fetch_on_miss = fetch_on_miss
-        save_config(repo.dir, config)
-        repo.config = config
-    return settings
-
-
-def remove_remote(repo: Repository, name: str) -> RemoteConfig:
-    with _config_lock(repo):
-        config = load_config(repo.dir)  # as it is now: another process may have changed it
-        settings = config.remotes.pop(name, None)
-        if settings is None:
-            raise NotFound(f"no remote {name!r}")
-        if config.remote.default == name:
-            config.remote.default = next(iter(sorted(config.remotes)), None)
-        save_config(repo.dir, config)
-        repo.config = config
-    return settings
-
-
-def _config_lock(repo: Repository) -> ExclusiveLock:
-    return ExclusiveLock(repo.dir / "locks" / "config.lock", "config.yaml", 10.0)
-
-
-def open_named(repo: Repository, name: str | None) -> Remote:
-    """Open the named remote of ``repo`` (None: its default)."""
-    remote_name, settings = remote_config(repo.config, name)
-    return open_remote(remote_name, settings)
 
 
 # -- push ------------------------------------------------------------------------
@@ -472,173 +376,6 @@ def _remote_targets(remote: Remote, revs: Sequence[str]) -> tuple[list[RemoteRef
             raise NotFound(f"no name or tag {rev!r} on remote {remote.name!r}")
         selected.extend(found)
     return selected, loose
-
-
-def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
-                  report: TransferReport | None = None, progress: Progress | None = None,
-                  asked_for: Sequence[str] | None = None, *, names: Collection[str] = (),
-                  tags: Collection[str] = ()) -> set[str]:
-    """Download every object the roots link to, transitively, that is missing
-    here; verified as each arrives, installed as one batch only if all are
-    intact (IntegrityError, exit 6, and nothing stored otherwise). A root missing on
-    the remote is NotFound (exit 4) when it is in ``asked_for`` (default: every
-    root: ids the user typed), damage otherwise (the target of a remote ref).
-
-    ``names`` and ``tags`` are the roots that remote refs point at: each must be a
-    manifest; those that are not are returned (refused), and nothing of them is
-    stored. Blobs that the remote records as pruned are left out, and recorded
-    as pruned here, but only for versions that retention could have pruned:
-    never a name's current version, nor a tag's unless it is also an earlier
-    version (some manifest's ``previous``)."""
-    report = report if report is not None else TransferReport(remote.name)
-    received: list[Incoming | None] = []
-    """Every object that arrived (None: left out, pruned there), in order."""
-    created: list[Incoming] = []
-    """Every temp file made, to discard on failure: a Ctrl-C may land while tasks are
-    being handed to the pool, so not every task's result is seen."""
-    fetched: list[tuple[str, dict[str, Any], list[Link]]] = []
-    root_set = set(roots)
-    asked = set(asked_for) if asked_for is not None else root_set
-    counting = threading.Lock()
-    blob_owners: dict[str, list[str]] = {}
-    pruned_there: list[dict[str, PrunedEntry]] = []
-    must_be_manifests = set(names) | set(tags)
-    refused: set[str] = set()
-    earlier: set[str] = set()
-    """Manifests some fetched or local manifest names as its ``previous``."""
-
-    def prunable(owner: str) -> bool:
-        """Whether gc's retention could have pruned this version's data (a record
-        for any other is a lie: its missing data is damage)."""
-        return owner not in names and (owner not in tags or owner in earlier)
-
-    def remote_pruned() -> dict[str, PrunedEntry]:
-        with counting:
-            if not pruned_there:
-                pruned_there.append(remote.pruned())
-            return pruned_there[0]
-
-    def download(oid: str) -> Incoming | None:
-        sink = repo.store.receive(oid)
-        sink.stop = pool.stop
-        with counting:
-            created.append(sink)
-        try:
-            remote.download(oid, sink)
-            sink.verify()
-        except NotFound:
-            sink.discard()
-            if oid in asked:
-                raise
-            owners = blob_owners.get(oid, [])
-            if (owners and all(prunable(owner) for owner in owners)
-                    and any(owner in remote_pruned() for owner in owners)):
-                return None  # pruned on purpose before it was pushed
-            raise IntegrityError(f"remote {remote.name!r} lacks object {oid}, which objects "
-                                 "there link to (push it again from a machine that has it)") from None
-        except BaseException:
-            sink.discard()
-            raise
-        with counting:  # downloads finish on several threads
-            report.objects += 1
-            report.bytes += sink.size
-            if progress is not None:
-                progress(report.objects, report.bytes)
-        return sink
-
-    with repo.writing():  # gc waits: what arrives is unreachable until a ref moves
-        try:
-            with Parallel(WORKERS, "casrepo-fetch") as pool:
-                seen: set[str] = set()
-                blobs: set[str] = set()
-                wave = list(dict.fromkeys(roots))
-                while wave:
-                    seen.update(wave)
-                    local: list[str] = []
-                    missing: list[str] = []
-                    for oid in wave:
-                        (local if repo.store.exists(oid) else missing).append(oid)
-                    report.skipped += len(local)
-                    arrived = _arrived(pool.map(download, missing, received))
-                    nxt: list[str] = []
-                    for oid in local:
-                        try:
-                            document = repo.manifests.read_document(oid)
-                        except NotFound:
-                            if oid in must_be_manifests:
-                                refused.add(oid)  # a remote ref naming a blob
-                                continue
-                            if oid in root_set:
-                                continue  # a blob asked for by id, here already
-                            raise
-                        links = repo.manifests.links(document)
-                        earlier.update(lk.id for lk in links if lk.rel is Rel.PREVIOUS)
-                        nxt.extend(_follow(oid, links, seen, blobs, blob_owners))
-                    for sink in arrived:
-                        parsed, data = _parse_received(sink)
-                        if parsed is None:
-                            if sink.id in must_be_manifests:
-                                refused.add(sink.id)  # a remote ref naming a blob: not stored
-                                sink.discard()
-                                continue
-                            if sink.id in root_set:
-                                continue  # a blob asked for by id: stored as it is
-                            raise IntegrityError(f"object {sink.id} on remote {remote.name!r} is "
-                                                 "linked as a manifest but is not one")
-                        links = repo.manifests.links(parsed, data)
-                        earlier.update(lk.id for lk in links if lk.rel is Rel.PREVIOUS)
-                        fetched.append((sink.id, parsed, links))
-                        nxt.extend(_follow(sink.id, links, seen, blobs, blob_owners))
-                    wave = list(dict.fromkeys(nxt))
-                need = sorted(b for b in blobs if not repo.store.exists(b))
-                report.skipped += len(blobs) - len(need)
-                manifests = [sink for sink in _arrived(list(reversed(received)))
-                             if sink.id not in refused]
-                blob_sinks = _arrived(pool.map(download, need, received))
-            # Blobs first, then manifests deepest first: a reader never meets a
-            # manifest whose links are not there yet.
-            repo.store.install_received(blob_sinks + manifests)
-            arrived_blobs = {sink.id for sink in blob_sinks}
-            skipped = [b for b in need if b not in arrived_blobs]
-            if skipped:  # pruned there: record it here, so get says so (exit 4)
-                there = remote_pruned()
-                owners = {o for b in skipped for o in blob_owners.get(b, []) if o in there}
-                repo.pruned.extend({o: there[o] for o in owners})
-        except BaseException:
-            for sink in created:  # the pool has ended: every task is done or never ran
-                sink.discard()
-            raise
-        for oid, document, links in fetched:
-            repo.index.record(oid, document, links)
-    return refused
-
-
-def _parse_received(sink: Incoming) -> tuple[dict[str, Any] | None, bytes]:
-    """The manifest document of a verified incoming object (None: a blob; a large
-    one is never read whole)."""
-    with open(sink.tmp, "rb") as f:
-        first = f.read(1)
-        if first != b"{" or sink.size > MAX_MANIFEST_SIZE:
-            return None, b""
-        data = first + f.read()
-    return parse_document(data), data
-
-
-def _arrived(sinks: list[Incoming | None]) -> list[Incoming]:
-    return [sink for sink in sinks if sink is not None]
-
-
-def _follow(owner: str, links: list[Link], seen: set[str], blobs: set[str],
-            owners: dict[str, list[str]]) -> list[str]:
-    found = []
-    for link in links:
-        if link.target is Target.BLOB:
-            blobs.add(link.id)
-            owners.setdefault(link.id, []).append(owner)
-        elif link.id not in seen:
-            seen.add(link.id)
-            found.append(link.id)
-    return found
 
 
 # -- clone -----------------------------------------------------------------------

@@ -1,0 +1,102 @@
+"""A remote for the tests: where it lives, and how to reach it behind casrepo's back
+(to corrupt, delete or forge what it holds)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from cli_support import corrupt
+from conftest import S3Server
+
+from casrepo.remote import Remote, RemoteConfig, open_remote
+
+
+@dataclass
+class Spot:
+    """Where a test's remote lives, and how to reach behind casrepo's back."""
+
+    kind: str
+    url: str
+    options: list[str] = field(default_factory=list)
+    server: S3Server | None = None
+    bucket: str = ""
+
+    def settings(self) -> RemoteConfig:
+        endpoint = self.server.endpoint if self.server else None
+        locking = "lock-object" if self.kind == "s3-lock" else "conditional"
+        return RemoteConfig(url=self.url, endpoint_url=endpoint, locking=locking)
+
+    def open(self) -> Remote:
+        return open_remote("spot", self.settings())
+
+    def _key(self, rel: str) -> str:
+        return f"team/{rel}"
+
+    def _object_key(self, oid: str) -> str:
+        return self._key(f"objects/{oid[:2]}/{oid[2:]}")
+
+    def corrupt(self, oid: str) -> None:
+        if self.server is None:
+            corrupt(Path(self.url) / "objects" / oid[:2] / oid[2:])
+            return
+        client = self.server.client()
+        data = bytearray(client.get_object(Bucket=self.bucket, Key=self._object_key(oid))["Body"].read())
+        data[len(data) // 2] ^= 1
+        client.put_object(Bucket=self.bucket, Key=self._object_key(oid), Body=bytes(data))
+
+    def delete(self, oid: str) -> None:
+        self.open().delete([oid])
+
+    def object_ids(self) -> set[str]:
+        return {o.id for o in self.open().objects()}
+
+    def write(self, rel: str, data: bytes) -> None:
+        """Put ``data`` at ``rel`` of the remote's layout (config.yaml, refs/names/x...)."""
+        if self.server is None:
+            path = Path(self.url) / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                os.chmod(path, 0o644)
+            path.write_bytes(data)
+            return
+        self.server.client().put_object(Bucket=self.bucket, Key=self._key(rel), Body=data)
+
+    def set_ref(self, kind: str, name: str, oid: str) -> None:
+        self.write(f"refs/{kind}/{name}", f"{oid}\n".encode())
+
+    def add_pruned_record(self, manifests: list[str]) -> None:
+        record = json.dumps({"manifests": sorted(manifests), "rules": {"keep_last": 1},
+                             "time": "2026-01-01T00:00:00Z"}, sort_keys=True)
+        if self.server is None:
+            with open(Path(self.url) / "logs" / "pruned.jsonl", "a") as f:
+                f.write(record + "\n")
+            return
+        body = record.encode()
+        self.write(f"pruned/{hashlib.sha256(body).hexdigest()}.json", body)
+
+    def delete_object(self, oid: str) -> None:
+        rel = f"objects/{oid[:2]}/{oid[2:]}"
+        if self.server is None:
+            (Path(self.url) / rel).unlink()
+            return
+        self.server.client().delete_object(Bucket=self.bucket, Key=self._key(rel))
+
+
+def make_spot(request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> Spot:
+    if kind == "fs":
+        (tmp_path / "shared").mkdir()  # the mounted drive; the remote is made inside it
+        return Spot("fs", str(tmp_path / "shared" / "artifacts"))
+    server: S3Server = request.getfixturevalue("s3_server")
+    request.getfixturevalue("aws_env")
+    bucket = f"casrepo-{uuid.uuid4().hex[:16]}"
+    server.client().create_bucket(Bucket=bucket)
+    options = ["--endpoint-url", server.endpoint]
+    if kind == "s3-lock":
+        options += ["--locking", "lock-object"]
+    return Spot(kind, f"s3://{bucket}/team", options, server, bucket)
