@@ -29,7 +29,7 @@ from casrepo.manifest import (
     field_setter,
     links_of,
 )
-from casrepo.naming import pin
+from casrepo.naming import pin, refuse_clash
 from casrepo.refs import RefKind
 from casrepo.statcache import Recorded, unchanged_id
 from casrepo.store import PutResult
@@ -83,6 +83,7 @@ def add(repo: Repository, path: Path | str, *, name: str | None = None, kind: st
         raise UsageError(f"path does not exist: {source}")
     if name is not None and ref_name_problem(name) is not None:
         raise InvalidName(f"invalid name {name!r}: {ref_name_problem(name)}")
+    refuse_clash(repo, RefKind.NAME, name)  # before any work: a tag of that name exists
     is_dir = source.is_dir()
     if not is_dir and not source.is_file():
         raise UsageError(f"cannot add {source}: not a regular file or directory")
@@ -310,6 +311,7 @@ def save(repo: Repository, manifest: AnyManifest, *, name: str | None = None,
         raise UsageError("a manifest of an unregistered kind cannot be saved under a name")
     if ref_name_problem(name) is not None:
         raise InvalidName(f"invalid name {name!r}: {ref_name_problem(name)}")
+    refuse_clash(repo, RefKind.NAME, name)
     with repo.writing():
         oid, _, _, _ = _commit(repo,
             lambda previous: manifest.model_copy(update={"name": name, "previous": previous}),

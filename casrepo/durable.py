@@ -148,7 +148,7 @@ def _clear_files(fd: int) -> list[str]:
     return subdirs
 
 
-def remove_tree(path: Path | str) -> None:
+def remove_tree(path: Path | str, dir_fd: int | None = None) -> None:
     """Remove ``path`` and everything under it, best effort (errors are ignored, as
     with ``shutil.rmtree(ignore_errors=True)``), however deep the tree.
 
@@ -158,13 +158,14 @@ def remove_tree(path: Path | str) -> None:
     the walk is a loop, every call names one entry relative to an open directory,
     and only one directory is open at a time: going back up opens ``..``, checked
     to be the directory we came down from (a tree moved meanwhile is left alone).
-    Symlinks are removed, never followed.
+    Symlinks are removed, never followed. With ``dir_fd``, ``path`` is a name in
+    that open directory.
     """
     try:
-        fd = os.open(path, _DIR_FLAGS)
+        fd = os.open(path, _DIR_FLAGS, dir_fd=dir_fd)
     except OSError:  # a file, a symlink, or nothing
         with contextlib.suppress(OSError):
-            os.unlink(path)
+            os.unlink(path, dir_fd=dir_fd)
         return
     levels: list[tuple[tuple[int, int], list[str]]] = []
     """From the top down, each open directory's (device, inode) and subdirectories left."""
@@ -202,4 +203,4 @@ def remove_tree(path: Path | str) -> None:
     finally:
         os.close(fd)
     with contextlib.suppress(OSError):
-        os.rmdir(path)
+        os.rmdir(path, dir_fd=dir_fd)

@@ -704,3 +704,20 @@ def write_picture(dot: str, fmt: str, output: Path | str) -> Path:
             raise SystemFailure(f"Graphviz's dot failed (exit {proc.returncode}): {first}")
 
     return _write_atomically(Path(output), draw)
+
+
+def draw_picture(dot: str, fmt: str) -> bytes:
+    """Draw DOT text as ``svg`` or ``png`` bytes with Graphviz's ``dot`` program (for
+    ``-o -``: the picture on stdout)."""
+    if fmt not in PICTURE_FORMATS:
+        raise UsageError(f"cannot draw {fmt!r}; pictures are {', '.join(PICTURE_FORMATS)}")
+    program = shutil.which("dot")
+    if program is None:
+        raise SystemFailure(f"drawing {fmt} needs Graphviz's 'dot' program, which was not found "
+                           f"on PATH: {GRAPHVIZ_HINT}")
+    proc = subprocess.run([program, f"-T{fmt}"], input=dot.encode(), capture_output=True,
+                          check=False)
+    if proc.returncode != 0:
+        first = (proc.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[0]
+        raise SystemFailure(f"Graphviz's dot failed (exit {proc.returncode}): {first}")
+    return proc.stdout

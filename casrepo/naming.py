@@ -38,6 +38,7 @@ def set_name(repo: Repository, name: str, rev: str, message: str | None = None) 
     """Point a name at a manifest unconditionally; returns (id, former target)."""
     require_utf8(message, "the message")
     with repo.writing():
+        refuse_clash(repo, RefKind.NAME, name)
         oid = pin(repo, rev, allow_pruned=False)
         return oid, repo.refs.update(RefKind.NAME, name, oid, ANY, message)
 
@@ -72,6 +73,7 @@ def tag(repo: Repository, tag: str, rev: str, *, force: bool = False,
         raise InvalidName(f"invalid tag {tag!r}: {ref_name_problem(tag)}")
     require_utf8(message, "the message")
     with repo.writing():
+        refuse_clash(repo, RefKind.TAG, tag)
         oid = pin(repo, rev)
         if force:
             return oid, repo.refs.update(RefKind.TAG, tag, oid, ANY, message)
@@ -82,6 +84,27 @@ def tag(repo: Repository, tag: str, rev: str, *, force: bool = False,
             raise Conflict(f"tag {tag!r} already exists (at {current[:12]}); "
                            "use --force to move it")
         return oid, repo.refs.update(RefKind.TAG, tag, oid, expected=None, message=message)
+
+
+def refuse_clash(repo: Repository, kind: RefKind, ref: str | None) -> None:
+    """Refuse to set a ``kind`` ref spelled as an existing ref of the other kind
+    (:class:`Conflict`, exit 5): a tag ``data/sales`` beside the name ``data/sales``
+    would make the rev ``data/sales`` ambiguous, and ``tag data/sales v1`` (its
+    arguments swapped) would quietly make one. A damaged ref of the other kind is
+    IntegrityError (exit 6), as reading it anywhere. Names and tags are separate
+    files, so two writers making the same spelling at the same moment can still
+    both succeed: the rev is then reported ambiguous (exit 4) until one is deleted."""
+    if ref is None:
+        return
+    other = RefKind.TAG if kind is RefKind.NAME else RefKind.NAME
+    existing = repo.refs.read(other, ref)
+    if existing is None:
+        return
+    at = f"at {existing[:12]}"
+    if kind is RefKind.TAG:
+        raise Conflict(f"a name {ref!r} exists ({at}): a tag may not have the name of a name; "
+                       f"to tag its current version: casrepo tag TAG {ref}")
+    raise Conflict(f"a tag {ref!r} exists ({at}): a name may not have the name of a tag")
 
 
 def pin(repo: Repository, rev: str, *, allow_pruned: bool = True) -> str:

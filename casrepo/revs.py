@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from casrepo.errors import AmbiguousRev, IntegrityError, InvalidName, NotFound, UsageError
+from casrepo.errors import AmbiguousRev, CasrepoError, IntegrityError, InvalidName, NotFound, UsageError
 from casrepo.ids import is_id_prefix, is_object_id, ref_name_problem
 from casrepo.manifest import Rel, links_of
 from casrepo.refs import RefKind
@@ -58,7 +58,7 @@ def _resolve_base(repo: Repository, base: str) -> str:
         return repo.store.resolve_unique(base)
     if not is_name:
         raise InvalidName(f"malformed rev {base!r}: {ref_name_problem(base)}")
-    raise NotFound(f"unknown rev {base!r}: no name, tag or object matches")
+    raise NotFound(f"unknown rev {base!r}: no name, tag or object matches{_did_you_mean(repo, base)}")
 
 
 def resolve_manifest(repo: Repository, rev: str) -> str:
@@ -73,3 +73,19 @@ def previous_of(repo: Repository, oid: str) -> str | None:
             return link.id
     return None
 
+
+
+def _did_you_mean(repo: Repository, base: str) -> str:
+    """'; did you mean 'data/sales'?' for a near miss among the names and tags, or ''.
+    Only called once a rev is not found: listing the refs costs a hit nothing."""
+    import difflib
+
+    try:
+        known = sorted({*repo.refs.names(RefKind.NAME), *repo.refs.names(RefKind.TAG)})
+    except CasrepoError:  # a damaged refs/ is fsck's to report; the answer stays "not found"
+        return ""
+    close = [repr(c) for c in difflib.get_close_matches(base, known, n=3, cutoff=0.8)]
+    if not close:
+        return ""
+    listed = close[0] if len(close) == 1 else f"{', '.join(close[:-1])} or {close[-1]}"
+    return f"; did you mean {listed}?"

@@ -97,7 +97,13 @@ def manifest(oid: str, document: dict[str, Any]) -> dict[str, Any]:
 
 def got(result: GetResult) -> dict[str, Any]:
     return {"id": result.id, "dest": str(result.dest), "files": result.files,
-            "bytes": result.bytes}
+            "bytes": result.bytes, **got_in_place(result)}
+
+
+def got_in_place(result: GetResult) -> dict[str, Any]:
+    """What ``get`` adds to its answer about an update in place (``--force`` onto an
+    existing directory, ``--delete``)."""
+    return {"in_place": result.in_place, "deleted": result.deleted}
 
 
 def reindexed(stats: IndexStats, seconds: float) -> dict[str, Any]:

@@ -597,12 +597,16 @@ def test_get_force_replaces_existing_file(run: Any, repo: Repository, project: P
     assert (project / "dest.csv").read_bytes() == b"new content\n"
 
 
-def test_get_force_replaces_existing_directory(run: Any, repo: Repository, project: Path) -> None:
+def test_get_force_updates_existing_directory(run: Any, repo: Repository, project: Path) -> None:
+    """--force updates a directory in place: the artifact's files are written, others
+    stay; --delete removes them too (tests/test_get_in_place.py has the rest)."""
     files = make_tree(project / "images")
     last_id(run("add", "images", "--name", "datasets/images"))
     write(project / "dest" / "stale.txt", b"stale\n")
     write(project / "dest" / "bin" / "run.sh", b"old\n")
     assert_ok(run("get", "datasets/images", "dest", "--force"))
+    assert tree(project / "dest") == {**files, "stale.txt": (b"stale\n", False)}
+    assert_ok(run("get", "datasets/images", "dest", "--force", "--delete"))
     assert tree(project / "dest") == files
 
 

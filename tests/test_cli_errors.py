@@ -192,6 +192,7 @@ def test_get_to_an_existing_destination(run: Any, repo: Repository, project: Pat
                                         iris: str, tmp_path: Path) -> None:
     write(project / "dest.csv", b"do not overwrite\n")
     write(project / "dest-dir" / "keep.txt", b"keep\n")
+    write(project / "dest-dir" / "data.csv", b"its own data.csv\n")  # get writes inside a dir
     other = tmp_path / "elsewhere"
     write(other / "target.txt", b"target\n")
     (project / "dest-link").symlink_to(other / "target.txt")
@@ -337,6 +338,7 @@ def test_valid_names_work(run: Any, repo: Repository, project: Path, name: str) 
     assert repo.resolve(name) == oid
     refs = assert_ok(run("refs", "--json")).json()
     assert refs["names"] == [{"name": name, "id": oid}]
+    assert_ok(run("name", "-d", name))  # a tag may not be spelled as an existing name
     assert_ok(run("tag", name, oid))
     assert repo.refs.read(RefKind.TAG, name) == oid
 
@@ -397,7 +399,8 @@ def test_unknown_option_or_command(run: Any, repo: Repository, project: Path,
     ("gc", "--prune-expire", "someday"),
     ("tag", "v1"),
     ("tag", "-d"),
-    ("get", "datasets/iris"),
+    ("get", "datasets/iris", "out", "--delete"),  # --delete goes with --force
+    ("get", "datasets/iris", "out", "--force", "--delete"),  # and with a directory
 ], ids=" ".join)
 def test_other_usage_errors(run: Any, repo: Repository, project: Path, iris: str,
                             args: tuple[str, ...]) -> None:

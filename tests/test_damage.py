@@ -186,9 +186,11 @@ def test_user_mistakes_found_in_review(repo: Repository, project: Path) -> None:
     with pytest.raises(UsageError, match="size"):
         repo.add(src, meta={"size": "99"})
     repo.add(src, name="f")
-    for dest in (project, repo.dir, repo.dir / "config.yaml"):
+    for dest in (repo.dir, repo.dir / "config.yaml"):
         with pytest.raises(Conflict, match="repository"):
             repo.get("f", dest, force=True)
+    # The project is a directory to write into (as cp), never one to replace.
+    assert repo.get("f", project, force=True).dest == project / "f.csv"
     assert (repo.dir / "config.yaml").read_text().startswith("format_version")
     long_dest = project / ("d" * 240)
     repo.get("f", long_dest)

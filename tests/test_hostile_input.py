@@ -56,9 +56,6 @@ def stored(run: Any, repo: Repository, project: Path) -> dict[str, str]:
 @pytest.mark.parametrize(("dest", "reason"), [
     ("self/.casrepo", "is the repository"),       # ln -s . self
     ("self", "holds the repository"),             # a symlink to the project
-    (".", "holds the repository"),
-    ("..", "holds the repository"),
-    ("self/..", "holds the repository"),
     (".casrepo", "is the repository"),
     (".casrepo/tmp", "is inside the repository"),
     ("self/.casrepo/objects/new", "is inside the repository"),
@@ -86,12 +83,14 @@ def test_get_refuses_the_project_through_a_symlinked_parent(
     # the destination typed through the link.
     alias = tmp_path / "alias"
     alias.symlink_to(tmp_path, target_is_directory=True)
-    for dest in (alias / "project", alias / "project" / ".casrepo",
+    for dest in (alias / "project" / ".casrepo",
                  alias / "alias" / "project" / ".casrepo" / "refs"):
         assert_error(run("get", "d", str(dest), "--force"), CONFLICT, "refusing to write")
-    assert_error(run("get", "d", str(tmp_path), "--force"), CONFLICT, "holds the repository")
+    # The project itself, or a directory above it, is updated in place: written
+    # into, never replaced, and never into the repository.
+    assert_ok(run("get", "d", str(alias / "project"), "--force", "--delete"))
+    assert sorted(p.name for p in project.iterdir()) == [".casrepo", "a.txt"]
     assert_healthy(run, "d", "good")
-    assert (project / "d" / "a.txt").read_bytes() == b"a\n"
 
 
 def test_get_still_writes_beside_the_repository(run: Any, project: Path, tmp_path: Path,
@@ -114,8 +113,11 @@ def test_get_refuses_a_dest_that_names_no_entry(run: Any, tmp_path: Path,
     """'x/..' outside the project: not the repository, but nothing get can replace."""
     other = tmp_path / "other"
     (other / "x").mkdir(parents=True)
-    assert_error(run("get", "good", str(other / "x" / ".."), "--force"), USAGE, "DEST")
+    assert_error(run("get", "good", str(other / "missing" / ".."), "--force"), USAGE, "DEST")
     assert sorted(p.name for p in other.iterdir()) == ["x"]
+    # An existing directory, however spelled, is a directory to write into (as cp).
+    assert_ok(run("get", "good", str(other / "x" / "..")))
+    assert sorted(p.name for p in other.iterdir()) == ["f.txt", "x"]
 
 
 # -- 2. lineage -o / why -o never replace what is not a regular file -----------------
@@ -153,7 +155,7 @@ def _fingerprint(directory: Path) -> dict[str, tuple[Any, ...]]:
 
 @pytest.mark.parametrize("command", [("lineage", "good"), ("why", "good", "d"),
                                      ("lineage", "good", "--format", "dot"),
-                                     ("why", "good", "d", "--json")])
+                                     ("why", "good", "d", "--format", "json")])
 def test_output_refuses_devices_and_symlinks(run: Any, tmp_path: Path, stored: dict[str, str],
                                              command: tuple[str, ...]) -> None:
     devtest = tmp_path / "devtest"
@@ -172,7 +174,7 @@ def test_output_replaces_a_regular_file_atomically(run: Any, tmp_path: Path,
     out.mkdir()
     write(out / "lineage.txt", b"old\n")
     assert_ok(run("lineage", "good", "-o", str(out / "lineage.txt")))
-    assert_ok(run("lineage", "good", "--json", "-o", str(out / "new.json")))
+    assert_ok(run("lineage", "good", "--format", "json", "-o", str(out / "new.json")))
     text = (out / "lineage.txt").read_text()
     assert "good" in text and text.endswith("\n")
     assert stat.S_ISREG((out / "new.json").lstat().st_mode)
@@ -182,7 +184,7 @@ def test_output_replaces_a_regular_file_atomically(run: Any, tmp_path: Path,
 def test_output_refuses_the_repository(run: Any, project: Path, stored: dict[str, str]) -> None:
     config = project / ".casrepo" / "config.yaml"
     before = config.read_bytes()
-    for command in (("lineage", "good"), ("why", "good", "d", "--json")):
+    for command in (("lineage", "good"), ("why", "good", "d", "--format", "json")):
         assert_error(run(*command, "-o", ".casrepo/config.yaml"), CONFLICT,
                      "inside the repository")
     assert config.read_bytes() == before

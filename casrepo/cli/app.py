@@ -97,6 +97,14 @@ class CasrepoGroup(click.Group):
         try:
             result = super().main(args, "casrepo", complete_var,
                                   standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as e:
+            # A bare group (`casrepo`, `casrepo remote`) asks for its help, as a bare
+            # `git` does: the usual help on stdout and success, not an error line.
+            click.echo(e.ctx.get_help(), color=e.ctx.color)
+            code = 0
+            if standalone_mode:
+                sys.exit(code)
+            return code
         except click.UsageError as e:
             hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
             _fail(e.format_message() + hint, e.exit_code)

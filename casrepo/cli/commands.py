@@ -387,33 +387,51 @@ def show(state: State, rev: str, as_json: bool) -> None:
     click.echo(text.rstrip("\n"))
 
 
-@cli.command(epilog=examples("casrepo get datasets/iris iris.csv", "casrepo get models/churn - | jq .",
+@cli.command(epilog=examples("casrepo get datasets/iris iris.csv", "casrepo get datasets/iris",
+                             "casrepo get models/churn - | jq .",
                              "casrepo get datasets/images~1 old-images/ --force",
+                             "casrepo get datasets/images . --force --delete",
+                             "casrepo get datasets/images:data/train train/",
                              "casrepo get datasets/images images/ --link hardlink"))
 @click.argument("rev")
-@click.argument("dest", type=click.Path())
-@click.option("-f", "--force", is_flag=True, help="Replace DEST if it exists.")
+@click.argument("dest", required=False, type=click.Path())
+@click.option("-f", "--force", is_flag=True,
+              help="Replace a file DEST; update a directory DEST in place (the artifact's files "
+                   "are written, other files left alone).")
+@click.option("--delete", is_flag=True,
+              help="With --force on a directory: also remove what the artifact lacks (as rsync "
+                   "--delete; the repository is never touched).")
 @click.option("--link", type=click.Choice(["copy", "hardlink"]), default="copy", show_default=True,
               help="copy: independent files (reflinked where the filesystem can); hardlink: "
                    "read-only links to the store's objects, no copy (do not chmod them).")
 @json_option
 @pass_state
-def get(state: State, rev: str, dest: str, force: bool, link: str, as_json: bool) -> None:
+def get(state: State, rev: str, dest: str | None, force: bool, delete: bool, link: str,
+        as_json: bool) -> None:
     """Write the file or directory of REV to DEST (which must not exist, unless --force).
 
+    Without DEST, the artifact's own file name (a directory: the last component of the
+    path it was added from, or of its name) in the working directory. A file artifact
+    whose DEST is a directory is written inside it.
     DEST '-' writes a file artifact's bytes to stdout.
     """
+    if delete and not force:
+        raise click.UsageError("--delete goes with --force (which updates DEST in place)")
     if dest == "-":
         if as_json:
             raise click.UsageError("--json cannot be combined with DEST '-'")
         state.repo().write_to(rev, sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return
-    result = state.repo().get(rev, dest, force=force, link=link)
+    result = state.repo().get(rev, dest, force=force, link=link, delete=delete)
     if as_json:
         emit_json(shapes.got(result))
+    elif result.in_place:
+        removed = f"; removed {result.deleted} path(s) it lacks" if delete else ""
+        click.echo(f"updated {result.dest} in place: wrote {result.files} file(s), "
+                   f"{human_size(result.bytes)}{removed}")
     else:
-        click.echo(f"wrote {result.files} file(s), {human_size(result.bytes)} to {dest}")
+        click.echo(f"wrote {result.files} file(s), {human_size(result.bytes)} to {result.dest}")
 
 
 # -- lineage -----------------------------------------------------------------------
@@ -435,14 +453,23 @@ def _warn_incomplete(warnings: tuple[str, ...]) -> None:
         info(f"warning: {warning} (the answer may be incomplete{hint})")
 
 
-def _check_output(state: State, output: str | None) -> None:
-    """Refuse a bad -o FILE before any work: not a new path or a regular file (exit 2),
-    or inside the repository (exit 5: -o .casrepo/config.yaml)."""
-    if output is not None:
-        from casrepo import graph
+STDOUT = "-"
+"""``-o -``: stdout, as for most tools (not a file named '-')."""
 
-        graph.check_output(Path(output))
-        state.repo().check_outside(Path(output))
+
+def _check_output(state: State, output: str | None, as_json: bool) -> None:
+    """Refuse a bad -o FILE before any work: --json with a FILE (exit 2: --json is one
+    JSON document on stdout), not a new path or a regular file (exit 2), or inside the
+    repository (exit 5: -o .casrepo/config.yaml)."""
+    if output is None or output == STDOUT:
+        return
+    if as_json:
+        raise UsageError("--json prints one JSON document on stdout and takes no -o FILE; "
+                         "for a JSON file use --format json -o FILE")
+    from casrepo import graph
+
+    graph.check_output(Path(output))
+    state.repo().check_outside(Path(output))
 
 
 def _show_graph(fmt: str, output: str | None, text: Callable[[str], str], dot: Callable[[], str],
@@ -453,11 +480,16 @@ def _show_graph(fmt: str, output: str | None, text: Callable[[str], str], dot: C
         fmt = "json"
     if fmt in graph.PICTURE_FORMATS:
         if output is None:
-            raise UsageError(f"--format {fmt} writes a picture: name the file with --output FILE")
+            raise UsageError(f"--format {fmt} writes a picture: name the file with --output FILE "
+                             "(or -o - for stdout)")
+        if output == STDOUT:
+            sys.stdout.buffer.write(graph.draw_picture(dot(), fmt))
+            sys.stdout.buffer.flush()
+            return
         written = graph.write_picture(dot(), fmt, output)
         info(f"wrote {written}")
         return
-    _write_output(text(fmt), output)
+    _write_output(text(fmt), None if output == STDOUT else output)
 
 
 _FORMATS = click.Choice(["tree", "json", "dot", "mermaid", "svg", "png"])
@@ -465,12 +497,14 @@ _format_option = click.option(
     "--format", "fmt", type=_FORMATS, default="tree", show_default=True,
     help="tree, json, dot or mermaid text; svg or png pictures drawn by Graphviz (need --output).")
 _output_option = click.option("-o", "--output", metavar="FILE", type=click.Path(dir_okay=False),
-                              help="Write to FILE instead of stdout.")
+                              help="Write to FILE instead of stdout ('-': stdout); not with --json.")
 
 
 @cli.command(epilog=examples("casrepo lineage models/churn", "casrepo lineage datasets/raw --down",
                              "casrepo lineage datasets/raw --down --kind file --json",
-                             "casrepo lineage models/churn --format svg -o lineage.svg"))
+                             "casrepo lineage models/churn --format svg -o lineage.svg",
+                             "casrepo lineage models/churn --format json -o lineage.json",
+                             "casrepo lineage models/churn --format svg -o - > lineage.svg"))
 @click.argument("rev")
 @click.option("--up", "direction", flag_value="up", default=True,
               help="What REV was derived from (default).")
@@ -490,7 +524,7 @@ def lineage(state: State, rev: str, direction: str, depth: int | None, kind: str
     (--down)."""
     from casrepo import graph
 
-    _check_output(state, output)
+    _check_output(state, output, as_json)
     result = graph.lineage(state.repo(), rev, direction, depth, kind, include_history)
     _warn_incomplete(result.warnings)
     # result.dag, not result.graph: printing needs no networkx.
@@ -515,7 +549,7 @@ def why(state: State, rev_a: str, rev_b: str, include_history: bool, max_paths: 
     """Show every path by which REV_A depends on REV_B (exit 1 if it does not)."""
     from casrepo import graph
 
-    _check_output(state, output)
+    _check_output(state, output, as_json)
     result = graph.why(state.repo(), rev_a, rev_b, include_history)
     _warn_incomplete(result.warnings)
     if not result.depends and not (as_json or fmt == "json"):
