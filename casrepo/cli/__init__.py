@@ -3,7 +3,11 @@
 import gc
 import signal
 
-from casrepo.cli import commands as _commands  # noqa: F401  (registers the commands)
+# Importing a module registers its commands.
+from casrepo.cli import commands as _commands  # noqa: F401
+from casrepo.cli import graphs as _graphs  # noqa: F401
+from casrepo.cli import inspecting as _inspecting  # noqa: F401
+from casrepo.cli import maintenance as _maintenance  # noqa: F401
 from casrepo.cli import remotes as _remotes  # noqa: F401
 from casrepo.cli.app import cli
 
