@@ -5,6 +5,7 @@ compare-and-swap."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import stat
 import time
@@ -45,6 +46,8 @@ ADD_SETS = frozenset({"content", "size", "filename", "executable", "entries"})
 
 Progress = Callable[[str, int], None]
 """Progress callback: (path just stored, its size in bytes)."""
+ByteProgress = Callable[[str, int], None]
+"""Progress within a large file: (path being stored, bytes of it read so far)."""
 
 IGNORE_FILE = ".casrepoignore"
 DEFAULT_IGNORES = (".git/", ".casrepo/", "__pycache__/", ".DS_Store")
@@ -55,7 +58,7 @@ def add(repo: Repository, path: Path | str, *, name: str | None = None, kind: st
         inputs: Sequence[str] = (), meta: Mapping[str, str] | None = None,
         message: str | None = None, progress: Progress | None = None,
         link: str = "copy", rehash: bool = False, exclude: Sequence[str] = (),
-        no_inputs: bool = False) -> AddResult:
+        no_inputs: bool = False, byte_progress: ByteProgress | None = None) -> AddResult:
     """Store a file or directory as an artifact; with ``name``, move the name to it.
 
     A directory's files are filtered by the ignore rules: :data:`DEFAULT_IGNORES`,
@@ -72,6 +75,12 @@ def add(repo: Repository, path: Path | str, *, name: str | None = None, kind: st
     :meth:`casrepo.store.ObjectStore.put_files` for the trade-offs). Files
     unchanged since an earlier add (by the stat cache, :mod:`casrepo.statcache`)
     are not read again, unless ``rehash``.
+
+    ``progress(path, size)`` is called once per file, as it is stored or found
+    unchanged. ``byte_progress(path, bytes read so far)`` is called while a
+    large file (:data:`casrepo.copying.LARGE_FILE`, 4 MiB, and more) is read,
+    about every 8 MiB, before that file's ``progress`` call; when a directory's
+    large files are read by threads, it is called from those threads.
     """
     if link not in ("copy", "hardlink", "move"):
         raise UsageError(f"unknown link mode {link!r} (use 'copy', 'hardlink' or 'move')")
@@ -132,8 +141,8 @@ def add(repo: Repository, path: Path | str, *, name: str | None = None, kind: st
             pin(repo, input_id)
         # A move deletes the files afterwards: each must have been read by this add.
         results = _put_scanned(repo, source, scan, is_dir, store_link, started_ns, progress,
-                                    lookup=not rehash and link != "move",
-                                    record=link != "move")
+                               byte_progress, lookup=not rehash and link != "move",
+                               record=link != "move")
         written = sum(not result.is_duplicate for result in results)
         nbytes = sum(result.size for result in results if not result.is_duplicate)
         content: dict[str, Any]
@@ -166,6 +175,19 @@ def add(repo: Repository, path: Path | str, *, name: str | None = None, kind: st
                      tuple(warnings))
 
 
+def _by_index(byte_progress: ByteProgress | None,
+              rels: Sequence[str]) -> Callable[[int, int], None] | None:
+    """``byte_progress`` told the path of the i-th file of a batch (None stays None)."""
+    if byte_progress is None:
+        return None
+    tell = byte_progress
+
+    def reading(i: int, nbytes: int) -> None:
+        tell(rels[i], nbytes)
+
+    return reading
+
+
 def _refuse_dropped_inputs(repo: Repository, name: str, newest: str | None) -> None:
     """Refuse a version of ``name`` made without inputs when its ``newest`` version
     had some: the lineage of the new version would silently stop there."""
@@ -188,7 +210,8 @@ def _refuse_dropped_inputs(repo: Repository, name: str, newest: str | None) -> N
 
 
 def _put_scanned(repo: Repository, source: Path, scan: Sequence[_Scanned], is_dir: bool, link: str,
-                 started_ns: int, progress: Progress | None, *, lookup: bool,
+                 started_ns: int, progress: Progress | None,
+                 byte_progress: ByteProgress | None, *, lookup: bool,
                  record: bool) -> list[PutResult]:
     """Store the files of an add; with ``lookup``, reuse those the stat cache
     knows unchanged (their objects still stored); with ``record``, record in
@@ -221,9 +244,14 @@ def _put_scanned(repo: Repository, source: Path, scan: Sequence[_Scanned], is_di
         if is_dir:
             put = repo.store.put_files([scan[i].path for i in todo], link=link,
                                        stored=stored,
-                                       total_size=sum(scan[i].stat.st_size for i in todo))
+                                       total_size=sum(scan[i].stat.st_size for i in todo),
+                                       progress=_by_index(byte_progress,
+                                                          [scan[i].rel for i in todo]))
         else:
-            put = [repo.store.put_file(source, link=link)]
+            put = [repo.store.put_file(
+                source, link=link,
+                progress=None if byte_progress is None
+                else functools.partial(byte_progress, scan[0].rel))]
             stored(0, put[0])
         for i, result in zip(todo, put, strict=True):
             results[i] = result

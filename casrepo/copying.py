@@ -22,6 +22,9 @@ READ_BUFFER = 1 << 20
 FICLONE = 0x40049409  # ioctl(2) request of Linux's reflink (FICLONE in linux/fs.h)
 _SYNC_FILE_RANGE_WRITE = 2
 
+Progress = Callable[[int], None]
+"""Told the bytes of one file read so far, after each step of a large copy or hash."""
+
 _sync_file_range: Callable[[int, int, int, int], int] | None = None
 _sync_file_range_known = False
 
@@ -46,9 +49,11 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
         _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
-def copy_hashing(src_fd: int, dst_fd: int) -> tuple[str, int]:
+def copy_hashing(src_fd: int, dst_fd: int,
+                 progress: Progress | None = None) -> tuple[str, int]:
     """Copy everything readable from ``src_fd`` to ``dst_fd`` (both at offset 0) and
-    return the sha256 and size of the bytes written.
+    return the sha256 and size of the bytes written; ``progress(bytes copied)`` is
+    called, in this thread, after each step of :data:`CHUNK` bytes.
 
     The copy runs in the kernel (copy_file_range: no trip through Python's
     memory) while a second thread hashes what already landed in ``dst_fd``;
@@ -104,6 +109,8 @@ def copy_hashing(src_fd: int, dst_fd: int) -> tuple[str, int]:
             size += n
             if failure:
                 break
+            if progress is not None:
+                progress(size)
     finally:
         done.put(None)
         worker.join()
@@ -149,8 +156,9 @@ CANNOT_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, 
 """Errors of link(2) that mean "copy instead": another filesystem, links not allowed."""
 
 
-def hash_fd(fd: int) -> tuple[str, int]:
-    """The sha256 and size of everything readable from ``fd``."""
+def hash_fd(fd: int, progress: Progress | None = None) -> tuple[str, int]:
+    """The sha256 and size of everything readable from ``fd``; for a large one,
+    ``progress(bytes hashed)`` is called every :data:`CHUNK` bytes."""
     hasher = hashlib.sha256()
     size = 0
     expected = os.fstat(fd).st_size
@@ -162,9 +170,18 @@ def hash_fd(fd: int) -> tuple[str, int]:
     # Large: one buffer read into again and again (see copy_hashing).
     buffer = bytearray(READ_BUFFER)
     view = memoryview(buffer)
+    if progress is None:
+        while n := os.readv(fd, [buffer]):
+            hasher.update(view[:n])
+            size += n
+        return hasher.hexdigest(), size
+    told = 0
     while n := os.readv(fd, [buffer]):
         hasher.update(view[:n])
         size += n
+        if size - told >= CHUNK:
+            told = size
+            progress(size)
     return hasher.hexdigest(), size
 
 

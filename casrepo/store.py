@@ -27,7 +27,14 @@ from typing import IO, BinaryIO
 
 from hashfs import HashFS
 
-from casrepo.copying import CANNOT_LINK, LARGE_FILE, PARALLEL_MIN, copy_hashing, hash_fd
+from casrepo.copying import (
+    CANNOT_LINK,
+    LARGE_FILE,
+    PARALLEL_MIN,
+    Progress,
+    copy_hashing,
+    hash_fd,
+)
 from casrepo.durable import fsync_dir, fsync_path, syncfs
 from casrepo.errors import AmbiguousRev, IntegrityError, NotFound, SystemFailure
 from casrepo.ids import ID_LENGTH, check_object_id, check_prefix, is_object_id
@@ -124,19 +131,28 @@ class ObjectStore:
         tmp, oid, size = self._write_temp(source)
         return self._commit(tmp, oid, size)
 
-    def put_file(self, path: Path | str, link: str = "copy") -> PutResult:
-        """Store one file, durably, reading it once (``link``: see :meth:`put_files`)."""
-        staged = self._stage(path, sync=True, link=link)
+    def put_file(self, path: Path | str, link: str = "copy",
+                 progress: Progress | None = None) -> PutResult:
+        """Store one file, durably, reading it once (``link``: see :meth:`put_files`).
+
+        A file of :data:`~casrepo.copying.LARGE_FILE` bytes or more is read in
+        steps, and ``progress(bytes read so far)`` is called as it goes (every
+        8 MiB); a smaller file is read in one go, without a call.
+        """
+        staged = self._stage(path, sync=True, link=link, progress=progress)
         return self._install([staged])[0]
 
     def put_files(self, paths: Sequence[Path | str], workers: int | None = None,
                   stored: Callable[[int, PutResult], None] | None = None,
-                  total_size: int | None = None, link: str = "copy") -> list[PutResult]:
+                  total_size: int | None = None, link: str = "copy",
+                  progress: Callable[[int, int], None] | None = None) -> list[PutResult]:
         """Store many files (a directory's) with one sync for the batch.
 
         Every file is read once into a temp file (or found stored already); then
         one sync makes the batch durable, and only then are the files renamed
-        into place. ``stored(i, result)`` is called as each file is read.
+        into place. ``stored(i, result)`` is called as each file is read, and
+        ``progress(i, bytes read so far)`` while a large one is (as in
+        :meth:`put_file`; from the thread reading it, when threads are used).
 
         ``link`` is ``copy`` (the default: the store holds its own copy, the
         hash is of the bytes written) or ``hardlink`` (the stored object is the
@@ -156,17 +172,22 @@ class ObjectStore:
             mean = (total_size or 0) / max(len(paths), 1)
             workers = min(4, (os.cpu_count() or 1) * 2) if mean >= PARALLEL_MIN else 1
         count = workers
+        told: list[Progress | None] = (
+            [None] * len(paths) if progress is None
+            else [functools.partial(progress, i) for i in range(len(paths))])
         staged: list[_Staged] = []
         try:
             if count <= 1 or len(paths) < 2:
-                for i, path in enumerate(paths):
-                    staged.append(self._stage(path, sync=False, link=link))
+                for i, (path, tell) in enumerate(zip(paths, told, strict=True)):
+                    staged.append(self._stage(path, sync=False, link=link, progress=tell))
                     if stored:
                         stored(i, staged[-1].result)
             else:
                 with ThreadPoolExecutor(count, thread_name_prefix="casrepo-put") as pool:
-                    stage = functools.partial(self._stage, sync=False, link=link)
-                    for i, item in enumerate(pool.map(stage, paths)):
+                    def stage(path: Path | str, tell: Progress | None) -> _Staged:
+                        return self._stage(path, sync=False, link=link, progress=tell)
+
+                    for i, item in enumerate(pool.map(stage, paths, told)):
                         staged.append(item)
                         if stored:
                             stored(i, item.result)
@@ -209,11 +230,13 @@ class ObjectStore:
             _discard(staged)
             raise
 
-    def _stage(self, path: Path | str, sync: bool, link: str = "copy") -> _Staged:
+    def _stage(self, path: Path | str, sync: bool, link: str = "copy",
+               progress: Progress | None = None) -> _Staged:
         """Read a file once: found in the store already (freshened), or written to a
-        temp file (synced if ``sync``) to be installed."""
+        temp file (synced if ``sync``) to be installed; ``progress`` is told the
+        bytes read of a large file (see :meth:`put_file`)."""
         if link == "hardlink":
-            linked = self._stage_linked(path, sync)
+            linked = self._stage_linked(path, sync, progress)
             if linked is not None:
                 return linked
         fd = os.open(path, os.O_RDONLY)
@@ -245,7 +268,7 @@ class ObjectStore:
             try:
                 try:
                     if stat.S_ISREG(st.st_mode):
-                        oid, size = copy_hashing(fd, out_fd)
+                        oid, size = copy_hashing(fd, out_fd, progress)
                     else:
                         oid, size = _copy_stream(fd, out_fd)
                     if sync:
@@ -263,7 +286,8 @@ class ObjectStore:
         finally:
             os.close(fd)
 
-    def _stage_linked(self, path: Path | str, sync: bool) -> _Staged | None:
+    def _stage_linked(self, path: Path | str, sync: bool,
+                      progress: Progress | None = None) -> _Staged | None:
         """Take the source file itself as the object (a hard link) and hash it; None
         when it cannot be (a symlink, another filesystem, links or the chmod not
         allowed): the caller copies instead. The source is never touched but for
@@ -286,7 +310,7 @@ class ObjectStore:
                 if not stat.S_ISREG(st.st_mode):
                     os.unlink(tmp)
                     return None
-                oid, size = hash_fd(fd)
+                oid, size = hash_fd(fd, progress)
                 if sync:
                     os.fsync(fd)
             finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import stat
@@ -29,6 +30,7 @@ from cli_support import (
 )
 
 from casrepo import DirectoryArtifact, FileArtifact, __version__
+from casrepo.copying import CHUNK
 from casrepo.lockfile import host_tag
 from casrepo.refs import RefKind
 from casrepo.repository import Repository
@@ -120,6 +122,35 @@ def test_add_directory(run: Any, repo: Repository, project: Path) -> None:
     assert manifest.size == sum(len(data) for data, _ in files.values())
     for _, blob, _, _ in got:
         assert repo.store.exists(blob)
+
+
+def _redraws(stderr: str) -> list[tuple[int, str]]:
+    """(files, size) shown by each redraw of add's progress line (click drops the
+    line-clearing escape when stderr is not really a terminal)."""
+    return [(int(files), size) for files, size in
+            re.findall(r"\r(?:\x1b\[K)?storing: (\d+) files, ([^\r\n]*)", stderr)]
+
+
+def test_add_of_one_large_file_shows_its_bytes_growing_on_a_terminal(
+        run: Any, repo: Repository, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    size = 3 * CHUNK + 5
+    write(project / "big.bin", os.urandom(size))
+    monkeypatch.setattr("casrepo.cli.commands.is_terminal", lambda: True)
+    result = assert_ok(run("add", "big.bin", "--name", "big"))
+    shown = _redraws(result.stderr)
+    during = [shown_size for files, shown_size in shown if files == 0]
+    assert len(during) >= 3, result.stderr  # redrawn while the one file is read
+    mib = [float(text.removesuffix(" MiB")) for text in during]
+    assert mib == sorted(mib) and mib[0] == 8.0 and mib[-1] == 24.0, during
+    assert shown[-1] == (1, "24.0 MiB"), result.stderr  # then the file is done
+    assert "\radded file big.bin" in result.stderr  # the line is cleared for the message
+    # --json, or no terminal: no progress line at all.
+    write(project / "other.bin", os.urandom(size))
+    assert _redraws(assert_ok(run("add", "other.bin", "--json")).stderr) == []
+    monkeypatch.setattr("casrepo.cli.commands.is_terminal", lambda: False)
+    write(project / "third.bin", os.urandom(size))
+    quiet = assert_ok(run("add", "third.bin", "--name", "third"))
+    assert "storing" not in quiet.stderr and "\r" not in quiet.stderr, quiet.stderr
 
 
 def test_add_records_inputs_meta_and_message(run: Any, repo: Repository, project: Path) -> None:

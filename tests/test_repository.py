@@ -4,6 +4,7 @@ import errno
 import hashlib
 import os
 import stat
+import threading
 import time
 from pathlib import Path
 from typing import ClassVar
@@ -23,6 +24,7 @@ from casrepo import (
     UsageError,
 )
 from casrepo.canonical import canonical_json
+from casrepo.copying import CHUNK
 from casrepo.errors import InvalidName
 from casrepo.fsck import check
 from casrepo.refs import RefKind
@@ -383,6 +385,46 @@ def test_add_by_hardlink_and_by_move(repo: Repository, project: Path, tmp_path: 
     with pytest.raises(UsageError, match="needs --name"):
         repo.add(linked, link="move")
     assert check(repo).ok
+
+
+@pytest.mark.parametrize("link", ["copy", "hardlink"])
+def test_add_of_a_large_file_reports_bytes_as_it_reads(repo: Repository, project: Path,
+                                                        link: str) -> None:
+    size = 3 * CHUNK + 12345
+    big = project / "big.bin"
+    big.write_bytes(os.urandom(size))
+    calls: list[tuple[str, str, int]] = []
+    result = repo.add(big, name="big", link=link,
+                      progress=lambda rel, n: calls.append(("file", rel, n)),
+                      byte_progress=lambda rel, n: calls.append(("bytes", rel, n)))
+    assert result.manifest.size == size  # type: ignore[attr-defined]
+    assert calls[-1] == ("file", "big.bin", size)  # the file's own call comes last
+    reads = calls[:-1]
+    assert len(reads) >= 3, calls  # one file, several reports
+    assert {(what, rel) for what, rel, _ in reads} == {("bytes", "big.bin")}
+    counts = [n for _, _, n in reads]
+    assert counts == sorted(set(counts)) and counts[0] > 0 and counts[-1] <= size, counts
+
+
+def test_byte_progress_covers_each_large_file_of_a_directory(repo: Repository,
+                                                             project: Path) -> None:
+    tree = project / "tree"
+    tree.mkdir()
+    sizes = {"a.bin": 2 * CHUNK + 1, "b.bin": CHUNK + 7, "small.txt": 10}
+    for rel, n in sizes.items():
+        (tree / rel).write_bytes(os.urandom(n))
+    seen: dict[str, list[int]] = {}
+    lock = threading.Lock()  # files this large are read by threads
+
+    def reading(rel: str, n: int) -> None:
+        with lock:
+            seen.setdefault(rel, []).append(n)
+
+    repo.add(tree, name="tree", byte_progress=reading)
+    assert set(seen) == {"a.bin", "b.bin"}  # a small file is read in one go, unreported
+    for rel, counts in seen.items():
+        assert counts == sorted(set(counts)) and counts[-1] <= sizes[rel], (rel, counts)
+    assert len(seen["a.bin"]) >= 2
 
 
 def test_a_failed_move_leaves_every_file_in_place(repo: Repository, project: Path) -> None:

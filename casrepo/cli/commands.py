@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -108,16 +109,26 @@ def add(state: State, path: str, name: str | None, kind: str | None, inputs: tup
     repo = state.repo()
     counter = {"files": 0, "bytes": 0}
     line = ProgressLine("storing", "files", is_terminal() and not as_json)
+    reading: dict[str, int] = {}  # large files being read: bytes read so far
+    lock = threading.Lock()  # large files of a directory are read by threads
 
     def progress(rel: str, size: int) -> None:
-        counter["files"] += 1
-        counter["bytes"] += size
-        line(counter["files"], counter["bytes"])
+        with lock:
+            reading.pop(rel, None)
+            counter["files"] += 1
+            counter["bytes"] += size
+            line(counter["files"], counter["bytes"] + sum(reading.values()))
+
+    def byte_progress(rel: str, nbytes: int) -> None:
+        with lock:
+            reading[rel] = nbytes
+            line(counter["files"], counter["bytes"] + sum(reading.values()))
 
     with line:
         result = repo.add(path, name=name, kind=kind, inputs=inputs, meta=parsed_meta,
                           message=message, progress=progress, link=link, rehash=rehash,
-                          exclude=exclude, no_inputs=no_inputs)
+                          exclude=exclude, no_inputs=no_inputs,
+                          byte_progress=byte_progress if line.enabled else None)
     for warning in result.warnings:
         info(f"warning: {warning}")
     if result.skipped:
