@@ -317,10 +317,16 @@ class _Walker:
             if info is None or not self.repo.store.exists(oid):
                 info = self._read(oid, strict=oid in strict)
             self.graph.nodes[oid].update(_attrs(info, decorations.get(oid, [])))
+        for oid in nodes:
             # An input whose name has moved on: what it was made from has a newer version.
-            used = any(data.get("rel") == Rel.INPUT.value for data in self.graph.pred[oid].values())
-            if used and info.name is not None:
-                newest = self._head(info.name, heads)
+            # Not when only versions of its own name use it (a model fine-tuned from its
+            # previous version): that newer version is the one made from it.
+            name = self.graph.nodes[oid].get("name")
+            used = any(data.get("rel") == Rel.INPUT.value
+                       and self.graph.nodes[user].get("name") != name
+                       for user, data in self.graph.pred[oid].items())
+            if used and isinstance(name, str):
+                newest = self._head(name, heads)
                 self.graph.nodes[oid]["newer"] = newest if newest not in (None, oid) else None
 
     def _head(self, name: str, heads: dict[str, str | None]) -> str | None:

@@ -295,8 +295,10 @@ def status(repo: Repository) -> StatusResult:
             except (NotFound, IntegrityError) as e:
                 warnings.append(f"name {name!r}: input {link.id}: {e}")
                 continue
-            if not isinstance(input_name, str):
-                continue  # an unnamed input has no newer version
+            if not isinstance(input_name, str) or input_name == name:
+                # An unnamed input has no newer version; one of the name's own versions
+                # (a model fine-tuned from its previous version) is what this one replaced.
+                continue
             newest = heads.get(input_name)
             if newest is not None and newest != link.id:
                 moved.append(StaleInput(input_name, link.id, newest))

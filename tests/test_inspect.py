@@ -460,6 +460,26 @@ def test_status_stale_inputs(run: Any, project: Path) -> None:
     assert labels not in result.stdout
 
 
+def test_a_version_made_from_its_own_previous_version_is_not_stale(run: Any, project: Path) -> None:
+    """Fine-tuning a model from its previous version, or appending to a dataset: the
+    newer version of that input is the one made from it, not a reason to rebuild."""
+    write(project / "model.bin", b"v1")
+    first = last_id(run("add", "model.bin", "--name", "models/m"))
+    write(project / "model.bin", b"v2")
+    second = last_id(run("add", "model.bin", "--name", "models/m", "--input", "models/m"))
+    assert status(run)["stale"] == []
+    assert_ok(run("status", "--exit-code"))
+    nodes = {n["id"]: n for n in assert_ok(run("lineage", "models/m", "--json")).json()["nodes"]}
+    assert nodes[first]["newer"] is None and nodes[second]["newer"] is None
+    assert "stale" not in assert_ok(run("lineage", "models/m")).stdout
+    # Used by another name too, the old version is stale for that one.
+    write(project / "report.txt", b"r")
+    report = last_id(run("add", "report.txt", "--name", "reports/r", "--input", first))
+    assert [s["name"] for s in status(run)["stale"]] == ["reports/r"]
+    nodes = {n["id"]: n for n in assert_ok(run("lineage", report, "--json")).json()["nodes"]}
+    assert nodes[first]["newer"] == second
+
+
 def test_old_ref_log_lines_without_source_stay_valid(run: Any, repo: Repository,
                                                      project: Path) -> None:
     write(project / "a.txt", b"a")
