@@ -96,6 +96,7 @@ def refuse_clash(repo: Repository, kind: RefKind, ref: str | None) -> None:
     both succeed: the rev is then reported ambiguous (exit 4) until one is deleted."""
     if ref is None:
         return
+    repo.refs.check_settable(kind, ref)  # a/sub beside a, before anything is stored
     other = RefKind.TAG if kind is RefKind.NAME else RefKind.NAME
     existing = repo.refs.read(other, ref)
     if existing is None:

@@ -367,6 +367,24 @@ class RefStore:
             self.prune_empty_dirs(kind, parts)
         return current
 
+    def check_settable(self, kind: RefKind, name: str) -> None:
+        """Refuse, before any work, a ref that an update would refuse for its place:
+        ``a/sub`` while ``a`` exists, or ``a`` while refs under ``a/`` exist (Conflict,
+        exit 5). A look only (links are not followed; the update checks again)."""
+        parts = self.path(kind, name).relative_to(self.dir / kind.value).parts
+        for depth in range(1, len(parts)):
+            prefix = "/".join(parts[:depth])
+            try:
+                mode = os.lstat(self.dir / kind.value / prefix).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            if stat.S_ISREG(mode):
+                raise Conflict(f"cannot create {kind.label} {name!r}: {kind.label} "
+                               f"{prefix!r} exists")
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            if stat.S_ISDIR(os.lstat(self.dir / kind.value / name).st_mode):
+                raise Conflict(f"cannot use {kind.label} {name!r}: {kind.label}s under '{name}/' exist")
+
     def _refuse_directory(self, kind: RefKind, name: str, parts: list[str], leaf: str) -> None:
         directory = self._find_dir(kind, parts)
         if directory is None:
@@ -378,7 +396,7 @@ class RefStore:
         finally:
             os.close(directory)
         if stat.S_ISDIR(mode):
-            raise Conflict(f"cannot use {kind.label} {name!r}: names under '{name}/' exist")
+            raise Conflict(f"cannot use {kind.label} {name!r}: {kind.label}s under '{name}/' exist")
 
     def _dir_for_update(self, kind: RefKind, name: str, parts: list[str],
                         create: bool) -> int | None:

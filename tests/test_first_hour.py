@@ -95,6 +95,25 @@ def test_add_name_clash_is_refused_before_anything_is_stored(run: Any, sales: st
     assert after == objects
 
 
+@pytest.mark.parametrize(("existing", "wanted", "says"), [
+    ("data", "data/sub", "name 'data' exists"),
+    ("data/sub", "data", "names under 'data/' exist"),
+])
+def test_add_under_an_existing_name_stores_nothing(run: Any, repo: Repository, project: Path,
+                                                   existing: str, wanted: str, says: str) -> None:
+    """A name that cannot be made (a/sub beside a) is refused before anything is stored,
+    so no manifest of a name that never existed turns up in find --all-versions."""
+    (project / "a.txt").write_bytes(b"a\n")
+    assert_ok(run("add", "a.txt", "--name", existing))
+    objects = sorted(p.name for p in (project / ".casrepo" / "objects").rglob("*") if p.is_file())
+    (project / "z.txt").write_bytes(b"z\n")
+    assert_error(run("add", "z.txt", "--name", wanted), CONFLICT, says)
+    after = sorted(p.name for p in (project / ".casrepo" / "objects").rglob("*") if p.is_file())
+    assert after == objects
+    found = assert_ok(run("find", "--all-versions", "--json")).json()
+    assert [f["name"] for f in found] == [existing]
+
+
 def test_library_refuses_clashes_too(repo: Repository, project: Path) -> None:
     (project / "a.txt").write_bytes(b"a\n")
     oid = repo.add(project / "a.txt", name="data/a").id
