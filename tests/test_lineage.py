@@ -499,6 +499,24 @@ def test_png_picture(run: Any, repo: Repository, awkward: dict[str, str], graphv
     assert data.startswith(PNG_SIGNATURE) and len(data) > 100
 
 
+def test_output_suffix_chooses_the_format(run: Any, repo: Repository, graphviz: str,
+                                          tmp_path: Path) -> None:
+    """-o lineage.svg without --format draws a picture, not a text tree in an .svg."""
+    ids = build(repo, CHAIN)
+    pictures = {"l.svg": b"<svg", "l.png": PNG_SIGNATURE}
+    for name, start in pictures.items():
+        assert_ok(run("lineage", "report", "-o", str(tmp_path / name)))
+        assert start in (tmp_path / name).read_bytes()[:400]
+    assert_ok(run("lineage", "report", "-o", str(tmp_path / "l.json")))
+    assert json.loads((tmp_path / "l.json").read_text())["root"] == ids["report"]
+    assert_ok(run("lineage", "report", "-o", str(tmp_path / "l.dot")))
+    assert (tmp_path / "l.dot").read_text().lstrip().startswith(("digraph", "strict digraph"))
+    assert_ok(run("lineage", "report", "-o", str(tmp_path / "l.txt")))  # no known suffix: tree
+    assert (tmp_path / "l.txt").read_text().startswith(ids["report"][:12])
+    assert_ok(run("lineage", "report", "--format", "tree", "-o", str(tmp_path / "t.svg")))
+    assert (tmp_path / "t.svg").read_text().startswith(ids["report"][:12])  # --format wins
+
+
 @pytest.mark.parametrize("fmt", ["svg", "png"])
 def test_picture_usage_errors(run: Any, repo: Repository, tmp_path: Path, fmt: str) -> None:
     """No file named, a missing directory, a directory: usage errors, nothing written."""

@@ -57,12 +57,24 @@ def _check_output(state: State, output: str | None, as_json: bool) -> None:
     state.repo().check_outside(Path(output))
 
 
-def _show_graph(fmt: str, output: str | None, text: Callable[[str], str], dot: Callable[[], str],
-                as_json: bool) -> None:
+_BY_SUFFIX = {".svg": "svg", ".png": "png", ".dot": "dot", ".gv": "dot", ".json": "json",
+              ".mmd": "mermaid", ".mermaid": "mermaid"}
+"""The format ``-o FILE`` implies when --format is not given: -o lineage.svg draws one."""
+
+
+def _format_for(fmt: str | None, output: str | None) -> str:
+    if fmt is not None:
+        return fmt
+    if output is not None and output != STDOUT:
+        return _BY_SUFFIX.get(Path(output).suffix.lower(), "tree")
+    return "tree"
+
+
+def _show_graph(fmt: str | None, output: str | None, text: Callable[[str], str],
+                dot: Callable[[], str], as_json: bool) -> None:
     from casrepo import graph
 
-    if as_json:
-        fmt = "json"
+    fmt = "json" if as_json else _format_for(fmt, output)
     if fmt in graph.PICTURE_FORMATS:
         if output is None:
             raise UsageError(f"--format {fmt} writes a picture: name the file with --output FILE "
@@ -79,8 +91,9 @@ def _show_graph(fmt: str, output: str | None, text: Callable[[str], str], dot: C
 
 _FORMATS = click.Choice(["tree", "json", "dot", "mermaid", "svg", "png"])
 _format_option = click.option(
-    "--format", "fmt", type=_FORMATS, default="tree", show_default=True,
-    help="tree, json, dot or mermaid text; svg or png pictures drawn by Graphviz (need --output).")
+    "--format", "fmt", type=_FORMATS, default=None,
+    help="tree (default), json, dot or mermaid text; svg or png pictures drawn by Graphviz "
+         "(need --output). Without it, -o FILE's suffix chooses (.svg .png .dot .json .mmd).")
 _output_option = click.option("-o", "--output", metavar="FILE", type=click.Path(dir_okay=False),
                               help="Write to FILE instead of stdout ('-': stdout); not with --json.")
 
@@ -104,7 +117,7 @@ _output_option = click.option("-o", "--output", metavar="FILE", type=click.Path(
 @json_option
 @pass_state
 def lineage(state: State, rev: str, direction: str, depth: int | None, kind: str | None,
-            include_history: bool, fmt: str, output: str | None, as_json: bool) -> None:
+            include_history: bool, fmt: str | None, output: str | None, as_json: bool) -> None:
     """Show the provenance of REV: its inputs and theirs (--up), or everything made from it
     (--down)."""
     from casrepo import graph
@@ -129,14 +142,15 @@ def lineage(state: State, rev: str, direction: str, depth: int | None, kind: str
 @_output_option
 @json_option
 @pass_state
-def why(state: State, rev_a: str, rev_b: str, include_history: bool, max_paths: int, fmt: str,
-        output: str | None, as_json: bool) -> None:
+def why(state: State, rev_a: str, rev_b: str, include_history: bool, max_paths: int,
+        fmt: str | None, output: str | None, as_json: bool) -> None:
     """Show every path by which REV_A depends on REV_B (exit 1 if it does not)."""
     from casrepo import graph
 
     _check_output(state, output, as_json)
     result = graph.why(state.repo(), rev_a, rev_b, include_history)
     _warn_incomplete(result.warnings)
+    fmt = _format_for(fmt, output)
     if not result.depends and not (as_json or fmt == "json"):
         # Nothing to draw: say so instead of writing an empty tree or picture.
         info(f"{rev_a} ({short(result.source)}) does not depend on {rev_b} ({short(result.target)})")
