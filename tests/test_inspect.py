@@ -542,3 +542,16 @@ def test_lineage_marks_an_input_whose_name_moved_on(run: Any, project: Path) -> 
                        f"(stale: newer datasets/raw {raw2[:12]})"
     nodes = {n["id"]: n for n in assert_ok(run("lineage", "models/m", "--json")).json()["nodes"]}
     assert nodes[raw1]["newer"] == raw2 and nodes[model]["newer"] is None
+
+
+def test_diff_plain_output_shortens_input_ids(run: Any, repo: Repository, project: Path) -> None:
+    """Plain output shortens ids to 12 characters (JSON keeps them whole)."""
+    write(project / "raw.csv", b"1\n")
+    raw = last_id(run("add", "raw.csv", "--name", "raw"))
+    write(project / "m.bin", b"m1")
+    last_id(run("add", "m.bin", "--name", "m"))
+    write(project / "m.bin", b"m2")
+    last_id(run("add", "m.bin", "--name", "m", "--input", "raw"))
+    plain = assert_ok(run("diff", "m")).stdout.splitlines()
+    assert f"input + {raw[:12]}" in plain and raw not in "\n".join(plain)
+    assert assert_ok(run("diff", "m", "--json")).json()["inputs"]["added"] == [raw]

@@ -134,9 +134,9 @@ def diff(state: State, rev_a: str, rev_b: str | None, show_stat: bool, exit_code
         for key, (old, new) in result.fields.items():
             click.echo(f"field {key}: {_value(old)} -> {_value(new)}")
         for oid in result.inputs_added:
-            click.echo(f"input + {oid}")
+            click.echo(f"input + {short(oid)}")
         for oid in result.inputs_removed:
-            click.echo(f"input - {oid}")
+            click.echo(f"input - {short(oid)}")
         if show_stat:
             counts = {s: sum(c.status == s for c in result.files) for s in _STATUS_LETTER}
             click.echo(f"{len(result.files)} file(s) changed: " +
