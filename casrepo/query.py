@@ -51,6 +51,10 @@ class Condition:
                 raise UsageError(f"bad --meta expression {expr!r}: expected KEY, KEY=V, KEY!=V, "
                                  "KEY>V, KEY>=V, KEY<V or KEY<=V")
             value = rest[len(op):]
+            if value[:1] in ("=", "<", ">", "!"):
+                # 'auc==0.9' (as in Python or SQL) would quietly look for the text '=0.9'.
+                raise UsageError(f"bad --meta expression {expr!r}: the value starts with "
+                                 f"{value[0]!r}; the operators are =, !=, >, >=, < and <=")
         if not key:
             raise UsageError(f"bad --meta expression {expr!r}: the KEY is empty")
         return cls(key, op, value)

@@ -194,14 +194,14 @@ def test_since_and_until(repo: Repository, zoo: dict[str, str]) -> None:
     assert repo.find(since="1d") == []
 
 
-@pytest.mark.parametrize("expr", ["", "=1", ">2", "a!b", "a!", "!=x"])
+@pytest.mark.parametrize("expr", ["", "=1", ">2", "a!b", "a!", "!=x", "auc==0.9", "a=>1", "a<>1", "a!==1"])
 def test_bad_expressions_are_usage_errors(expr: str) -> None:
     with pytest.raises(UsageError):
         Condition.parse(expr)
 
 
 @pytest.mark.parametrize("args", [
-    ["--meta", "=0.9"], ["--meta", "auc!0.9"], ["--meta", ""], ["--sort", "size"],
+    ["--meta", "=0.9"], ["--meta", "auc!0.9"], ["--meta", ""], ["--meta", "auc==0.9"], ["--sort", "size"],
     ["--sort", "meta."], ["--since", "yesterday-ish"], ["--until", "never"], ["--limit", "0"],
 ])
 def test_bad_arguments_exit_2(run: Any, project: Path, repo: Repository, args: list[str]) -> None:
