@@ -24,19 +24,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bytecode import compile_casrepo
+from timing import cli_time, median_time
 
 from casrepo.repository import Repository
 
@@ -76,26 +72,6 @@ def build(project: Path, files: int) -> tuple[Path, set[tuple[str, str]]]:
     repo.add(data, name="data", message="v2")
     repo.close()
     return project / ".casrepo", expected
-
-
-def median_time(fn: Callable[[], object], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def cli_time(repo_dir: Path, args: list[str], runs: int) -> float:
-    exe = shutil.which("casrepo") or ""
-    command = [exe] if exe else [sys.executable, "-m", "casrepo"]
-
-    def once() -> None:
-        # diff exits 0 whatever it finds (--exit-code is not given).
-        subprocess.run([*command, "--repo", str(repo_dir), *args], check=True,
-                       stdout=subprocess.DEVNULL)
-    return median_time(once, runs)
 
 
 def main() -> None:

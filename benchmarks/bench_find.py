@@ -25,8 +25,6 @@ import json
 import os
 import random
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +35,7 @@ from typing import ClassVar
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bytecode import compile_casrepo
+from timing import cli_time, median_time
 
 from casrepo.manifest import Artifact
 from casrepo.refs import ANY, RefKind
@@ -92,25 +91,6 @@ def build(project: Path, names: int, versions: int, seed: int = 11) -> None:
         for name, oid in newest.items():
             repo.refs.update(RefKind.NAME, name, oid, ANY, "benchmark")
     repo.close()
-
-
-def median_time(fn: Callable[[], object], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def cli_time(repo_dir: Path, args: list[str], runs: int) -> float:
-    exe = shutil.which("casrepo") or ""
-    command = [exe] if exe else [sys.executable, "-m", "casrepo"]
-
-    def once() -> None:
-        subprocess.run([*command, "--repo", str(repo_dir), *args], check=True,
-                       stdout=subprocess.DEVNULL)
-    return median_time(once, runs)
 
 
 def read_json(path: str) -> dict[str, object] | None:

@@ -20,8 +20,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,18 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bytecode import compile_casrepo
 from lineage_data import Shape, build
+from timing import cli_time, median_time
 
 from casrepo.graph import lineage, why
 from casrepo.repository import Repository
-
-
-def median_time(fn: Callable[[], object], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def naive_graph(casrepo_dir: Path) -> nx.DiGraph:
@@ -79,16 +69,6 @@ def naive_graph(casrepo_dir: Path) -> nx.DiGraph:
 
 def closest(counts: dict[str, int], wanted: int) -> str:
     return min(counts, key=lambda oid: (abs(counts[oid] - wanted), oid))
-
-
-def cli_time(repo_dir: Path, args: list[str], runs: int) -> float:
-    exe = shutil.which("casrepo") or ""
-    command = [exe] if exe else [sys.executable, "-m", "casrepo"]
-
-    def once() -> None:
-        subprocess.run([*command, "--repo", str(repo_dir), *args], check=True,
-                       stdout=subprocess.DEVNULL)
-    return median_time(once, runs)
 
 
 def main() -> None:
