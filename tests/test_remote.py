@@ -238,6 +238,36 @@ def test_two_machines_pushing_one_name_lose_no_version(run: CliRun, machines: tu
     assert [v["id"] for v in pulled["versions"]] == ids
 
 
+def test_push_of_a_name_only_behind_the_remote_is_not_a_conflict(
+        run: CliRun, machines: tuple[Path, Path], spot: Spot, tmp_path: Path) -> None:
+    """A machine that did not change a name another machine moved on has nothing to push
+    for it: once it knows the remote's versions (fetch), push says 'behind' and exits 0;
+    before, the rejection says how to catch up without --force."""
+    a, _ = machines
+    write(a / "data.csv", b"one\n")
+    first = last_id(run("add", "data.csv", "--name", "datasets/x", cwd=a))
+    write(a / "other.csv", b"o\n")
+    last_id(run("add", "other.csv", "--name", "datasets/other", cwd=a))
+    _add_remote(run, a, spot)
+    assert_ok(run("push", cwd=a))
+    b = tmp_path / "b2"
+    assert_ok(run("clone", spot.url, str(b), *spot.options, cwd=tmp_path))
+    write(a / "data.csv", b"two\n")
+    second = last_id(run("add", "data.csv", "--name", "datasets/x", cwd=a))
+    assert_ok(run("push", cwd=a))
+    rejected = run("push", cwd=b)
+    assert rejected.exit_code == 5, rejected.stderr
+    assert "pull --rebase" in rejected.stderr and "nothing to push" in rejected.stderr
+    assert_ok(run("fetch", cwd=b))
+    pushed = assert_ok(run("push", "--json", cwd=b)).json()
+    statuses = {r["name"]: r["status"] for r in pushed["refs"]}
+    assert statuses == {"datasets/x": "behind", "datasets/other": "up-to-date"}
+    head = spot.open().ref(RefKind.NAME, "datasets/x")
+    assert head is not None and head.id == second  # the remote kept its newer version
+    assert Repository.open(b / ".casrepo").resolve("datasets/x") == first
+    assert "behind" in assert_ok(run("push", cwd=b)).stdout
+
+
 def test_fetch_on_miss(run: CliRun, machines: tuple[Path, Path], spot: Spot, tmp_path: Path) -> None:
     a, b = machines
     ids = _pushed_project(run, a, spot)

@@ -21,7 +21,9 @@ Progress = Callable[[int, int], None]
 class RefUpdate:
     """What happened to one ref: ``created``, ``fast-forward``, ``forced``,
     ``rebased``, ``up-to-date``, ``ahead`` (pull: the local name has versions the
-    remote lacks; push them), ``rejected`` (with the reason) or ``refused`` (fetch,
+    remote lacks; push them), ``behind`` (push: the remote has versions the local
+    name lacks, and nothing of ours to send; pull them), ``rejected`` (with the
+    reason) or ``refused`` (fetch,
     pull: the remote's ref does not name a manifest; nothing is stored for it)."""
 
     kind: RefKind

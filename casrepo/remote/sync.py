@@ -158,6 +158,11 @@ def _push_ref(repo: Repository, remote: Remote, kind: RefKind, name: str, oid: s
         status = "created"
     elif kind is RefKind.NAME and old in _history(repo, oid, stop=old):
         status = "fast-forward"
+    elif kind is RefKind.NAME and not force and old is not None and _behind(repo, oid, old):
+        # Nothing of ours to send: the remote has every local version and more.
+        return RefUpdate(kind, name, old, old, "behind",
+                         f"the remote has newer versions; 'casrepo pull {remote.name} {name}' "
+                         "brings them here")
     elif force:
         status = "forced"
     else:
@@ -166,8 +171,9 @@ def _push_ref(repo: Repository, remote: Remote, kind: RefKind, name: str, oid: s
             reason = f"the tag is at {old[:12]} on remote {remote.name!r}; push with --force to move it"
         else:
             reason = (f"the remote's version {old[:12]} is not in the local history; run "
-                      f"'casrepo pull --rebase {remote.name} {name}' and push again, or push "
-                      "with --force to replace it")
+                      f"'casrepo pull --rebase {remote.name} {name}' and push again (if only the "
+                      "remote has new versions, the pull brings them and there is nothing to "
+                      "push); --force replaces the remote's versions")
         return RefUpdate(kind, name, old, oid, "rejected", reason)
     try:
         remote.set_ref(kind, name, oid, current, message=f"push from {os.uname().nodename}")
@@ -235,6 +241,16 @@ def _local_closure(repo: Repository, roots: Iterable[str]) -> _Closure:
                     raise IntegrityError(f"manifest {oid} links to missing object {link.id} "
                                          "(run 'casrepo fsck')") from None
     return closure
+
+
+def _behind(repo: Repository, ours: str, theirs: str) -> bool:
+    """Whether the local version ``ours`` is an earlier version of the remote's
+    ``theirs`` (as far as this repository holds the remote's versions: a fetch or
+    pull brings them)."""
+    try:
+        return ours in _history(repo, theirs, stop=ours)
+    except (NotFound, IntegrityError):
+        return False  # the remote's version is not here: it cannot be told
 
 
 def _history(repo: Repository, head: str, stop: str | None = None) -> list[str]:
