@@ -6,7 +6,7 @@ import importlib
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -138,6 +138,15 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
+def _load_without_aliases(text: str) -> Any:
+    """``yaml.safe_load`` (invariant 7: plain data, nothing constructed) refusing aliases."""
+    loader = _NoAliasLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def parse_foreign_config(data: bytes) -> Config:
     """A config.yaml that another party wrote (a remote's): text of a bounded size
     (the caller's to check), no YAML aliases, and only data: its ``kinds`` are
@@ -148,7 +157,7 @@ def parse_foreign_config(data: bytes) -> Config:
     except UnicodeDecodeError:
         raise ValueError("it is not UTF-8 text") from None
     try:
-        document = yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader (invariant 7)
+        document = _load_without_aliases(text)
     except yaml.YAMLError as e:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ValueError(_clip(f"it is not valid YAML: {problem}")) from None

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 import casrepo
 
@@ -55,3 +58,23 @@ def test_every_module_is_under_the_import_contracts() -> None:
     assert layered == modules
     forbidden = next(c for c in contracts if c["type"] == "forbidden")
     assert {m.removeprefix("casrepo.") for m in forbidden["source_modules"]} == modules - {"cli"}
+
+
+def test_nothing_is_unpickled_evaluated_or_loaded_unsafely() -> None:
+    """Invariant 7: YAML through safe loaders only; no pickle, eval or exec anywhere."""
+    forbidden = re.compile(r"\bpickle\b|\bmarshal\b|(?<![.\w])eval\(|(?<![.\w])exec\(|"
+                           r"yaml\.(load|unsafe_load|full_load|load_all)\(|yaml\.(Loader|FullLoader|UnsafeLoader)\b")
+    package = Path(casrepo.__file__).parent
+    found = [f"{path.relative_to(package)}:{n}: {line.strip()}"
+             for path in sorted(package.rglob("*.py"))
+             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if forbidden.search(line)]
+    assert found == []
+
+
+def test_a_remote_config_is_read_with_a_safe_loader() -> None:
+    from casrepo.config import parse_foreign_config
+
+    evil = b"format_version: 1\nx: !!python/object/apply:os.system ['true']\n"
+    with pytest.raises(ValueError, match="not valid YAML"):
+        parse_foreign_config(evil)
