@@ -32,7 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bytecode import compile_casrepo
-from timing import cli_time, median_time
+from timing import cli_time, median_time, print_table
 
 from casrepo.repository import Repository
 
@@ -143,11 +143,7 @@ def main() -> None:
     ]
     print(f"\n{args.files:,} files; {MODIFIED} modified, {RENAMED} renamed, {ADDED} added; "
           f"medians of {args.runs} runs\n")
-    print(f"| {'case':<40} | {'seconds':>8} | {'ratio':>9} | note |")
-    print(f"|{'-' * 42}|{'-' * 10}|{'-' * 11}|------|")
-    for label, seconds, base, note in rows:
-        ratio = f"{seconds / base:.2f}x" if base else ""
-        print(f"| {label:<40} | {seconds:>8.4f} | {ratio:>9} | {note} |")
+    print_table(rows, "ratio")
 
 
 if __name__ == "__main__":

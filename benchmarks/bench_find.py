@@ -35,7 +35,7 @@ from typing import ClassVar
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bytecode import compile_casrepo
-from timing import cli_time, median_time
+from timing import cli_time, index_build_time, median_time, print_table
 
 from casrepo.manifest import Artifact
 from casrepo.refs import ANY, RefKind
@@ -141,13 +141,7 @@ def main() -> None:
         marker.write_text("")
     repo_dir = project / ".casrepo"
 
-    def rebuild() -> None:
-        repo = Repository.open(repo_dir)
-        repo.index.discard()
-        repo.index.rebuild()
-        repo.close()
-
-    build_time = median_time(rebuild, max(1, args.runs // 3))
+    build_time = index_build_time(repo_dir, max(1, args.runs // 3))
 
     def library(all_versions: bool) -> Callable[[], list[str]]:
         def run() -> list[str]:
@@ -201,11 +195,7 @@ def main() -> None:
     ]
     print(f"\n{manifests:,} manifests, {args.names:,} names; medians of {args.runs} runs; "
           f"casrepo find {' '.join(QUERY)}\n")
-    print(f"| {'case':<50} | {'seconds':>8} | {'vs floor':>9} | note |")
-    print(f"|{'-' * 52}|{'-' * 10}|{'-' * 11}|------|")
-    for label, seconds, floor, note in rows:
-        ratio = f"{floor / seconds:,.0f}x" if floor else ""
-        print(f"| {label:<50} | {seconds:>8.4f} | {ratio:>9} | {note} |")
+    print_table(rows, "vs floor", width=50)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bytecode import compile_casrepo
 from lineage_data import Shape, build
-from timing import cli_time, median_time
+from timing import cli_time, index_build_time, median_time
 
 from casrepo.graph import lineage, why
 from casrepo.repository import Repository
@@ -118,13 +118,7 @@ def main() -> None:
     far = max(sorted(paths_to), key=lambda n: paths_to[n] if n != up_node else -1)
     naive_query = median_time(lambda: nx.descendants(reverse, down_node), args.runs)
 
-    def rebuild() -> None:
-        repo = Repository.open(repo_dir)
-        repo.index.discard()
-        repo.index.rebuild()
-        repo.close()
-
-    build_time = median_time(rebuild, max(1, args.runs // 3))
+    build_time = index_build_time(repo_dir, max(1, args.runs // 3))
 
     def query(rev: str, direction: str) -> Callable[[], int]:
         def run() -> int:
