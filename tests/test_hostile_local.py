@@ -1,10 +1,10 @@
 """Damaged metadata in a local repository: every command gives the documented answer.
 
 Each section damages one kind of file casrepo keeps beside the objects (the ref
-log, the manifest index, the stat cache, refs, objects) the way a crash, a
-bad disk or a hostile user can, and checks that no command ends in an internal
-error, that the exit code is the contract's, and that nothing is written
-outside the repository. (config.yaml has its own tests.)
+log, the manifest index, the stat cache, config.yaml, refs, objects) the way a
+crash, a bad disk or a hostile user can, and checks that no command ends in an
+internal error, that the exit code is the contract's, and that nothing is
+written outside the repository.
 """
 
 from __future__ import annotations
@@ -258,7 +258,24 @@ def test_add_works_with_a_damaged_stat_cache(run: CliRun, project: Path, repo: R
     assert_ok(run("fsck"))
 
 
-# -- config.yaml: damaged configurations are covered where config.yaml is handled ----------
+# -- config.yaml --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("damage", "code", "says"), [
+    (b"\xff\xfe\x00garbage", 3, "not UTF-8"),  # not text: not a casrepo configuration
+    (b"format_version: 1\nstore: [\n", 3, "not valid YAML"),
+    (b"- 1\n- 2\n", 3, "must hold a mapping"),
+    (b"", 3, "must hold a mapping"),
+    (b"format_version: 2\n", 3, "unsupported repository format version"),
+    (b"format_version: 1\ngc:\n  keep_last: banana\n", 2, "gc.keep_last"),  # a bad value
+    (b"format_version: 1\nbogus: 1\n", 2, "bogus"),  # an unknown key
+])
+def test_a_damaged_config_is_the_documented_error(run: CliRun, project: Path, named: dict[str, str],
+                                                  outside: Path, damage: bytes, code: int,
+                                                  says: str) -> None:
+    (casrepo_dir(project) / "config.yaml").write_bytes(damage)
+    for command in (["refs"], ["fsck"], ["gc", "--dry-run"], ["add", "f.txt"], ["log", "data/f"]):
+        assert_error(assert_no_crash(run(*command)), code, says)
 
 
 # -- a read-only repository ---------------------------------------------------------------
