@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 from pydantic import ValidationError
 
 from casrepo.canonical import LINK_KEY
-from casrepo.errors import CasrepoError, InvalidName, RefChanged, UsageError
-from casrepo.ids import is_utf8, ref_name_problem, require_utf8, shown
+from casrepo.errors import CasrepoError, RefChanged, UsageError
+from casrepo.ids import check_ref_name, is_utf8, require_utf8, shown
 from casrepo.manifest import (
     AnyManifest,
     DirectoryArtifact,
@@ -90,8 +90,8 @@ def add(repo: Repository, path: Path | str, *, name: str | None = None, kind: st
     source = Path(path)
     if not source.exists():
         raise UsageError(f"path does not exist: {source}")
-    if name is not None and ref_name_problem(name) is not None:
-        raise InvalidName(f"invalid name {name!r}: {ref_name_problem(name)}")
+    if name is not None:
+        check_ref_name(name)
     refuse_clash(repo, RefKind.NAME, name)  # before any work: a tag of that name exists
     is_dir = source.is_dir()
     if not is_dir and not source.is_file():
@@ -337,8 +337,7 @@ def save(repo: Repository, manifest: AnyManifest, *, name: str | None = None,
             return _store(repo, manifest.document())
     if isinstance(manifest, GenericManifest):
         raise UsageError("a manifest of an unregistered kind cannot be saved under a name")
-    if ref_name_problem(name) is not None:
-        raise InvalidName(f"invalid name {name!r}: {ref_name_problem(name)}")
+    check_ref_name(name)
     refuse_clash(repo, RefKind.NAME, name)
     with repo.writing():
         oid, _, _, _ = _commit(repo,
@@ -355,8 +354,8 @@ def pack(repo: Repository, cls: type[Manifest], obj: Any, *, name: str | None = 
     stored in the manifest.
     """
     require_utf8(message, "the message")
-    if name is not None and ref_name_problem(name) is not None:
-        raise InvalidName(f"invalid name {name!r}: {ref_name_problem(name)}")
+    if name is not None:
+        check_ref_name(name)
     with repo.writing():
         manifest = cls.pack(repo.store, obj, message=message, **fields)
         return save(repo, manifest, name=name, message=message)

@@ -11,6 +11,7 @@ import os
 import secrets
 import stat
 import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +78,7 @@ def get(repo: Repository, rev: str, dest: Path | str | None = None, *, force: bo
     target.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(manifest, DirectoryArtifact):
         files = [(e.path, e.content, e.executable) for e in manifest.entries]
-        staging = Path(tempfile.mkdtemp(prefix=".casrepo-get-", dir=target.parent))
+        staging = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX, dir=target.parent))
         open_up_dir(staging)  # mkdtemp makes it private
         try:
             jobs = []
@@ -105,7 +106,7 @@ def get(repo: Repository, rev: str, dest: Path | str | None = None, *, force: bo
             raise
         return GetResult(oid, target, len(files), total)
     blob, executable = _single_blob(manifest)
-    fd, name = tempfile.mkstemp(prefix=".casrepo-get-", dir=target.parent)
+    fd, name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=target.parent)
     os.close(fd)
     staging = Path(name)
     try:
@@ -124,15 +125,19 @@ def default_name(repo: Repository, oid: str, manifest: AnyManifest, rev: str) ->
     file name; for a directory, the last component of PATH in ``REV:PATH``, else of
     the path it was added from (recorded in the ref log), else of its name. Only a
     plain file name is taken: never a path, ``.`` or ``..``."""
-    candidates = [getattr(manifest, "filename", None)]
     _, path = split(rev)
-    if path:
-        candidates.append(path.rsplit("/", 1)[-1])
-    else:
-        candidates.append(_added_from(repo, oid))
+
+    def candidates() -> Iterator[object]:
+        # In order, and lazily: the ref log is read only when nothing before decides.
+        yield getattr(manifest, "filename", None)
+        if path:
+            yield path.rsplit("/", 1)[-1]
+            return
+        yield _added_from(repo, oid)
         name = getattr(manifest, "name", None)
-        candidates.append(name.rsplit("/", 1)[-1] if isinstance(name, str) else None)
-    for candidate in candidates:
+        yield name.rsplit("/", 1)[-1] if isinstance(name, str) else None
+
+    for candidate in candidates():
         if (isinstance(candidate, str) and candidate not in ("", ".", "..")
                 and "/" not in candidate and "\x00" not in candidate):
             return candidate
@@ -268,8 +273,7 @@ def _copy_verified(repo: Repository, blob: str, sink: BinaryIO) -> int:
             hasher.update(chunk)
             sink.write(chunk)
             size += len(chunk)
-    if hasher.hexdigest() != blob:
-        raise IntegrityError(f"object {blob} is corrupt: its bytes do not hash to its id")
+    _verify(blob, hasher.hexdigest())
     return size
 
 

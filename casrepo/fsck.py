@@ -116,11 +116,8 @@ def _check(repo: Repository, repair: bool, workers: int | None) -> FsckReport:
     report.pruned = sorted(reach.pruned)
     for kind, name, message in reach.bad_refs:
         if repair:  # keep the damaged file for inspection, out of the way of new refs
-            flat = name.replace("%", "%25").replace("/", "%2F")
-            if len(flat.encode()) > 200:
-                flat = hashlib.sha256(name.encode()).hexdigest()
-            _quarantine(repo.refs.path(kind, name), quarantine / "refs" / kind.value, flat,
-                        copy=True)
+            _quarantine(repo.refs.path(kind, name), quarantine / "refs" / kind.value,
+                        _flat_name(name), copy=True)
             # The delete goes through the ref's lock and into the ref log.
             repo.refs.update(kind, name, None, expected=ANY,
                              message="fsck --repair: damaged ref moved to quarantine")
@@ -141,10 +138,7 @@ def _check(repo: Repository, repair: bool, workers: int | None) -> FsckReport:
     for path in repo.refs.links():
         rel = path.relative_to(repo.dir).as_posix()
         if repair:  # the link itself, never what it points at
-            flat = rel.replace("%", "%25").replace("/", "%2F")
-            if len(flat.encode()) > 200:
-                flat = hashlib.sha256(rel.encode()).hexdigest()
-            _quarantine(path, quarantine / "refs" / "links", flat)
+            _quarantine(path, quarantine / "refs" / "links", _flat_name(rel))
         problems.append(Problem(Level.ERROR, rel, "a symbolic link: casrepo never follows "
                                 "links under refs/, so nothing behind it is a ref", repair))
     for kind in (RefKind.NAME, RefKind.TAG):
@@ -290,6 +284,12 @@ def _subject_free(error: CasrepoError) -> str:
     and without the hint to run fsck (this is fsck)."""
     text = str(error).removesuffix(" (run 'casrepo fsck')")
     return re.sub(r"^object [0-9a-f]{64} ", "", text)
+
+
+def _flat_name(path: str) -> str:
+    """A ref path as one file name in the quarantine ('a/b' -> 'a%2Fb'; a hash if long)."""
+    flat = path.replace("%", "%25").replace("/", "%2F")
+    return flat if len(flat.encode()) <= 200 else hashlib.sha256(path.encode()).hexdigest()
 
 
 def _quarantine(path: Path, directory: Path, name: str, copy: bool = False) -> Path:

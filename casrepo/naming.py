@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from casrepo.errors import Conflict, DataPruned, IntegrityError, InvalidName
-from casrepo.ids import ref_name_problem, require_utf8
+from casrepo.errors import Conflict, DataPruned, IntegrityError
+from casrepo.ids import check_ref_name, require_utf8
 from casrepo.manifest import Target, links_of
 from casrepo.refs import ANY, RefKind
 
@@ -69,8 +69,7 @@ def _delete_ref(repo: Repository, kind: RefKind, name: str, message: str | None)
 def tag(repo: Repository, tag: str, rev: str, *, force: bool = False,
         message: str | None = None) -> tuple[str, str | None]:
     """Create tag ``tag`` at REV; returns (id, former id). Exists and not force: Conflict."""
-    if ref_name_problem(tag) is not None:
-        raise InvalidName(f"invalid tag {tag!r}: {ref_name_problem(tag)}")
+    check_ref_name(tag, "tag")
     require_utf8(message, "the message")
     with repo.writing():
         refuse_clash(repo, RefKind.TAG, tag)

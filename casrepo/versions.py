@@ -67,11 +67,10 @@ def data_pruned(repo: Repository, oid: str) -> bool:
 def check_data(repo: Repository, oid: str, blobs: Sequence[str], rev: str) -> None:
     """Raise :class:`DataPruned` (exit 4) when the data of manifest ``oid`` was
     pruned, :class:`IntegrityError` when a blob is missing otherwise."""
-    missing = next((b for b in blobs if not repo.store.exists(b)), None)
-    if missing is None:
+    absent = [b for b in blobs if not repo.store.exists(b)]
+    if not absent or repo.fetch_missing(absent):
         return
-    if repo.fetch_missing([b for b in blobs if not repo.store.exists(b)]):
-        return
+    missing = absent[0]
     entry = pruned_record(repo, oid)
     if entry is not None:
         rules = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in sorted(entry.rules.items()))
