@@ -694,29 +694,21 @@ def write_text(text: str, output: Path | str) -> Path:
 
 def write_picture(dot: str, fmt: str, output: Path | str) -> Path:
     """Draw DOT text into an ``svg`` or ``png`` file with Graphviz's ``dot`` program."""
+    _check_picture_format(fmt)
+    check_output(Path(output))
+    data = draw_picture(dot, fmt)
+    return _write_atomically(Path(output), lambda tmp: tmp.write_bytes(data))
+
+
+def _check_picture_format(fmt: str) -> None:
     if fmt not in PICTURE_FORMATS:
         raise UsageError(f"cannot draw {fmt!r}; pictures are {', '.join(PICTURE_FORMATS)}")
-    check_output(Path(output))
-    program = shutil.which("dot")
-    if program is None:
-        raise SystemFailure(f"drawing {fmt} needs Graphviz's 'dot' program, which was not found "
-                           f"on PATH: {GRAPHVIZ_HINT}")
-
-    def draw(tmp: Path) -> None:
-        proc = subprocess.run([program, f"-T{fmt}", "-o", str(tmp)], input=dot.encode(),
-                              capture_output=True, check=False)
-        if proc.returncode != 0:
-            first = (proc.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[0]
-            raise SystemFailure(f"Graphviz's dot failed (exit {proc.returncode}): {first}")
-
-    return _write_atomically(Path(output), draw)
 
 
 def draw_picture(dot: str, fmt: str) -> bytes:
     """Draw DOT text as ``svg`` or ``png`` bytes with Graphviz's ``dot`` program (for
     ``-o -``: the picture on stdout)."""
-    if fmt not in PICTURE_FORMATS:
-        raise UsageError(f"cannot draw {fmt!r}; pictures are {', '.join(PICTURE_FORMATS)}")
+    _check_picture_format(fmt)
     program = shutil.which("dot")
     if program is None:
         raise SystemFailure(f"drawing {fmt} needs Graphviz's 'dot' program, which was not found "
