@@ -210,12 +210,6 @@ class ExclusiveLock:
             os.close(self._fd)
             self._fd = -1
 
-    def release_keeping_file(self) -> None:
-        """Release without removing the file (to look at a lock and leave it be)."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
     def __enter__(self) -> ExclusiveLock:
         self.acquire()
         return self

@@ -268,6 +268,25 @@ def test_push_of_a_name_only_behind_the_remote_is_not_a_conflict(
     assert "behind" in assert_ok(run("push", cwd=b)).stdout
 
 
+def test_push_sends_what_a_legacy_object_names(run: CliRun, machines: tuple[Path, Path],
+                                               spot: Spot, tmp_path: Path) -> None:
+    """A cas-manifest 0.4 object links by bare ids: push sends those objects too, as
+    fetch and gc follow them."""
+    a, _ = machines
+    repo = Repository.open(a / ".casrepo")
+    blob = repo.store.put_bytes(b"a,b\n1,2\n").id
+    legacy = repo.store.put_bytes(json.dumps({"class": "CSVDataset",
+                                              "value": {"content": blob}}).encode()).id
+    repo.refs.update(RefKind.NAME, "old/data", legacy, expected=None)
+    repo.close()
+    _add_remote(run, a, spot)
+    assert_ok(run("push", cwd=a))
+    assert {legacy, blob} <= spot.object_ids()
+    b = tmp_path / "b2"
+    assert_ok(run("clone", spot.url, str(b), *spot.options, cwd=tmp_path))
+    assert_ok(run("fsck", cwd=b))
+
+
 def test_fetch_on_miss(run: CliRun, machines: tuple[Path, Path], spot: Spot, tmp_path: Path) -> None:
     a, b = machines
     ids = _pushed_project(run, a, spot)

@@ -149,8 +149,6 @@ def diff(state: State, rev_a: str, rev_b: str | None, show_stat: bool, exit_code
 
 def _value(value: Any) -> str:
     """A field's value on one line (JSON, so that null and "null" differ)."""
-    import json
-
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 

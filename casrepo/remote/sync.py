@@ -38,7 +38,7 @@ from casrepo.errors import (
     UsageError,
 )
 from casrepo.ids import is_object_id, ref_name_problem
-from casrepo.manifest import Rel, Target, links_of
+from casrepo.manifest import Rel, Target
 from casrepo.refs import ANY, RefKind
 from casrepo.remote import FRESHEN_AFTER, Remote, RemoteRef
 from casrepo.remote.fetch import fetch_objects as fetch_objects
@@ -227,7 +227,7 @@ def _local_closure(repo: Repository, roots: Iterable[str]) -> _Closure:
             continue
         document = repo.document(oid)
         closure.manifests[oid] = repo.store.size(oid)
-        for link in links_of(document):
+        for link in repo.manifests.links(document):  # legacy objects carry bare ids too
             if link.target is Target.MANIFEST:
                 if link.id not in closure.manifests:
                     stack.append(link.id)
