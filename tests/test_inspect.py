@@ -555,3 +555,15 @@ def test_diff_plain_output_shortens_input_ids(run: Any, repo: Repository, projec
     plain = assert_ok(run("diff", "m")).stdout.splitlines()
     assert f"input + {raw[:12]}" in plain and raw not in "\n".join(plain)
     assert assert_ok(run("diff", "m", "--json")).json()["inputs"]["added"] == [raw]
+
+
+def test_status_paths_are_relative_to_the_project_and_slash_separated(run: Any, repo: Repository,
+                                                                       project: Path) -> None:
+    write(project / "data" / "raw" / "iris.csv", b"1\n")
+    last_id(run("add", "data/raw/iris.csv", "--name", "datasets/iris"))
+    (project / "elsewhere").mkdir()
+    here = assert_ok(run("status", "--json", cwd=project / "elsewhere")).json()
+    assert here["paths"] == [{"name": "datasets/iris", "path": "data/raw/iris.csv",
+                              "state": "unchanged"}]
+    write(project / "data" / "raw" / "iris.csv", b"2\n")
+    assert status(run)["paths"][0]["state"] == "modified"
