@@ -127,6 +127,13 @@ def find(repo: Repository, *, kinds: Iterable[str] = (), name: str | None = None
     return repo.index.read(query)
 
 
+def known_kinds(repo: Repository) -> list[str]:
+    """Every kind some indexed manifest has, sorted (to name them when a ``--kind`` matches
+    nothing)."""
+    return repo.index.read(lambda conn: sorted(
+        kind for (kind,) in conn.execute("SELECT DISTINCT kind FROM manifests")))
+
+
 def _moment(when: str | datetime | None) -> float | None:
     if when is None:
         return None

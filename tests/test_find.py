@@ -226,6 +226,10 @@ def test_cli_json_and_plain(run: Any, project: Path, repo: Repository) -> None:
     assert "auc=0.89" in newest.stdout
     empty = assert_ok(run("find", "--kind", "model"))
     assert empty.stdout == "" and "no manifests match" in empty.stderr
+    # A kind no manifest has is named, with the kinds there are.
+    assert "no manifest has kind 'model'; kinds here: file" in empty.stderr
+    none = assert_ok(run("find", "--kind", "file", "--name", "nothing*"))
+    assert none.stderr.strip() == "no manifests match"
 
 
 def test_answered_from_the_index_without_reading_manifests(repo: Repository, zoo: dict[str, str],

@@ -68,13 +68,27 @@ def find(state: State, kinds: tuple[str, ...], name_glob: str | None, exprs: tup
         emit_json(shapes.found(results))
         return
     if not results:
-        info("no manifests match")
+        info(f"no manifests match{_unknown_kinds_hint(state, kinds)}")
     for f in results:
         created = (f.created or "?")[:19].replace("T", " ")
         pairs = "  ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}"
                           for k, v in f.meta.items())
         click.echo(f"{short(f.id)}  {created}  {f.kind}  {f.name or '(unnamed)'}"
                    + (f"  {pairs}" if pairs else ""))
+
+
+def _unknown_kinds_hint(state: State, kinds: tuple[str, ...]) -> str:
+    """Name the kinds that exist when a --kind asked for one that no manifest has."""
+    if not kinds:
+        return ""
+    from casrepo.query import known_kinds
+
+    known = known_kinds(state.repo())
+    unknown = [k for k in kinds if k not in known]
+    if not unknown:
+        return ""
+    return (f" (no manifest has kind {', '.join(map(repr, unknown))}; "
+            f"kinds here: {', '.join(known) or 'none'})")
 
 
 # -- ls / diff / status: inspecting ------------------------------------------------
