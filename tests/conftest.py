@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from click.testing import CliRunner
@@ -121,15 +123,32 @@ def lock_holder() -> Any:
         proc.wait()
 
 
-# -- a real S3 API: moto's standalone server on loopback ------------------------------
+# -- a real S3 API: moto's standalone server and a one-node Ceph RGW, on loopback ----
+
+
+S3_SERVERS = ("moto", "ceph")
+"""Every S3 test runs against each: moto (pure Python, lenient) and Ceph's gateway."""
+S3_KEY_ID = "AKIACASREPOTESTKEY01"
+S3_SECRET = "casrepo-test-secret-d0-not-print"
+CEPH_SCRIPT = Path(__file__).parent / "servers" / "ceph-s3.sh"
+CEPH_TOOLS = ("ceph", "ceph-mon", "ceph-osd", "monmaptool", "radosgw", "radosgw-admin")
+
+_SENT: list[tuple[str, str]] = []
+"""(host:port, request line) of every request an S3 client of this process sent."""
+
+
+def _record_sent(request: Any, **_: Any) -> None:
+    url = urlsplit(request.url)
+    target = f"{url.path}?{url.query}" if url.query else url.path
+    _SENT.append((url.netloc, f'"{request.method} {target} HTTP/1.1"'))
 
 
 @dataclass
 class S3Server:
-    """moto's server in a subprocess; every request it serves is a line in ``log``."""
+    """An S3 server on loopback that the tests' credentials (S3_KEY_ID) open."""
 
+    kind: str
     endpoint: str
-    log: Path
 
     def client(self) -> Any:
         import boto3
@@ -138,13 +157,11 @@ class S3Server:
                             aws_access_key_id=S3_KEY_ID, aws_secret_access_key=S3_SECRET)
 
     def requests(self) -> list[str]:
-        """The request lines served so far ('PUT /bucket/key HTTP/1.1' ...)."""
-        return [line for line in self.log.read_text(errors="replace").splitlines()
-                if '"' in line and "HTTP/1.1" in line]
-
-
-S3_KEY_ID = "AKIACASREPOTESTKEY01"
-S3_SECRET = "casrepo-test-secret-d0-not-print"
+        """The requests sent to this server so far by S3 clients of this process
+        ('"PUT /bucket/key HTTP/1.1"' ...), counted as they are sent: the same on
+        every server, whenever (or whether) it writes its own log."""
+        here = urlsplit(self.endpoint).netloc
+        return [line for netloc, line in list(_SENT) if netloc == here]
 
 
 def _free_port() -> int:
@@ -155,8 +172,25 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _count_s3_requests() -> Any:
+    """Every botocore client made in this process records what it sends."""
+    import botocore.session
+
+    create = botocore.session.Session.create_client
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        client = create(self, *args, **kwargs)
+        client.meta.events.register("before-send", _record_sent)
+        return client
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.session.Session, "create_client", counted)
+        yield
+
+
 @pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """One moto server for the session, on 127.0.0.1 and a free port."""
     import socket
     import time
@@ -176,9 +210,35 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
                 proc.kill()
                 raise RuntimeError(f"moto server did not start: {log.read_text()}") from None
             time.sleep(0.1)
-    yield S3Server(f"http://127.0.0.1:{port}", log)
+    yield S3Server("moto", f"http://127.0.0.1:{port}")
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def ceph_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One Ceph cluster (a mon, an OSD in memory, radosgw) for the session, started
+    by tests/servers/ceph-s3.sh on 127.0.0.1 and stopped at the end."""
+    missing = [tool for tool in CEPH_TOOLS if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"Ceph RGW is not installed (no {', '.join(missing)}): install Debian's "
+                    "ceph-mon ceph-osd radosgw, as .ci/run does")
+    where = tmp_path_factory.mktemp("ceph")
+    env = {**os.environ, "CEPH_S3_ACCESS_KEY": S3_KEY_ID, "CEPH_S3_SECRET_KEY": S3_SECRET}
+    started = subprocess.run(["bash", str(CEPH_SCRIPT), "start", str(where / "cluster"),
+                              str(_free_port())], capture_output=True, text=True, env=env, timeout=300)
+    if started.returncode != 0:
+        raise RuntimeError(f"the Ceph S3 server did not start: {started.stderr}")
+    endpoint = dict(line.split("=", 1) for line in started.stdout.splitlines())["AWS_ENDPOINT_URL"]
+    yield S3Server("ceph", endpoint)
+    subprocess.run(["bash", str(CEPH_SCRIPT), "stop", str(where / "cluster")], check=True, timeout=120)
+
+
+@pytest.fixture(params=S3_SERVERS)
+def s3_server(request: pytest.FixtureRequest) -> S3Server:
+    """Each S3 server in turn (moto, then Ceph RGW); each test makes its own bucket."""
+    server: S3Server = request.getfixturevalue(f"{request.param}_server")
+    return server
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from cli_support import corrupt
-from conftest import S3Server
+from conftest import S3_SERVERS, S3Server
 
 from casrepo.remote import Remote, RemoteConfig, open_remote
 
@@ -88,11 +88,22 @@ class Spot:
         self.server.client().delete_object(Bucket=self.bucket, Key=self._key(rel))
 
 
-def make_spot(request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> Spot:
-    if kind == "fs":
+def spot_params(*kinds: str) -> list[str]:
+    """Fixture params for remotes of ``kinds`` ("fs", "s3", "s3-lock"): each S3 kind
+    once per S3 server ("s3-moto", "s3-ceph", ...), "fs" once."""
+    return [kind if kind == "fs" else f"{kind}-{server}" for kind in kinds
+            for server in (("",) if kind == "fs" else S3_SERVERS)]
+
+
+def make_spot(request: pytest.FixtureRequest, tmp_path: Path, param: str) -> Spot:
+    """The remote of a spot_params parameter ("fs", "s3-ceph"...; a bare "s3" is moto)."""
+    if param == "fs":
         (tmp_path / "shared").mkdir()  # the mounted drive; the remote is made inside it
         return Spot("fs", str(tmp_path / "shared" / "artifacts"))
-    server: S3Server = request.getfixturevalue("s3_server")
+    kind, _, which = param.rpartition("-")
+    if which not in S3_SERVERS:
+        kind, which = param, "moto"
+    server: S3Server = request.getfixturevalue(f"{which}_server")
     request.getfixturevalue("aws_env")
     bucket = f"casrepo-{uuid.uuid4().hex[:16]}"
     server.client().create_bucket(Bucket=bucket)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from cli_support import assert_error, assert_ok, last_id, sha256, snapshot, write
 from conftest import CliRun, Result
-from remote_support import Spot, make_spot
+from remote_support import Spot, make_spot, spot_params
 
 from casrepo.errors import IntegrityError, RemoteError
 from casrepo.remote import Parallel
@@ -30,7 +30,7 @@ a timed assertion."""
 MiB = 1 << 20
 
 
-@pytest.fixture(params=["fs", "s3"])
+@pytest.fixture(params=spot_params("fs", "s3"))
 def hostile(request: pytest.FixtureRequest, tmp_path: Path) -> Spot:
     return make_spot(request, tmp_path, request.param)
 

@@ -7,12 +7,16 @@ ref object holding one manifest id.
 
 Refs change by compare-and-swap with S3's conditional writes: a new ref is
 written with ``If-None-Match: *``, a moved one with ``If-Match: <ETag read>``;
-the server refuses (412) when another machine got there first. The first push
-checks that the server enforces them and refuses to use one that does not
-(docs/remotes.md).
+the server refuses (412) when another machine got there first. Some servers
+(Ceph RGW 16) match only the ETag without its quotes: a refused ``If-Match``
+is retried unquoted when the ref's ETag is still the one read. The first push
+checks that the server enforces both conditions and refuses to use one that
+does not (docs/remotes.md).
 
 Objects are hashed on the way up (a corrupt local object is never left on
 the remote) and on the way down (see :class:`~casrepo.store.Incoming`).
+Every upload carries Content-MD5 besides the SHA-256 checksum: servers that
+ignore the latter (Ceph RGW 16) check the former.
 Credentials come from boto3's usual chain (environment, profile, instance
 role); this module never reads, stores or prints them.
 """
@@ -24,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -32,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import boto3.exceptions
 import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
@@ -78,6 +84,30 @@ _NO_CREDENTIALS = (botocore.exceptions.NoCredentialsError, botocore.exceptions.P
                    botocore.exceptions.CredentialRetrievalError)
 _CHANGED = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 _ABSENT = {"NoSuchKey", "404", "NotFound"}
+_WRONG_ETAG = '"00000000000000000000000000000000"'
+"""An ETag no object has (the MD5 of no content is d41d8cd9...): the probe's wrong guess."""
+
+
+def _content_md5(params: dict[str, Any], **_: Any) -> None:
+    """botocore hook (before-call of PutObject and UploadPart): add Content-MD5.
+
+    Servers that ignore x-amz-checksum-* (Ceph RGW 16) still check Content-MD5,
+    so bytes damaged in flight are refused there too. A file-like body (a part
+    of a multipart upload) is read once more and put back where it was."""
+    headers = params["headers"]
+    body = params.get("body")
+    if body is None or any(k.lower() == "content-md5" for k in headers):
+        return
+    if isinstance(body, bytes | bytearray):
+        digest = hashlib.md5(body, usedforsecurity=False).digest()
+    else:
+        start = body.tell()
+        md5 = hashlib.md5(usedforsecurity=False)
+        for chunk in iter(lambda: body.read(BUFFER_SIZE), b""):
+            md5.update(chunk)
+        body.seek(start)
+        digest = md5.digest()
+    headers["Content-MD5"] = base64.b64encode(digest).decode("ascii")
 
 
 class S3Remote(Remote):
@@ -99,10 +129,15 @@ class S3Remote(Remote):
             "s3", endpoint_url=settings.endpoint_url,
             config=BotoConfig(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5,
                               read_timeout=60, max_pool_connections=WORKERS * 2))
+        for operation in ("PutObject", "UploadPart"):
+            self._client.meta.events.register(f"before-call.s3.{operation}", _content_md5)
         self._shape: tuple[int, int] | None = None
         self.locking = settings.locking
         self._lock_depth = 0
         self._counting = threading.Lock()
+        self._bare_etag = False
+        """If-Match with the ETag unquoted first: set once the quoted form was refused
+        for an unchanged ETag and the unquoted one matched (Ceph RGW 16)."""
 
     # -- keys and errors ---------------------------------------------------------
 
@@ -134,6 +169,10 @@ class S3Remote(Remote):
             raise RemoteError(f"{self._where()}: cannot reach the server: {type(e).__name__}") from None
         except botocore.exceptions.BotoCoreError as e:
             raise RemoteError(f"{self._where()}: cannot {what}: {e}") from None
+        except boto3.exceptions.Boto3Error as e:  # a managed transfer's: it names the S3 error
+            found = re.search(r"An error occurred \((\w+)\)", str(e))
+            raise RemoteError(f"{self._where()}: cannot {what}: "
+                              f"{found.group(1) if found else type(e).__name__}") from None
 
     @staticmethod
     def _code(error: botocore.exceptions.ClientError) -> str:
@@ -186,7 +225,7 @@ class S3Remote(Remote):
         body = Config().to_yaml().encode("utf-8")
         with self._call("create the remote layout"):
             try:
-                self._client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")
+                made = self._client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")
             except botocore.exceptions.ClientError as e:
                 if self._code(e) not in _CHANGED:
                     raise
@@ -195,16 +234,39 @@ class S3Remote(Remote):
                 return
             # Compare-and-swap of refs depends on the server refusing this second
             # write; one that ignores the condition would let pushes lose versions.
-            try:
-                self._client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")
-            except botocore.exceptions.ClientError as e:
-                if self._code(e) in _CHANGED:
-                    return
-                raise
-            self._client.delete_object(Bucket=self.bucket, Key=key)
-        raise RemoteError(f"{self._where()}: the server ignores conditional writes (If-None-Match), "
-                          "so concurrent pushes could lose versions; add the remote with "
-                          "'--locking lock-object' to serialise ref updates with a lock object")
+            problem = ("it ignores If-None-Match" if self._accepts(key, body, IfNoneMatch="*")
+                       else self._if_match_problem(key, body, made["ETag"]))
+            if problem:  # the next push checks again rather than trust the layout
+                self._client.delete_object(Bucket=self.bucket, Key=key)
+        if problem:
+            raise RemoteError(f"{self._where()}: the server does not enforce conditional writes "
+                              f"({problem}), "
+                              "so concurrent pushes could lose versions; add the remote with "
+                              "'--locking lock-object' to serialise ref updates with a lock object")
+
+    def _accepts(self, key: str, body: bytes, **condition: str) -> bool:
+        """Put ``body`` at ``key`` under ``condition``: False if the server refused (412)."""
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=key, Body=body, **condition)
+        except botocore.exceptions.ClientError as e:
+            if self._code(e) in _CHANGED:
+                return False
+            raise
+        return True
+
+    def _if_match_problem(self, key: str, body: bytes, etag: str) -> str | None:
+        """Check If-Match on the just-created ``key`` (rewritten with its own bytes,
+        so its ETag stays): a wrong ETag must be refused, quoted and bare, and the
+        right one accepted in one of the two forms (remembered for set_ref)."""
+        for wrong in (_WRONG_ETAG, _WRONG_ETAG.strip('"')):
+            if self._accepts(key, body, IfMatch=wrong):
+                return f"it ignores If-Match: {wrong}"
+        if self._accepts(key, body, IfMatch=etag):
+            return None
+        if etag.strip('"') != etag and self._accepts(key, body, IfMatch=etag.strip('"')):
+            self._bare_etag = True
+            return None
+        return "If-Match refuses the object's own ETag, quoted or not"
 
     # -- objects -----------------------------------------------------------------
 
@@ -387,19 +449,55 @@ class S3Remote(Remote):
                     self._client.put_object(Bucket=self.bucket, Key=self._ref_key(kind, name),
                                             Body=(new + "\n").encode("ascii"))
             return
-        condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected.token}
+        body = (new + "\n").encode("ascii")
+        if expected is None:
+            with self._call(f"update {kind.label} {name!r}"):
+                if not self._accepts(self._ref_key(kind, name), body, IfNoneMatch="*"):
+                    raise RefChanged(f"{kind.label} {name!r} changed on remote {self.name!r} meanwhile")
+            return
+        self._swap_ref(kind, name, body, expected.token)
+
+    def _swap_ref(self, kind: RefKind, name: str, body: bytes, etag: str) -> None:
+        """Write ``body`` to the ref only if its ETag is still ``etag``.
+
+        The ETag goes in the form AWS returns it (quoted) first, unless this
+        remote already showed that it matches only the bare form. A 412 is
+        ambiguous on a server that matches one form only: when a HEAD shows the
+        ETag unchanged, the other form is tried. That write is conditional too,
+        so a change in between is still refused, never overwritten. A ref that
+        is gone is "deleted meanwhile" (RGW answers 412 for it, AWS 404)."""
+        key = self._ref_key(kind, name)
+        bare = etag.strip('"')
+        forms = [etag] if bare == etag else [bare, etag] if self._bare_etag else [etag, bare]
+        changed = f"{kind.label} {name!r} changed on remote {self.name!r} meanwhile"
+        deleted = f"{kind.label} {name!r} was deleted on remote {self.name!r} meanwhile"
         with self._call(f"update {kind.label} {name!r}"):
-            try:
-                self._client.put_object(Bucket=self.bucket, Key=self._ref_key(kind, name),
-                                        Body=(new + "\n").encode("ascii"), **condition)
-            except botocore.exceptions.ClientError as e:
-                if self._code(e) in _CHANGED:
-                    raise RefChanged(f"{kind.label} {name!r} changed on remote {self.name!r} "
-                                     "meanwhile") from None
-                if expected is not None and self._code(e) in _ABSENT:
-                    raise RefChanged(f"{kind.label} {name!r} was deleted on remote {self.name!r} "
-                                     "meanwhile") from None
-                raise
+            for form in forms:
+                try:
+                    if self._accepts(key, body, IfMatch=form):
+                        self._bare_etag = form == bare
+                        return
+                except botocore.exceptions.ClientError as e:
+                    if self._code(e) in _ABSENT:
+                        raise RefChanged(deleted) from None
+                    raise
+                current = self._ref_etag(key)
+                if current is None:
+                    raise RefChanged(deleted)
+                if current.strip('"') != bare:
+                    raise RefChanged(changed)
+        # Both forms refused an ETag that has not changed: the server does not
+        # do If-Match; pulling and pushing again would only loop.
+        raise RemoteError(f"{self._where()}: the server refuses If-Match with the ETag it returned "
+                          f"for {kind.label} {name!r}; add the remote with '--locking lock-object'")
+
+    def _ref_etag(self, key: str) -> str | None:
+        try:
+            return str(self._client.head_object(Bucket=self.bucket, Key=key)["ETag"])
+        except botocore.exceptions.ClientError as e:
+            if self._code(e) in _ABSENT:
+                return None
+            raise
 
     @contextlib.contextmanager
     def updating_refs(self) -> Iterator[None]:
