@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +42,7 @@ from casrepo.manifest import Rel, Target
 from casrepo.promised import read_promised
 from casrepo.refs import ANY, RefKind
 from casrepo.remote import FRESHEN_AFTER, Remote, RemoteRef
+from casrepo.remote.fetch import DataScope
 from casrepo.remote.fetch import fetch_objects as fetch_objects
 from casrepo.remote.report import Progress as Progress
 from casrepo.remote.report import RefUpdate as RefUpdate
@@ -424,19 +425,27 @@ def _history(repo: Repository, head: str, stop: str | None = None) -> list[str]:
 
 
 def fetch(repo: Repository, remote: Remote, revs: Sequence[str] = (),
-          progress: Progress | None = None) -> tuple[TransferReport, list[RemoteRef]]:
+          progress: Progress | None = None, *, data: DataScope | None = None,
+          prune: bool = False) -> tuple[TransferReport, list[RemoteRef]]:
     """Download the link closure of the remote's refs (or of ``revs``: names, tags
     or full ids on the remote) that is missing here. Local refs do not move. A ref
     that does not name a manifest is refused, after the others are fetched
-    (:class:`RefsRefused`, exit 6)."""
-    report, selected = _fetch(repo, remote, revs, progress)
+    (:class:`RefsRefused`, exit 6).
+
+    ``data`` (default: ``all`` without revs, ``roots`` with them) chooses whose
+    blobs come (see :func:`~casrepo.remote.fetch.fetch_objects`): every manifest
+    of the closure comes, so lineage works offline, and data left on the remote
+    is recorded as promised. ``prune`` forgets remote refs that are gone from the
+    remote (see :mod:`casrepo.remote.tracking`)."""
+    report, selected = _fetch(repo, remote, revs, progress, data, prune, delete_local=False)
     if report.refused:
         raise _refused(report)
     return report, selected
 
 
-def _fetch(repo: Repository, remote: Remote, revs: Sequence[str],
-           progress: Progress | None) -> tuple[TransferReport, list[RemoteRef]]:
+def _fetch(repo: Repository, remote: Remote, revs: Sequence[str], progress: Progress | None,
+           data: DataScope | None, prune: bool,
+           delete_local: bool) -> tuple[TransferReport, list[RemoteRef]]:
     """fetch, with refused refs in the report instead of raised; returns the refs kept."""
     if not remote.exists():
         raise RemoteError(f"remote {remote.name!r} ({remote.url}) is empty: nothing was pushed to it")
@@ -445,28 +454,111 @@ def _fetch(repo: Repository, remote: Remote, revs: Sequence[str],
     refused = fetch_objects(repo, remote, [r.id for r in selected] + loose, report, progress,
                             asked_for=loose,
                             names={r.id for r in selected if r.kind is RefKind.NAME},
-                            tags={r.id for r in selected if r.kind is RefKind.TAG})
+                            tags={r.id for r in selected if r.kind is RefKind.TAG},
+                            data=data if data is not None else ("roots" if revs else "all"))
     for r in selected:
         if r.id in refused:
             report.refs.append(RefUpdate(r.kind, r.name, None, r.id, "refused",
                                          f"it points at {r.id}, which is not a manifest"))
+    tracking = Tracking(repo, remote.name)
+    for r in selected:
+        tracking.seen[(r.kind, r.name)] = r.id
+    if prune:
+        there = ({(r.kind, r.name) for r in selected} if not revs else remote.ref_names())
+        _prune(repo, remote.name, tracking, there, report, delete_local)
+    tracking.save()
     return report, [r for r in selected if r.id not in refused]
 
 
+def _prune(repo: Repository, remote: str, tracking: Tracking, there: set[tuple[RefKind, str]],
+           report: TransferReport, delete_local: bool) -> None:
+    """Forget the remote refs gone from the remote. A local ref of the same name
+    stays, remembered as deleted there (a plain push does not make it again),
+    unless ``delete_local`` (pull --prune) and it still is what the remote had."""
+    for key, last in sorted(tracking.seen.items()):
+        if key in there:
+            continue
+        kind, name = key
+        local = repo.refs.read(kind, name)
+        if local is None:
+            del tracking.seen[key]
+            if last is not None:
+                report.pruned.append(RefUpdate(kind, name, last, None, "pruned"))
+            continue
+        if delete_local and last is not None and local == last:
+            try:
+                repo.refs.update(kind, name, None, expected=last,
+                                 message=f"pull --prune: deleted on {remote}")
+            except Conflict:
+                pass  # moved here meanwhile: kept, below
+            else:
+                del tracking.seen[key]
+                report.pruned.append(RefUpdate(kind, name, last, None, "deleted"))
+                continue
+        tracking.seen[key] = None
+        if last is not None or delete_local:
+            why = ("it has versions the remote never had" if last is not None and local != last
+                   else "it stays here")
+            report.pruned.append(RefUpdate(
+                kind, name, local, local, "kept",
+                f"deleted on remote {remote!r}; {why} ('casrepo push {remote} {name}' makes it "
+                f"there again, 'casrepo {kind.label} -d {name}' drops it here)"))
+
+
 def pull(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, rebase: bool = False,
-         force: bool = False, progress: Progress | None = None) -> TransferReport:
+         force: bool = False, progress: Progress | None = None, data: DataScope | None = None,
+         prune: bool = False) -> TransferReport:
     """Fetch, then bring local names and tags to the remote's: new refs are
     created, names fast-forwarded. A name with local versions the remote lacks
     is rebased onto the remote's with ``rebase``; with ``force``, local refs
-    are replaced. Raises :class:`RefsRejected` (exit 5) for the refs left."""
+    are replaced. ``prune`` also deletes local refs the remote deleted, when
+    they still are what the remote had. Raises :class:`RefsRejected` (exit 5)
+    for the refs left."""
     # One hold of the writers' lock for the objects and the refs: gc cannot sweep
     # what arrived before a ref names it.
     with repo.writing():
-        report, selected = _fetch(repo, remote, revs, progress)
+        report, selected = _fetch(repo, remote, revs, progress, data, prune, delete_local=True)
         for ref in selected:
             report.refs.append(_pull_ref(repo, ref, rebase, force, f"pull from {remote.name}"))
     if report.refused:  # integrity (exit 6) before a conflict (exit 5): the graver one
         raise _refused(report)
+    if report.rejected:
+        raise _rejected(report)
+    return report
+
+
+def delete_remote_refs(repo: Repository, remote: Remote, names: Sequence[str]) -> TransferReport:
+    """``push --delete``: remove names or tags from the remote, each by
+    compare-and-swap against the value read first; :class:`RefsRejected` (exit 5)
+    for one that moved meanwhile. Remote gc reclaims their data after the grace
+    period. This repository remembers them as deleted there, so a plain push
+    does not make them again."""
+    if not remote.exists():
+        raise RemoteError(f"remote {remote.name!r} ({remote.url}) is empty: nothing to delete")
+    report = TransferReport(remote.name)
+    found: list[RemoteRef] = []
+    for name in dict.fromkeys(names):
+        if ref_name_problem(name) is not None:
+            raise UsageError(f"malformed name {name!r}: {ref_name_problem(name)}")
+        here = [r for r in (remote.ref(kind, name) for kind in (RefKind.NAME, RefKind.TAG))
+                if r is not None]
+        if not here:
+            raise NotFound(f"no name or tag {name!r} on remote {remote.name!r}")
+        found.extend(here)
+    tracking = Tracking(repo, remote.name)
+    with remote.writing(), remote.updating_refs():
+        for current in found:
+            kind, name = current.kind, current.name
+            try:
+                remote.delete_ref(kind, name, current, message=f"push --delete from {os.uname().nodename}")
+            except RefChanged:
+                report.refs.append(RefUpdate(kind, name, current.id, None, "rejected",
+                                             f"it changed on remote {remote.name!r} meanwhile; "
+                                             "fetch and look before deleting it"))
+                continue
+            tracking.seen[(kind, name)] = None
+            report.refs.append(RefUpdate(kind, name, current.id, None, "deleted"))
+    tracking.save()
     if report.rejected:
         raise _rejected(report)
     return report
