@@ -95,7 +95,8 @@ def push(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, force: b
         pairs = [(oid, None if full else _base(repo, there.get((kind, name))))
                  for kind, name, oid in refs]
         closure = _changed_closure(repo, pairs + [(oid, None) for oid in loose])
-        present = remote.present(closure.blobs.keys() | closure.manifests.keys())
+        asked = closure.blobs.keys() | closure.manifests.keys()
+        present = remote.present(asked) if asked else {}
         report.skipped = len(present)
         _refuse_promised(closure, present, remote.name)
         stale = time.time() - FRESHEN_AFTER
