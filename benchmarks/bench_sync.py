@@ -161,8 +161,8 @@ def bench(server: str, files: int, runs: int, work: Path, endpoint: str | None) 
     for version in range(1, runs + 1):
         write_files(data, files, version, 10)
         new = repo.add(data, name="data").id
-        new_objects = [new] + [lk.id for lk in repo.load(new).links
-                               if lk.target.value == "blob"][:10]
+        blobs = [lk.id for lk in repo.load(new).links if lk.target.value == "blob"]
+        new_objects = [new, *blobs[:10]]  # 11 objects of the same sizes as those sent
         remote = opened()
         c_changed = Counter(remote)
         started = time.perf_counter()

@@ -153,6 +153,15 @@ def test_fetch_prune_and_pull_prune(run: CliRun, tmp_path: Path, spot: Spot) -> 
     pushed = assert_ok(run("push", "--json", cwd=c)).json()
     assert {r["name"]: r["status"] for r in pushed["refs"]}["more"] == "deleted-there"
     assert _remote_names(run, a) == ["keep"]
+    # The deleter's own names are what it deleted: pull --prune deletes them here too.
+    pulled = assert_ok(run("pull", "--prune", "--json", cwd=a)).json()
+    assert {(r["name"], r["status"]) for r in pulled["pruned"]} == {
+        ("models/old", "deleted"), ("more", "deleted")}
+    assert [n["name"] for n in assert_ok(run("refs", "--json", cwd=a)).json()["names"]] == ["keep"]
+    # fetch --prune in b again: still kept (its names are unchanged, but fetch never deletes).
+    again = assert_ok(run("fetch", "--prune", "--json", cwd=b)).json()
+    assert {(r["name"], r["status"]) for r in again["pruned"]} == {
+        ("models/old", "kept"), ("more", "kept")}
 
 
 def test_remote_gc_reclaims_a_deleted_name_after_the_grace_period(run: CliRun, tmp_path: Path,

@@ -135,7 +135,7 @@ def push(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, force: b
                     continue
                 update = _push_ref(repo, remote, there.get((kind, name)), kind, name, oid, force)
                 report.refs.append(update)
-                if update.status in _LANDED:
+                if update.status in _LANDED and update.new is not None:
                     tracking.seen[(kind, name)] = update.new
     tracking.save()
     if report.rejected:
@@ -474,7 +474,7 @@ def _fetch(repo: Repository, remote: Remote, revs: Sequence[str], progress: Prog
 def _prune(repo: Repository, remote: str, tracking: Tracking, there: set[tuple[RefKind, str]],
            report: TransferReport, delete_local: bool) -> None:
     """Forget the remote refs gone from the remote. A local ref of the same name
-    stays, remembered as deleted there (a plain push does not make it again),
+    stays, and so does its entry (a plain push does not make it there again),
     unless ``delete_local`` (pull --prune) and it still is what the remote had."""
     for key, last in sorted(tracking.seen.items()):
         if key in there:
@@ -483,10 +483,9 @@ def _prune(repo: Repository, remote: str, tracking: Tracking, there: set[tuple[R
         local = repo.refs.read(kind, name)
         if local is None:
             del tracking.seen[key]
-            if last is not None:
-                report.pruned.append(RefUpdate(kind, name, last, None, "pruned"))
+            report.pruned.append(RefUpdate(kind, name, last, None, "pruned"))
             continue
-        if delete_local and last is not None and local == last:
+        if delete_local and local == last:
             try:
                 repo.refs.update(kind, name, None, expected=last,
                                  message=f"pull --prune: deleted on {remote}")
@@ -496,14 +495,15 @@ def _prune(repo: Repository, remote: str, tracking: Tracking, there: set[tuple[R
                 del tracking.seen[key]
                 report.pruned.append(RefUpdate(kind, name, last, None, "deleted"))
                 continue
-        tracking.seen[key] = None
-        if last is not None or delete_local:
-            why = ("it has versions the remote never had" if last is not None and local != last
-                   else "it stays here")
-            report.pruned.append(RefUpdate(
-                kind, name, local, local, "kept",
-                f"deleted on remote {remote!r}; {why} ('casrepo push {remote} {name}' makes it "
-                f"there again, 'casrepo {kind.label} -d {name}' drops it here)"))
+            local = repo.refs.read(kind, name)
+        again = f"'casrepo push {remote} {name}' makes it there again"
+        if local == last:
+            why = f"'casrepo pull --prune {remote}' deletes it here too, {again}"
+        else:
+            why = (f"it has versions the remote never had: {again}, "
+                   f"'casrepo {kind.label} -d {name}' drops it here")
+        report.pruned.append(RefUpdate(kind, name, local, local, "kept",
+                                       f"deleted on remote {remote!r}; {why}"))
 
 
 def pull(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, rebase: bool = False,
@@ -557,7 +557,7 @@ def delete_remote_refs(repo: Repository, remote: Remote, names: Sequence[str]) -
                                              f"it changed on remote {remote.name!r} meanwhile; "
                                              "fetch and look before deleting it"))
                 continue
-            tracking.seen[(kind, name)] = None
+            tracking.seen[(kind, name)] = current.id  # seen, and gone: not pushed again
             report.refs.append(RefUpdate(kind, name, current.id, None, "deleted"))
     tracking.save()
     if report.rejected:

@@ -2,13 +2,14 @@
 remote-tracking refs, in one file per remote).
 
 ``remotes/REMOTE.json`` maps ``names/NAME`` and ``tags/TAG`` to the id the ref
-had on the remote when a push, fetch, pull or clone last saw it, or to null for
-a ref seen deleted there (by ``push --delete`` from here, or found gone by
-``fetch --prune`` while a local ref of that name exists). A plain ``push`` uses
-it to tell a name made here (never seen on the remote: pushed) from one deleted
-on the remote (seen there before: not pushed again unless named). The file is a
-cache of what the remote said: rewritten whole (temp file and rename), a damaged
-or missing one is an empty record.
+had on the remote when a push, fetch, pull or clone last saw it (or the id
+``push --delete`` deleted). A plain ``push`` uses it to tell a name made here
+(never seen on the remote: pushed) from one deleted on the remote (seen there
+before, gone now: not pushed again unless named). ``fetch --prune`` drops the
+entries of refs gone from the remote that no local ref of that name keeps;
+``pull --prune`` also deletes the local refs still at the listed id. The file is
+a cache of what the remote said: rewritten whole (temp file and rename), a
+damaged or missing one is an empty record.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ class Tracking:
 
     def __init__(self, repo: Repository, remote: str) -> None:
         self.path: Path = repo.dir / TRACKING_DIR / f"{remote}.json"
-        self.seen: dict[Key, str | None] = {}
-        """ref -> its id on the remote when last seen (None: seen deleted there)."""
+        self.seen: dict[Key, str] = {}
+        """ref -> its id on the remote when last seen (or when deleted from here)."""
         self._read()
 
     def _read(self) -> None:
@@ -59,15 +60,12 @@ class Tracking:
             return
         for text, value in refs.items():
             key = _parse_key(str(text))
-            if key is not None and (value is None or (isinstance(value, str) and is_object_id(value))):
+            if key is not None and isinstance(value, str) and is_object_id(value):
                 self.seen[key] = value
 
     def knows(self, key: Key) -> bool:
         """Whether the remote ever had this ref, as far as this repository saw."""
         return key in self.seen
-
-    def deleted(self, key: Key) -> bool:
-        return key in self.seen and self.seen[key] is None
 
     def save(self) -> None:
         body = {"refs": {_key_text(k): v for k, v in sorted(self.seen.items())}}
