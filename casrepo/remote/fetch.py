@@ -167,7 +167,9 @@ class ObjectFetch:
         they were made from)."""
         if self.data == "all":
             return self.blobs
-        follow = {Rel.CONTENT, Rel.INPUT} if self.data == "inputs" else {Rel.CONTENT}
+        # Everything but earlier versions (and inputs, unless asked for) is the
+        # version's own: content, and the parts of a tree of manifests.
+        skip = {Rel.PREVIOUS} if self.data == "inputs" else {Rel.PREVIOUS, Rel.INPUT}
         stack = [oid for oid in self.roots if oid in self.graph]
         wanted: set[str] = set()
         while stack:
@@ -178,7 +180,7 @@ class ObjectFetch:
             for link in self.graph.get(oid, ()):
                 if link.target is Target.BLOB:
                     wanted.add(link.id)
-                elif link.rel in follow and link.id not in self.with_data:
+                elif link.rel not in skip and link.id not in self.with_data:
                     stack.append(link.id)
         return wanted
 
