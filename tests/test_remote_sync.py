@@ -11,7 +11,7 @@ from cli_support import assert_ok, last_id, write
 from conftest import CliRun
 from remote_support import CountingRemote, Spot, make_spot
 
-from casrepo.errors import RefsRejected
+from casrepo.errors import Busy, RefsRejected
 from casrepo.manifest import Target
 from casrepo.refs import RefKind
 from casrepo.remote.sync import clone, fetch, push
@@ -198,3 +198,53 @@ def test_a_remote_value_not_held_here_falls_back_to_asking(tmp_path: Path, spot:
     report = push(repo, remote, force=True)  # the remote's version is not here: no base
     assert [r.status for r in report.refs] == ["forced"]
     assert len(remote.asked) == 4  # both versions' manifests and blobs: the whole closure
+
+
+def test_a_remote_gc_during_a_push_never_leaves_a_ref_to_missing_objects(
+        tmp_path: Path, spot: Spot) -> None:
+    """The push sends only what OLD's closure lacks. If, meanwhile, the name is
+    deleted there and a remote gc removes OLD's closure, the compare-and-swap
+    against OLD refuses the update: no ref points into what was removed."""
+    from casrepo.remote.gc import collect_remote
+
+    a = tmp_path / "a"
+    repo = Repository.init(a)
+    _directory(a / "data", 20)
+    old = repo.add(a / "data", name="data").id
+    push(repo, spot.open())
+    _directory(a / "data", 20, version=1, changed=2)
+    repo.add(a / "data", name="data")
+    remote = _counting(spot)
+    real = remote.inner.upload_many
+
+    def upload_many(items: list[tuple[str, Path, int]], done: Any = None) -> None:
+        real(items, done)
+        if remote.calls["upload_many"] > 1:
+            return
+        with spot.open() as other:  # another machine deletes the name, a gc runs
+            current = other.ref(RefKind.NAME, "data")
+            assert current is not None and current.id == old
+            other.delete_ref(RefKind.NAME, "data", current)
+            if spot.server is None:  # a directory remote's gc waits for the push
+                with pytest.raises(Busy):
+                    collect_remote(repo, other, expire="now", wait=0.2)
+                return
+            collect_remote(repo, other, expire="now")
+
+    remote.inner.upload_many = upload_many  # type: ignore[method-assign]
+    with pytest.raises(RefsRejected):
+        push(repo, remote)
+    after = spot.open()
+    assert after.ref(RefKind.NAME, "data") is None
+    if spot.server is None:
+        collect_remote(repo, after, expire="now")
+    assert old not in spot.object_ids()
+    # Named (a plain push leaves a name deleted there alone), it has no old value
+    # there: the whole closure is looked up and sent.
+    assert [r.status for r in push(repo, spot.open()).refs] == ["deleted-there"]
+    report = push(repo, spot.open(), ["data"])
+    assert [r.status for r in report.refs] == ["created"]
+    b, _ = clone(spot.url, tmp_path / "b", endpoint_url=spot.settings().endpoint_url)
+    from casrepo.fsck import check
+
+    assert check(b).ok
