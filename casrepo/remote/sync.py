@@ -175,7 +175,7 @@ def _plain_push_refs(refs: list[tuple[RefKind, str, str]],
             report.refs.append(RefUpdate(
                 kind, name, tracking.seen[(kind, name)], oid, "deleted-there",
                 f"it was deleted on remote {remote!r}; 'casrepo push {remote} {name}' makes it "
-                f"again, 'casrepo pull --prune {remote}' deletes it here"))
+                f"again, 'casrepo pull --prune {remote}' deletes it here (if unchanged)"))
             continue
         kept.append((kind, name, oid))
     return kept
