@@ -50,6 +50,8 @@ class FsckReport:
     problems: list[Problem] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
     """Manifests whose data gc's retention removed on purpose (not problems)."""
+    promised: dict[str, str] = field(default_factory=dict)
+    """Manifests whose data a partial fetch left on a remote -> that remote (not problems)."""
 
     @property
     def errors(self) -> list[Problem]:
@@ -114,6 +116,7 @@ def _check(repo: Repository, repair: bool, workers: int | None) -> FsckReport:
     report.refs = len(reach.roots)
     report.manifests = len(reach.manifests)
     report.pruned = sorted(reach.pruned)
+    report.promised = dict(sorted(reach.promised.items()))
     for kind, name, message in reach.bad_refs:
         if repair:  # keep the damaged file for inspection, out of the way of new refs
             _quarantine(repo.refs.path(kind, name), quarantine / "refs" / kind.value,

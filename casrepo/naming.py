@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from casrepo.errors import Conflict, DataPruned, IntegrityError
 from casrepo.ids import check_ref_name, require_utf8
 from casrepo.manifest import Target, links_of
+from casrepo.promised import read_promised
 from casrepo.refs import ANY, RefKind
 
 if TYPE_CHECKING:
@@ -111,12 +112,15 @@ def pin(repo: Repository, rev: str, *, allow_pruned: bool = True) -> str:
     """Resolve REV to a manifest under the writers' lock and keep it and what it
     links to from gc: freshened, and each link checked to exist (data that gc's
     retention pruned on purpose excepted, unless ``allow_pruned`` is off: a name's
-    current version must have its data, see :meth:`pruned_record`)."""
+    current version must have its data, see :meth:`pruned_record`; and data a partial
+    fetch left on a remote, see :mod:`casrepo.promised`)."""
     oid = repo.resolve(rev)
     document = repo.document(oid)  # NotFound for a blob, as resolve_manifest
     repo.store.freshen(oid)
     for link in links_of(document):
         if not repo.store.exists(link.id):
+            if link.target is Target.BLOB and oid in read_promised(repo.dir):
+                continue
             if link.target is Target.BLOB and oid in repo.pruned_manifests():
                 if allow_pruned:
                     continue

@@ -19,6 +19,7 @@ from typing import Any
 from casrepo.errors import CasrepoError, IntegrityError, NotFound
 from casrepo.manifest import Link, Rel, Target
 from casrepo.naming import RefEntry
+from casrepo.promised import read_promised
 from casrepo.refs import RefKind
 from casrepo.repository import Repository
 
@@ -59,6 +60,8 @@ class Reachability:
     """Blobs that only thin manifests link to."""
     pruned: set[str] = field(default_factory=set)
     """Manifests whose data an earlier gc pruned (their missing blobs are no damage)."""
+    promised: dict[str, str] = field(default_factory=dict)
+    """Manifests whose missing data a partial fetch left on a remote -> that remote."""
     links: dict[str, list[Link]] = field(default_factory=dict)
     """The links of every reachable manifest."""
     problems: list[tuple[str, str]] = field(default_factory=list)
@@ -113,6 +116,11 @@ class _Walk:
         except IntegrityError as e:  # then no missing blob can be told from damage
             self.pruned = set()
             result.problems.append(("pruned-data log", str(e)))
+        try:
+            self.promised = read_promised(repo.dir)
+        except IntegrityError as e:
+            self.promised = {}
+            result.problems.append(("promised-data log", str(e)))
 
     def links_of(self, oid: str, via: str, strict: bool) -> list[Link] | None:
         """The links of manifest ``oid``, read once; None (and a problem when
@@ -177,6 +185,8 @@ class _Walk:
                 result.pruned.add(owner)
                 if strict:
                     self.pruned_gaps.setdefault(owner, []).append(link)
+            elif owner in self.promised:
+                result.promised[owner] = self.promised[owner]
             elif strict:
                 result.problems.append((f"manifest {owner}",
                                         f"links to missing {link.rel.value} blob {link.id}"))

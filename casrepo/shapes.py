@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from casrepo.refs import RefLogEntry
     from casrepo.remote import RemoteRef
     from casrepo.remote.gc import RemoteGCReport
-    from casrepo.remote.report import TransferReport
+    from casrepo.remote.report import RefUpdate, TransferReport
     from casrepo.versions import Version
 
 
@@ -144,7 +144,8 @@ def fsck_report(report: FsckReport) -> dict[str, Any]:
             "refs": report.refs,
             "problems": [{"level": p.level.value, "subject": p.subject, "message": p.message,
                           "repaired": p.repaired} for p in report.problems],
-            "pruned": report.pruned}
+            "pruned": report.pruned,
+            "promised": [{"id": oid, "remote": remote} for oid, remote in report.promised.items()]}
 
 
 def remote_settings(name: str, settings: RemoteConfig, default: str | bool | None) -> dict[str, Any]:
@@ -160,10 +161,18 @@ def remotes(default: str | None, fetch_on_miss: bool,
 
 def transfer(report: TransferReport, direction: str) -> dict[str, Any]:
     """push (``direction`` "uploaded"), pull and clone ("downloaded")."""
-    return {"remote": report.remote, direction: {"objects": report.objects, "bytes": report.bytes},
-            "skipped": report.skipped,
-            "refs": [{"kind": r.kind.label, "name": r.name, "old": r.old, "new": r.new,
-                      "status": r.status, "reason": r.reason} for r in report.refs]}
+    data: dict[str, Any] = {
+        "remote": report.remote, direction: {"objects": report.objects, "bytes": report.bytes},
+        "skipped": report.skipped, "refs": [_ref_update(r) for r in report.refs]}
+    if direction == "downloaded":
+        data["promised"] = report.promised
+        data["pruned"] = [_ref_update(r) for r in report.pruned]
+    return data
+
+
+def _ref_update(r: RefUpdate) -> dict[str, Any]:
+    return {"kind": r.kind.label, "name": r.name, "old": r.old, "new": r.new, "status": r.status,
+            "reason": r.reason}
 
 
 def fetched(report: TransferReport, remote_refs: Iterable[RemoteRef]) -> dict[str, Any]:

@@ -7,6 +7,8 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Callable, Collection, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +16,9 @@ import pytest
 from cli_support import corrupt
 from conftest import S3_SERVERS, S3Server
 
-from casrepo.remote import Remote, RemoteConfig, open_remote
+from casrepo.pruned import PrunedEntry
+from casrepo.refs import RefKind
+from casrepo.remote import Remote, RemoteConfig, RemoteObject, RemoteRef, Sink, open_remote
 
 
 @dataclass
@@ -111,3 +115,110 @@ def make_spot(request: pytest.FixtureRequest, tmp_path: Path, param: str) -> Spo
     if kind == "s3-lock":
         options += ["--locking", "lock-object"]
     return Spot(kind, f"s3://{bucket}/team", options, server, bucket)
+
+
+class CountingRemote(Remote):
+    """A remote that counts what casrepo asks of it, at the Remote interface: one
+    call per method, and how many objects each asked about or sent. Works alike for
+    every backend (a request log on the server side may lag)."""
+
+    def __init__(self, inner: Remote) -> None:
+        super().__init__(inner.name, inner.url)
+        self.inner = inner
+        self.calls: dict[str, int] = {}
+        self.asked: list[str] = []
+        """Ids passed to present()."""
+        self.sent: list[str] = []
+        """Ids passed to upload_many()."""
+        self.downloaded: list[str] = []
+
+    def _count(self, method: str) -> None:
+        self.calls[method] = self.calls.get(method, 0) + 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+    def reset(self) -> None:
+        self.calls.clear()
+        self.asked.clear()
+        self.sent.clear()
+        self.downloaded.clear()
+
+    def exists(self) -> bool:
+        self._count("exists")
+        return self.inner.exists()
+
+    def create(self) -> None:
+        self._count("create")
+        self.inner.create()
+
+    def present(self, ids: Collection[str]) -> dict[str, float]:
+        self._count("present")
+        self.asked.extend(ids)
+        return self.inner.present(ids)
+
+    def objects(self) -> Iterator[RemoteObject]:
+        self._count("objects")
+        return self.inner.objects()
+
+    def download(self, oid: str, sink: Sink) -> None:
+        self._count("download")
+        self.downloaded.append(oid)
+        self.inner.download(oid, sink)
+
+    def freshen(self, oid: str) -> None:
+        self._count("freshen")
+        self.inner.freshen(oid)
+
+    def delete(self, ids: Collection[str]) -> None:
+        self._count("delete")
+        self.inner.delete(ids)
+
+    def pruned(self) -> dict[str, PrunedEntry]:
+        self._count("pruned")
+        return self.inner.pruned()
+
+    def record_pruned(self, entries: dict[str, PrunedEntry]) -> None:
+        self._count("record_pruned")
+        self.inner.record_pruned(entries)
+
+    def refs(self) -> list[RemoteRef]:
+        self._count("refs")
+        return self.inner.refs()
+
+    def ref_names(self) -> set[tuple[RefKind, str]]:
+        self._count("ref_names")
+        return self.inner.ref_names()
+
+    def ref(self, kind: RefKind, name: str) -> RemoteRef | None:
+        self._count("ref")
+        return self.inner.ref(kind, name)
+
+    def set_ref(self, kind: RefKind, name: str, new: str, expected: RemoteRef | None,
+                message: str | None = None) -> None:
+        self._count("set_ref")
+        self.inner.set_ref(kind, name, new, expected, message)
+
+    def delete_ref(self, kind: RefKind, name: str, expected: RemoteRef,
+                   message: str | None = None) -> None:
+        self._count("delete_ref")
+        self.inner.delete_ref(kind, name, expected, message)
+
+    def upload_many(self, items: list[tuple[str, Path, int]],
+                    done: Callable[[str, int], None] | None = None) -> None:
+        self._count("upload_many")
+        self.sent.extend(oid for oid, _, _ in items)
+        self.inner.upload_many(items, done)
+
+    def writing(self) -> AbstractContextManager[None]:
+        return self.inner.writing()
+
+    def updating_refs(self) -> AbstractContextManager[None]:
+        return self.inner.updating_refs()
+
+    def collecting(self, timeout: float) -> AbstractContextManager[None]:
+        return self.inner.collecting(timeout)
+
+    def close(self) -> None:
+        self.inner.close()

@@ -38,7 +38,11 @@ class State:
                 self._repo = Repository.open(self.repo_path)
             else:
                 self._repo = Repository.discover()
-            if self._repo.config.remote.fetch_on_miss:  # remotes load only when asked for
+            from casrepo.promised import promised_path
+
+            # Remotes load only when asked for, or when a partial fetch left data on one.
+            if self._repo.config.remote.fetch_on_miss or (
+                    self._repo.config.remotes and promised_path(self._repo.dir).exists()):
                 from casrepo.remote.onmiss import with_fetch_on_miss
 
                 with_fetch_on_miss(self._repo)

@@ -168,6 +168,9 @@ def fsck(state: State, repair: bool, wait: float, as_json: bool) -> None:
         if report.pruned:
             info(f"{len(report.pruned)} old version(s) have no data: gc's retention pruned it "
                  "(not damage)")
+        for oid, where in report.promised.items():
+            click.echo(f"promised: manifest {oid}: its data is on remote {where!r} (fetched "
+                       "when read)")
         info(f"checked {report.objects} objects, {report.manifests} manifests, "
              f"{report.refs} refs: {len(report.errors)} error(s)")
     if not report.ok:

@@ -166,14 +166,19 @@ def _print_report(report: TransferReport, verb: str, as_json: bool, direction: s
     if as_json:
         emit_json(shapes.transfer(report, direction))
         return
-    for r in report.refs:
+    for r in [*report.refs, *report.pruned]:
         if r.status == "up-to-date":
             continue
-        arrow = f"{short(r.old)}..{short(r.new)}" if r.old else short(r.new)
+        if r.new is None:
+            arrow = f"{short(r.old)}.." if r.old else ""
+        else:
+            arrow = f"{short(r.old)}..{short(r.new)}" if r.old and r.old != r.new else short(r.new)
         why = f": {r.reason}" if r.reason else ""
         click.echo(f"{r.status:<12}  {r.kind.label:<4}  {r.name}  {arrow}{why}")
+    promised = (f"; the data of {report.promised} version(s) stays on the remote "
+                "(fetched when read)" if report.promised else "")
     click.echo(f"{verb} {report.objects} object(s), {human_size(report.bytes)}; "
-               f"{report.skipped} already there")
+               f"{report.skipped} already there{promised}")
 
 
 @contextmanager
@@ -190,38 +195,71 @@ def _reporting(verb: str, as_json: bool, direction: str) -> Iterator[ProgressLin
 
 
 @cli.command(epilog=examples("casrepo push", "casrepo push origin models/churn v1",
-                             "casrepo push origin datasets/iris --force"))
+                             "casrepo push origin datasets/iris --force",
+                             "casrepo push --delete origin models/old"))
 @click.argument("remote_and_revs", nargs=-1, metavar="[REMOTE] [REV]...")
 @click.option("-f", "--force", is_flag=True,
               help="Move remote names and tags even where that drops the remote's versions.")
+@click.option("-d", "--delete", is_flag=True,
+              help="Delete the names or tags REV... on the remote (refused, exit 5, if one "
+                   "moved meanwhile).")
+@click.option("--full", is_flag=True,
+              help="Ask the remote about every object of the closure, not only what changed "
+                   "(repairs a remote that lost objects).")
 @json_option
 @pass_state
-def push(state: State, remote_and_revs: tuple[str, ...], force: bool, as_json: bool) -> None:
-    """Upload what the remote lacks of REVs (default: every name and tag), then move
-    its refs. A name that moved on the remote is refused (exit 5): pull --rebase first."""
+def push(state: State, remote_and_revs: tuple[str, ...], force: bool, delete: bool, full: bool,
+         as_json: bool) -> None:
+    """Upload what the remote lacks of REVs (default: every name and tag, but not those
+    deleted on the remote since this repository saw them), then move its refs. A name
+    that moved on the remote is refused (exit 5): pull --rebase first."""
+    from casrepo.remote.sync import delete_remote_refs
     from casrepo.remote.sync import push as push_revs
 
     name, revs = _split_remote(state, remote_and_revs)
+    if delete:
+        if force or full:
+            raise UsageError("--delete takes no --force or --full")
+        if not revs:
+            raise UsageError("--delete needs the names or tags to delete")
+        with _open(state, name) as handle, _reporting("pushed", as_json, "uploaded"):
+            report = delete_remote_refs(state.repo(), handle, revs)
+        _print_report(report, "pushed", as_json, "uploaded")
+        return
     if name is None and revs:
         _check_not_a_remote_typo(state, revs[0])
     with _open(state, name) as handle, _reporting("pushed", as_json, "uploaded") as progress:
-        report = push_revs(state.repo(), handle, revs, force=force, progress=progress)
+        report = push_revs(state.repo(), handle, revs, force=force, full=full, progress=progress)
     _print_report(report, "pushed", as_json, "uploaded")
 
 
-@cli.command(epilog=examples("casrepo fetch", "casrepo fetch origin models/churn"))
+_PRUNE = click.option("--prune", is_flag=True,
+                      help="Forget remote names and tags that are gone from the remote.")
+_WITH_INPUTS = click.option("--with-inputs", is_flag=True,
+                            help="With REVs: bring the data of their inputs too, not only "
+                                 "theirs (the manifests of the whole lineage always come).")
+
+
+@cli.command(epilog=examples("casrepo fetch", "casrepo fetch origin models/churn",
+                             "casrepo fetch --prune"))
 @click.argument("remote_and_revs", nargs=-1, metavar="[REMOTE] [REV]...")
+@_PRUNE
+@_WITH_INPUTS
 @json_option
 @pass_state
-def fetch(state: State, remote_and_revs: tuple[str, ...], as_json: bool) -> None:
-    """Download what is missing here of the remote's names and tags (or of REVs), verified;
-    local names and tags do not move."""
+def fetch(state: State, remote_and_revs: tuple[str, ...], prune: bool, with_inputs: bool,
+          as_json: bool) -> None:
+    """Download what is missing here of the remote's names and tags, verified; local
+    names and tags do not move. With REVs: their whole lineage's manifests, but only
+    their own data (the rest is fetched when read)."""
     from casrepo.remote.sync import fetch as fetch_revs
 
     name, revs = _split_remote(state, remote_and_revs)
+    data = _data_scope(revs, with_inputs)
     with _open(state, name) as handle, _reporting("fetched", as_json, "downloaded") as progress, \
             _remote_typo_hint(state, name, revs):
-        report, refs = fetch_revs(state.repo(), handle, revs, progress=progress)
+        report, refs = fetch_revs(state.repo(), handle, revs, progress=progress, data=data,
+                                  prune=prune)
     if as_json:
         emit_json(shapes.fetched(report, refs))
         return
@@ -230,25 +268,42 @@ def fetch(state: State, remote_and_revs: tuple[str, ...], as_json: bool) -> None
     _print_report(report, "fetched", False, "downloaded")
 
 
-@cli.command(epilog=examples("casrepo pull", "casrepo pull origin datasets/iris --rebase"))
+@cli.command(epilog=examples("casrepo pull", "casrepo pull origin datasets/iris --rebase",
+                             "casrepo pull origin models/churn --with-inputs",
+                             "casrepo pull --prune"))
 @click.argument("remote_and_revs", nargs=-1, metavar="[REMOTE] [REV]...")
 @click.option("--rebase", is_flag=True,
               help="Put a name's local versions that the remote lacks on top of the remote's.")
 @click.option("-f", "--force", is_flag=True, help="Replace local names and tags with the remote's.")
+@click.option("--prune", is_flag=True,
+              help="Also delete local names and tags the remote deleted, when they still are "
+                   "what the remote had.")
+@_WITH_INPUTS
 @json_option
 @pass_state
-def pull(state: State, remote_and_revs: tuple[str, ...], rebase: bool, force: bool,
-         as_json: bool) -> None:
-    """Fetch, then create or fast-forward local names and tags to the remote's."""
+def pull(state: State, remote_and_revs: tuple[str, ...], rebase: bool, force: bool, prune: bool,
+         with_inputs: bool, as_json: bool) -> None:
+    """Fetch, then create or fast-forward local names and tags to the remote's. With
+    REVs, only their own data comes (see fetch)."""
     from casrepo.remote.sync import pull as pull_revs
 
     if rebase and force:
         raise UsageError("--rebase and --force exclude each other")
     name, revs = _split_remote(state, remote_and_revs)
+    data = _data_scope(revs, with_inputs)
     with _open(state, name) as handle, _reporting("pulled", as_json, "downloaded") as progress, \
             _remote_typo_hint(state, name, revs):
-        report = pull_revs(state.repo(), handle, revs, rebase=rebase, force=force, progress=progress)
+        report = pull_revs(state.repo(), handle, revs, rebase=rebase, force=force, progress=progress,
+                           data=data, prune=prune)
     _print_report(report, "pulled", as_json, "downloaded")
+
+
+def _data_scope(revs: tuple[str, ...], with_inputs: bool) -> Any:
+    if not with_inputs:
+        return None
+    if not revs:
+        raise UsageError("--with-inputs needs REVs (without them, all data comes)")
+    return "inputs"
 
 
 @cli.command(epilog=examples("casrepo clone s3://team-artifacts/casrepo project",

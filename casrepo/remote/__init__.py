@@ -134,6 +134,12 @@ class Remote(ABC):
         :class:`~casrepo.refs.RefChanged` (exit 5) when it changed meanwhile."""
 
     @abstractmethod
+    def delete_ref(self, kind: RefKind, name: str, expected: RemoteRef,
+                   message: str | None = None) -> None:
+        """Delete a ref if it still is as ``expected``; :class:`~casrepo.refs.RefChanged`
+        (exit 5) when it changed or went meanwhile."""
+
+    @abstractmethod
     def upload_many(self, items: list[tuple[str, Path, int]],
                     done: Callable[[str, int], None] | None = None) -> None:
         """Store ``(id, local object file, size)`` items, calling ``done(id, size)`` as

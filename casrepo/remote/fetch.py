@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import Any, Literal
 
+from casrepo.clock import format_time, now
 from casrepo.errors import IntegrityError, NotFound
 from casrepo.manifest import MAX_MANIFEST_SIZE, Link, Rel, Target, parse_document
+from casrepo.promised import read_promised, record_promised
 from casrepo.pruned import PrunedEntry
 from casrepo.remote import Parallel, Remote
 from casrepo.remote.report import Progress, TransferReport
 from casrepo.repository import Repository
 from casrepo.store import Incoming
+
+DataScope = Literal["all", "roots", "inputs"]
 
 WORKERS = 8
 """Parallel downloads: enough to hide S3's per-request latency on 2 cores."""
@@ -30,7 +34,7 @@ WORKERS = 8
 def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
                   report: TransferReport | None = None, progress: Progress | None = None,
                   asked_for: Sequence[str] | None = None, *, names: Collection[str] = (),
-                  tags: Collection[str] = ()) -> set[str]:
+                  tags: Collection[str] = (), data: DataScope = "all") -> set[str]:
     """Download every object the roots link to, transitively, that is missing
     here; verified as each arrives, installed as one batch only if all are
     intact (IntegrityError, exit 6, and nothing stored otherwise). A root missing on
@@ -42,10 +46,20 @@ def fetch_objects(repo: Repository, remote: Remote, roots: Sequence[str],
     stored. Blobs that the remote records as pruned are left out, and recorded
     as pruned here, but only for versions that retention could have pruned:
     never a name's current version, nor a tag's unless it is also an earlier
-    version (some manifest's ``previous``)."""
+    version (some manifest's ``previous``).
+
+    ``data`` chooses whose blobs come: ``all`` (the whole closure), ``roots``
+    (the roots' own data, and their subtrees'), ``inputs`` (also their inputs',
+    transitively). Manifests always come, all of them; the data left on the
+    remote is recorded as promised (:mod:`casrepo.promised`).
+
+    A manifest already here is not walked into: the store holds a manifest only
+    with its closure (or that closure's missing data recorded as pruned or
+    promised); while anything is recorded promised, local manifests are walked
+    too, so that promised data below them comes."""
     report = report if report is not None else TransferReport(remote.name)
     return ObjectFetch(repo, remote, roots, report, progress, asked_for,
-                       names=names, tags=tags).run()
+                       names=names, tags=tags, data=data).run()
 
 
 class ObjectFetch:
@@ -55,8 +69,16 @@ class ObjectFetch:
     def __init__(self, repo: Repository, remote: Remote, roots: Sequence[str],
                  report: TransferReport, progress: Progress | None = None,
                  asked_for: Sequence[str] | None = None, *, names: Collection[str] = (),
-                 tags: Collection[str] = ()) -> None:
+                 tags: Collection[str] = (), data: DataScope = "all") -> None:
         self.repo = repo
+        self.data = data
+        self.walk_local = bool(read_promised(repo.dir))
+        """Whether manifests here are walked into (only while data is promised: else
+        a manifest here has its closure here)."""
+        self.with_data: set[str] = set()
+        """Manifests whose data a partial fetch brings."""
+        self.graph: dict[str, list[Link]] = {}
+        """The links of every walked manifest (a partial fetch picks its data from them)."""
         self.remote = remote
         self.report = report
         self.progress = progress
@@ -104,8 +126,9 @@ class ObjectFetch:
                 with Parallel(WORKERS, "casrepo-fetch") as pool:
                     self._stop = pool.stop
                     self._walk(pool)
-                    need = sorted(b for b in self.blobs if not self.repo.store.exists(b))
-                    self.report.skipped += len(self.blobs) - len(need)
+                    wanted = self._wanted_blobs()
+                    need = sorted(b for b in wanted if not self.repo.store.exists(b))
+                    self.report.skipped += len(wanted) - len(need)
                     manifests = [sink for sink in _arrived(list(reversed(self.received)))
                                  if sink.id not in self.refused]
                     blob_sinks = _arrived(pool.map(self._download, need, self.received))
@@ -132,10 +155,34 @@ class ObjectFetch:
             arrived = _arrived(pool.map(self._download, missing, self.received))
             nxt: list[str] = []
             for oid in local:
-                nxt.extend(self._links_of_local(oid))
+                if self.walk_local or oid in self.root_set:
+                    nxt.extend(self._links_of_local(oid))
             for sink in arrived:
                 nxt.extend(self._links_of_arrived(sink))
             wave = list(dict.fromkeys(nxt))
+
+    def _wanted_blobs(self) -> set[str]:
+        """The blobs to bring: all, or those of the manifests whose data is asked for
+        (the roots, what they hold through content links, and with ``inputs`` what
+        they were made from)."""
+        if self.data == "all":
+            return self.blobs
+        # Everything but earlier versions (and inputs, unless asked for) is the
+        # version's own: content, and the parts of a tree of manifests.
+        skip = {Rel.PREVIOUS} if self.data == "inputs" else {Rel.PREVIOUS, Rel.INPUT}
+        stack = [oid for oid in self.roots if oid in self.graph]
+        wanted: set[str] = set()
+        while stack:
+            oid = stack.pop()
+            if oid in self.with_data:
+                continue
+            self.with_data.add(oid)
+            for link in self.graph.get(oid, ()):
+                if link.target is Target.BLOB:
+                    wanted.add(link.id)
+                elif link.rel not in skip and link.id not in self.with_data:
+                    stack.append(link.id)
+        return wanted
 
     def _links_of_local(self, oid: str) -> list[str]:
         """The manifests to walk next from one that is here already."""
@@ -170,6 +217,7 @@ class ObjectFetch:
         """Note ``owner``'s blobs and earlier versions; the manifests it links to
         that are not walked yet."""
         self.earlier.update(lk.id for lk in links if lk.rel is Rel.PREVIOUS)
+        self.graph[owner] = links
         found = []
         for link in links:
             if link.target is Target.BLOB:
@@ -225,6 +273,13 @@ class ObjectFetch:
     def _install(self, blob_sinks: list[Incoming], manifests: list[Incoming],
                  need: list[str]) -> None:
         """Store what arrived; record here the data the remote pruned."""
+        if self.data != "all":
+            # Before the manifests land: their missing data is promised, not damage.
+            left = [oid for oid, links in self.graph.items() if oid not in self.with_data
+                    and any(lk.target is Target.BLOB and not self.repo.store.exists(lk.id)
+                            for lk in links)]
+            record_promised(self.repo.dir, format_time(now()), self.remote.name, left)
+            self.report.promised = len(left)
         # Blobs first, then manifests deepest first: a reader never meets a
         # manifest whose links are not there yet.
         self.repo.store.install_received(blob_sinks + manifests)

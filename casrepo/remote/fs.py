@@ -188,6 +188,11 @@ class FilesystemRemote(Remote):
             self.repo.refs.update(kind, name, new, expected=None if expected is None else expected.id,
                                   message=message)
 
+    def delete_ref(self, kind: RefKind, name: str, expected: RemoteRef,
+                   message: str | None = None) -> None:
+        with self._io():
+            self.repo.refs.update(kind, name, None, expected=expected.id, message=message)
+
     def close(self) -> None:
         if self._repo is not None:
             self._repo.close()

@@ -499,6 +499,28 @@ class S3Remote(Remote):
                 return None
             raise
 
+    def delete_ref(self, kind: RefKind, name: str, expected: RemoteRef,
+                   message: str | None = None) -> None:
+        """A conditional DELETE (If-Match on the ref's ETag), or the lock object."""
+        key = self._ref_key(kind, name)
+        if self.locking == "lock-object":
+            with self.updating_refs():
+                current = self.ref(kind, name)
+                if current is None or current.id != expected.id:
+                    raise RefChanged(f"{kind.label} {name!r} changed on remote {self.name!r} "
+                                     "meanwhile")
+                with self._call(f"delete {kind.label} {name!r}"):
+                    self._client.delete_object(Bucket=self.bucket, Key=key)
+            return
+        with self._call(f"delete {kind.label} {name!r}"):
+            try:
+                self._client.delete_object(Bucket=self.bucket, Key=key, IfMatch=expected.token)
+            except botocore.exceptions.ClientError as e:
+                if self._code(e) in _CHANGED or self._code(e) in _ABSENT:
+                    raise RefChanged(f"{kind.label} {name!r} changed on remote {self.name!r} "
+                                     "meanwhile") from None
+                raise
+
     @contextlib.contextmanager
     def updating_refs(self) -> Iterator[None]:
         if self.locking != "lock-object" or self._lock_depth:

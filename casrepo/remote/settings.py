@@ -23,6 +23,7 @@ from casrepo.remote import (
     open_remote,
     remote_config,
 )
+from casrepo.remote.tracking import forget
 from casrepo.repository import Repository
 
 Locking = Literal["conditional", "lock-object"]
@@ -90,6 +91,7 @@ def remove_remote(repo: Repository, name: str) -> RemoteConfig:
         config, settings = without_remote(config, name)
         save_config(repo.dir, config)
         repo.config = config
+        forget(repo, name)  # what it last saw there would mislead a remote added again by that name
     return settings
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -39,8 +39,10 @@ from casrepo.errors import (
 )
 from casrepo.ids import is_object_id, ref_name_problem
 from casrepo.manifest import Rel, Target
+from casrepo.promised import read_promised
 from casrepo.refs import ANY, RefKind
 from casrepo.remote import FRESHEN_AFTER, Remote, RemoteRef
+from casrepo.remote.fetch import DataScope
 from casrepo.remote.fetch import fetch_objects as fetch_objects
 from casrepo.remote.report import Progress as Progress
 from casrepo.remote.report import RefUpdate as RefUpdate
@@ -48,6 +50,7 @@ from casrepo.remote.report import TransferReport as TransferReport
 from casrepo.remote.settings import add_remote as add_remote
 from casrepo.remote.settings import open_named as open_named
 from casrepo.remote.settings import remove_remote as remove_remote
+from casrepo.remote.tracking import Tracking
 from casrepo.repository import Repository
 
 
@@ -69,19 +72,33 @@ def _refused(report: TransferReport) -> RefsRefused:
 
 
 def push(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, force: bool = False,
-         progress: Progress | None = None) -> TransferReport:
-    """Upload the link closure of ``revs`` (default: every name and tag) that the
-    remote lacks, then move its refs. Raises :class:`RefsRejected` (exit 5)
-    after the rest is done when a remote ref moved on or a tag differs."""
+         full: bool = False, progress: Progress | None = None) -> TransferReport:
+    """Upload what the remote lacks of the link closure of ``revs`` (default: every
+    name and tag, except those deleted on the remote), then move its refs.
+
+    What is considered is what changed: for a ref the remote holds at a version
+    OLD that is here, only the closure of the new version minus OLD's closure
+    (the remote holds OLD's closure while the ref points at OLD, which the
+    compare-and-swap of the ref update proves at the moment it moves). The rest
+    goes through the remote's presence check. ``full`` considers every object of
+    the closure (repairs a remote that lost objects). Raises :class:`RefsRejected`
+    (exit 5) after the rest is done when a remote ref moved on or a tag differs."""
     refs, loose = _local_targets(repo, revs)
-    closure = _local_closure(repo, [oid for _, _, oid in refs] + loose)
     report = TransferReport(remote.name)
     if not remote.exists():
         remote.create()
+    tracking = Tracking(repo, remote.name)
     with remote.writing():
-        wanted = {**closure.blobs, **closure.manifests}
-        present = remote.present(wanted)
+        there = _remote_values(remote, refs, listing=not revs)
+        if not revs:
+            refs = _plain_push_refs(refs, there, tracking, report, remote.name)
+        pairs = [(oid, None if full else _base(repo, there.get((kind, name))))
+                 for kind, name, oid in refs]
+        closure = _changed_closure(repo, pairs + [(oid, None) for oid in loose])
+        asked = closure.blobs.keys() | closure.manifests.keys()
+        present = remote.present(asked) if asked else {}
         report.skipped = len(present)
+        _refuse_promised(closure, present, remote.name)
         stale = time.time() - FRESHEN_AFTER
         for oid, mtime in present.items():
             if mtime < stale:
@@ -93,10 +110,14 @@ def push(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, force: b
             if progress is not None:
                 progress(report.objects, report.bytes)
 
-        for group in (closure.blobs, closure.manifests):  # manifests after their blobs
+        # Blobs, then manifests, each level after the ones it links to: a manifest
+        # on the remote has its closure there (or recorded pruned), even when the
+        # push is killed halfway.
+        for group in [closure.blobs, *closure.manifest_levels()]:
             items = [(oid, repo.store.path(oid), size) for oid, size in sorted(group.items())
                      if oid not in present]
-            remote.upload_many(items, done)
+            if items:
+                remote.upload_many(items, done)
         if closure.pruned:
             # Before any ref names them: a reader must know the missing blobs are
             # missing on purpose (see casrepo.pruned).
@@ -112,10 +133,70 @@ def push(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, force: b
                 if clash is not None:
                     report.refs.append(RefUpdate(kind, name, None, oid, "rejected", clash))
                     continue
-                report.refs.append(_push_ref(repo, remote, kind, name, oid, force))
+                update = _push_ref(repo, remote, there.get((kind, name)), kind, name, oid, force)
+                report.refs.append(update)
+                if update.status in _LANDED and update.new is not None:
+                    tracking.seen[(kind, name)] = update.new
+    tracking.save()
     if report.rejected:
         raise _rejected(report)
     return report
+
+
+_LANDED = ("created", "fast-forward", "forced", "up-to-date", "behind")
+"""Statuses after which the remote's ref holds ``RefUpdate.new``."""
+
+
+def _remote_values(remote: Remote, refs: list[tuple[RefKind, str, str]],
+                   listing: bool) -> dict[tuple[RefKind, str], RemoteRef]:
+    """The remote's refs that a push may move, read before anything is uploaded:
+    what was sent is chosen from these values, so each ref moves only if it still
+    holds the value read here. ``listing``: every ref (a plain push), else one
+    request per ref."""
+    if listing:
+        return {(r.kind, r.name): r for r in remote.refs()}
+    found = {}
+    for kind, name, _ in refs:
+        current = remote.ref(kind, name)
+        if current is not None:
+            found[(kind, name)] = current
+    return found
+
+
+def _plain_push_refs(refs: list[tuple[RefKind, str, str]],
+                     there: dict[tuple[RefKind, str], RemoteRef], tracking: Tracking,
+                     report: TransferReport, remote: str) -> list[tuple[RefKind, str, str]]:
+    """What a push without revs sends: the refs the remote has, and those it never
+    had as far as this repository saw (made here). A ref seen on the remote before
+    and gone now was deleted there: it is not made again unless named."""
+    kept = []
+    for kind, name, oid in refs:
+        if (kind, name) not in there and tracking.knows((kind, name)):
+            report.refs.append(RefUpdate(
+                kind, name, tracking.seen[(kind, name)], oid, "deleted-there",
+                f"it was deleted on remote {remote!r}; 'casrepo push {remote} {name}' makes it "
+                f"again, 'casrepo pull --prune {remote}' deletes it here (if unchanged)"))
+            continue
+        kept.append((kind, name, oid))
+    return kept
+
+
+def _base(repo: Repository, current: RemoteRef | None) -> str | None:
+    """The remote's value of a ref when this repository has that manifest (its
+    closure is what the remote is known to hold), else None."""
+    if current is None or not repo.store.exists(current.id):
+        return None
+    return current.id
+
+
+def _refuse_promised(closure: _Closure, present: dict[str, float], remote: str) -> None:
+    """Data that a partial fetch left on a remote can be pushed only where it is."""
+    lacking = sorted(b for b in closure.promised if b not in present)
+    if lacking:
+        blob = lacking[0]
+        owner, where = closure.promised[blob]
+        raise NotFound(f"the data of {owner[:12]} is on remote {where!r}, not here, nor on remote "
+                       f"{remote!r}: 'casrepo fetch {where} {owner}' brings it (object {blob})")
 
 
 class _Clashes:
@@ -148,9 +229,9 @@ def _directories(name: str) -> list[str]:
     return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
-def _push_ref(repo: Repository, remote: Remote, kind: RefKind, name: str, oid: str,
-              force: bool) -> RefUpdate:
-    current = remote.ref(kind, name)
+def _push_ref(repo: Repository, remote: Remote, current: RemoteRef | None, kind: RefKind,
+              name: str, oid: str, force: bool) -> RefUpdate:
+    """Move one remote ref from ``current`` (read before the upload) to ``oid``."""
     old = current.id if current else None
     if old == oid:
         return RefUpdate(kind, name, old, oid, "up-to-date")
@@ -208,37 +289,111 @@ def _local_targets(repo: Repository, revs: Sequence[str]
 
 @dataclass
 class _Closure:
+    """What a push considers: the objects of the new versions' closures that the
+    old versions' closures (on the remote) may lack."""
+
     manifests: dict[str, int] = field(default_factory=dict)
     """Manifest id -> size."""
     blobs: dict[str, int] = field(default_factory=dict)
     pruned: set[str] = field(default_factory=set)
     """Manifests whose data gc's retention pruned here: pushed without it."""
+    promised: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Blob -> (manifest, remote): data a partial fetch left on that remote."""
+    children: dict[str, list[str]] = field(default_factory=dict)
+    """Manifest -> the manifests it links to."""
+
+    def manifest_levels(self) -> list[dict[str, int]]:
+        """The manifests in upload order: each level links only to lower ones."""
+        height: dict[str, int] = {}
+        for root in self.manifests:
+            stack = [(root, False)]
+            while stack:
+                oid, ready = stack.pop()
+                if oid in height:
+                    continue
+                kids = [c for c in self.children.get(oid, ()) if c in self.manifests]
+                if ready:
+                    height[oid] = 1 + max((height[c] for c in kids), default=-1)
+                else:
+                    stack.append((oid, True))
+                    stack.extend((c, False) for c in kids if c not in height)
+        levels: list[dict[str, int]] = [{} for _ in range(1 + max(height.values(), default=-1))]
+        for oid, level in height.items():
+            levels[level][oid] = self.manifests[oid]
+        return levels
 
 
-def _local_closure(repo: Repository, roots: Iterable[str]) -> _Closure:
-    """Every object the roots link to, transitively, with sizes. Blobs that gc's
-    retention pruned on purpose are left out (the remote gets the lineage)."""
+def _changed_closure(repo: Repository, pairs: Sequence[tuple[str, str | None]]) -> _Closure:
+    """The objects of the closures of the new ids that the closures of their bases
+    (None: no base) may lack, with sizes.
+
+    Both sides are walked level by level, in step, and the new side does not
+    descend into a manifest the old side has reached: what the two share (a
+    name's earlier versions, unchanged inputs, unchanged subtrees) is never read.
+    Whatever the walk cannot rule out is returned, so the pruning need not be
+    perfect to be correct. Blobs that gc's retention pruned on purpose are left
+    out (the remote gets the lineage)."""
     closure = _Closure()
     pruned = repo.pruned_manifests()
-    stack = list(roots)
-    while stack:
-        oid = stack.pop()
-        if oid in closure.manifests:
+    promised = read_promised(repo.dir)
+    new_seen: set[str] = set()
+    old_seen: set[str] = set()
+    old_done: set[str] = set()
+    owners: dict[str, list[str]] = {}
+    """Blob -> the new side's manifests that link to it."""
+    old_blobs: set[str] = set()
+    expanded: list[str] = []
+    new_level = list(dict.fromkeys(oid for oid, _ in pairs))
+    old_level = list(dict.fromkeys(base for _, base in pairs if base is not None))
+    new_seen.update(new_level)
+    old_seen.update(old_level)
+    while new_level:
+        next_new: list[str] = []
+        for oid in new_level:
+            if oid in old_seen:
+                continue  # on the remote with its closure
+            expanded.append(oid)
+            kids = closure.children[oid] = []
+            for link in repo.manifests.links(repo.document(oid)):  # legacy: bare ids too
+                if link.target is Target.MANIFEST:
+                    kids.append(link.id)
+                    if link.id not in new_seen:
+                        new_seen.add(link.id)
+                        next_new.append(link.id)
+                else:
+                    owners.setdefault(link.id, []).append(oid)
+        next_old: list[str] = []
+        for oid in old_level:
+            if oid in old_done:
+                continue
+            old_done.add(oid)
+            try:  # never fetched on a miss: a base that is not here excludes less
+                links = repo.manifests.links(repo.manifests.read_document(oid))
+            except (NotFound, IntegrityError):
+                continue
+            for link in links:
+                if link.target is Target.BLOB:
+                    old_blobs.add(link.id)
+                elif link.id not in old_seen:
+                    old_seen.add(link.id)
+                    next_old.append(link.id)
+        new_level, old_level = next_new, next_old
+    for oid in expanded:
+        if oid not in old_seen:
+            closure.manifests[oid] = repo.store.size(oid)
+    for blob, linked_by in owners.items():
+        if blob in old_blobs:
             continue
-        document = repo.document(oid)
-        closure.manifests[oid] = repo.store.size(oid)
-        for link in repo.manifests.links(document):  # legacy objects carry bare ids too
-            if link.target is Target.MANIFEST:
-                if link.id not in closure.manifests:
-                    stack.append(link.id)
-            elif link.id not in closure.blobs:
-                try:
-                    closure.blobs[link.id] = repo.store.size(link.id)
-                except NotFound:
-                    if oid in pruned:
-                        closure.pruned.add(oid)
-                        continue
-                    raise IntegrityError(f"manifest {oid} links to missing object {link.id} "
+        try:
+            closure.blobs[blob] = repo.store.size(blob)
+        except NotFound:
+            for oid in linked_by:
+                if oid in pruned:
+                    closure.pruned.add(oid)
+                elif oid in promised:
+                    closure.promised[blob] = (oid, promised[oid])
+                else:
+                    raise IntegrityError(f"manifest {oid} links to missing object {blob} "
                                          "(run 'casrepo fsck')") from None
     return closure
 
@@ -271,19 +426,27 @@ def _history(repo: Repository, head: str, stop: str | None = None) -> list[str]:
 
 
 def fetch(repo: Repository, remote: Remote, revs: Sequence[str] = (),
-          progress: Progress | None = None) -> tuple[TransferReport, list[RemoteRef]]:
+          progress: Progress | None = None, *, data: DataScope | None = None,
+          prune: bool = False) -> tuple[TransferReport, list[RemoteRef]]:
     """Download the link closure of the remote's refs (or of ``revs``: names, tags
     or full ids on the remote) that is missing here. Local refs do not move. A ref
     that does not name a manifest is refused, after the others are fetched
-    (:class:`RefsRefused`, exit 6)."""
-    report, selected = _fetch(repo, remote, revs, progress)
+    (:class:`RefsRefused`, exit 6).
+
+    ``data`` (default: ``all`` without revs, ``roots`` with them) chooses whose
+    blobs come (see :func:`~casrepo.remote.fetch.fetch_objects`): every manifest
+    of the closure comes, so lineage works offline, and data left on the remote
+    is recorded as promised. ``prune`` forgets remote refs that are gone from the
+    remote (see :mod:`casrepo.remote.tracking`)."""
+    report, selected = _fetch(repo, remote, revs, progress, data, prune, delete_local=False)
     if report.refused:
         raise _refused(report)
     return report, selected
 
 
-def _fetch(repo: Repository, remote: Remote, revs: Sequence[str],
-           progress: Progress | None) -> tuple[TransferReport, list[RemoteRef]]:
+def _fetch(repo: Repository, remote: Remote, revs: Sequence[str], progress: Progress | None,
+           data: DataScope | None, prune: bool,
+           delete_local: bool) -> tuple[TransferReport, list[RemoteRef]]:
     """fetch, with refused refs in the report instead of raised; returns the refs kept."""
     if not remote.exists():
         raise RemoteError(f"remote {remote.name!r} ({remote.url}) is empty: nothing was pushed to it")
@@ -292,28 +455,111 @@ def _fetch(repo: Repository, remote: Remote, revs: Sequence[str],
     refused = fetch_objects(repo, remote, [r.id for r in selected] + loose, report, progress,
                             asked_for=loose,
                             names={r.id for r in selected if r.kind is RefKind.NAME},
-                            tags={r.id for r in selected if r.kind is RefKind.TAG})
+                            tags={r.id for r in selected if r.kind is RefKind.TAG},
+                            data=data if data is not None else ("roots" if revs else "all"))
     for r in selected:
         if r.id in refused:
             report.refs.append(RefUpdate(r.kind, r.name, None, r.id, "refused",
                                          f"it points at {r.id}, which is not a manifest"))
+    tracking = Tracking(repo, remote.name)
+    for r in selected:
+        tracking.seen[(r.kind, r.name)] = r.id
+    if prune:
+        there = ({(r.kind, r.name) for r in selected} if not revs else remote.ref_names())
+        _prune(repo, remote.name, tracking, there, report, delete_local)
+    tracking.save()
     return report, [r for r in selected if r.id not in refused]
 
 
+def _prune(repo: Repository, remote: str, tracking: Tracking, there: set[tuple[RefKind, str]],
+           report: TransferReport, delete_local: bool) -> None:
+    """Forget the remote refs gone from the remote. A local ref of the same name
+    stays, and so does its entry (a plain push does not make it there again),
+    unless ``delete_local`` (pull --prune) and it still is what the remote had."""
+    for key, last in sorted(tracking.seen.items()):
+        if key in there:
+            continue
+        kind, name = key
+        local = repo.refs.read(kind, name)
+        if local is None:
+            del tracking.seen[key]
+            report.pruned.append(RefUpdate(kind, name, last, None, "pruned"))
+            continue
+        if delete_local and local == last:
+            try:
+                repo.refs.update(kind, name, None, expected=last,
+                                 message=f"pull --prune: deleted on {remote}")
+            except Conflict:
+                pass  # moved here meanwhile: kept, below
+            else:
+                del tracking.seen[key]
+                report.pruned.append(RefUpdate(kind, name, last, None, "deleted"))
+                continue
+            local = repo.refs.read(kind, name)
+        again = f"'casrepo push {remote} {name}' makes it there again"
+        if local == last:
+            why = f"'casrepo pull --prune {remote}' deletes it here too, {again}"
+        else:
+            why = (f"it has versions the remote never had: {again}, "
+                   f"'casrepo {kind.label} -d {name}' drops it here")
+        report.pruned.append(RefUpdate(kind, name, local, local, "kept",
+                                       f"deleted on remote {remote!r}; {why}"))
+
+
 def pull(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, rebase: bool = False,
-         force: bool = False, progress: Progress | None = None) -> TransferReport:
+         force: bool = False, progress: Progress | None = None, data: DataScope | None = None,
+         prune: bool = False) -> TransferReport:
     """Fetch, then bring local names and tags to the remote's: new refs are
     created, names fast-forwarded. A name with local versions the remote lacks
     is rebased onto the remote's with ``rebase``; with ``force``, local refs
-    are replaced. Raises :class:`RefsRejected` (exit 5) for the refs left."""
+    are replaced. ``prune`` also deletes local refs the remote deleted, when
+    they still are what the remote had. Raises :class:`RefsRejected` (exit 5)
+    for the refs left."""
     # One hold of the writers' lock for the objects and the refs: gc cannot sweep
     # what arrived before a ref names it.
     with repo.writing():
-        report, selected = _fetch(repo, remote, revs, progress)
+        report, selected = _fetch(repo, remote, revs, progress, data, prune, delete_local=True)
         for ref in selected:
             report.refs.append(_pull_ref(repo, ref, rebase, force, f"pull from {remote.name}"))
     if report.refused:  # integrity (exit 6) before a conflict (exit 5): the graver one
         raise _refused(report)
+    if report.rejected:
+        raise _rejected(report)
+    return report
+
+
+def delete_remote_refs(repo: Repository, remote: Remote, names: Sequence[str]) -> TransferReport:
+    """``push --delete``: remove names or tags from the remote, each by
+    compare-and-swap against the value read first; :class:`RefsRejected` (exit 5)
+    for one that moved meanwhile. Remote gc reclaims their data after the grace
+    period. This repository remembers them as deleted there, so a plain push
+    does not make them again."""
+    if not remote.exists():
+        raise RemoteError(f"remote {remote.name!r} ({remote.url}) is empty: nothing to delete")
+    report = TransferReport(remote.name)
+    found: list[RemoteRef] = []
+    for name in dict.fromkeys(names):
+        if ref_name_problem(name) is not None:
+            raise UsageError(f"malformed name {name!r}: {ref_name_problem(name)}")
+        here = [r for r in (remote.ref(kind, name) for kind in (RefKind.NAME, RefKind.TAG))
+                if r is not None]
+        if not here:
+            raise NotFound(f"no name or tag {name!r} on remote {remote.name!r}")
+        found.extend(here)
+    tracking = Tracking(repo, remote.name)
+    with remote.writing(), remote.updating_refs():
+        for current in found:
+            kind, name = current.kind, current.name
+            try:
+                remote.delete_ref(kind, name, current, message=f"push --delete from {os.uname().nodename}")
+            except RefChanged:
+                report.refs.append(RefUpdate(kind, name, current.id, None, "rejected",
+                                             f"it changed on remote {remote.name!r} meanwhile; "
+                                             "fetch and look before deleting it"))
+                continue
+            tracking.seen[(kind, name)] = current.id  # seen, and gone: not pushed again
+            report.refs.append(RefUpdate(kind, name, current.id, None, "deleted"))
+    tracking.save()
     if report.rejected:
         raise _rejected(report)
     return report

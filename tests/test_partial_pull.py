@@ -1,0 +1,154 @@
+"""Partial pull: pull/fetch REV brings the whole lineage's manifests but only REV's
+data; the rest is promised on the remote, fetched when read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cli_support import assert_error, assert_ok, last_id, make_tree, tree, write
+from conftest import CliRun
+from remote_support import Spot, make_spot
+
+from casrepo.manifest import Target
+from casrepo.repository import Repository
+
+
+@pytest.fixture(params=["fs", "s3"])
+def spot(request: pytest.FixtureRequest, tmp_path: Path) -> Spot:
+    return make_spot(request, tmp_path, request.param)
+
+
+def _pushed(run: CliRun, a: Path, spot: Spot) -> dict[str, str]:
+    a.mkdir()
+    assert_ok(run("init", cwd=a))
+    ids = {}
+    write(a / "raw.csv", b"id,value\n1,2\n")
+    ids["raw1"] = last_id(run("add", "raw.csv", "--name", "datasets/raw", cwd=a))
+    write(a / "raw.csv", b"id,value\n1,2\n3,4\n")
+    ids["raw"] = last_id(run("add", "raw.csv", "--name", "datasets/raw", cwd=a))
+    make_tree(a / "images")
+    ids["images"] = last_id(run("add", "images", "--name", "datasets/images", cwd=a))
+    write(a / "model.json", b'{"auc": 0.9}')
+    ids["model"] = last_id(run("add", "model.json", "--name", "models/churn", "--input",
+                               "datasets/raw", "--input", "datasets/images", cwd=a))
+    assert_ok(run("remote", "add", "origin", spot.url, *spot.options, cwd=a))
+    assert_ok(run("push", cwd=a))
+    return ids
+
+
+def _fresh(run: CliRun, b: Path, spot: Spot) -> None:
+    b.mkdir()
+    assert_ok(run("init", cwd=b))
+    assert_ok(run("remote", "add", "origin", spot.url, *spot.options, cwd=b))
+
+
+def _blobs(repo: Repository, oid: str) -> set[str]:
+    return {lk.id for lk in repo.load(oid).links if lk.target is Target.BLOB}
+
+
+def _without_refs(data: object) -> object:
+    if isinstance(data, dict):
+        return {k: _without_refs(v) for k, v in data.items() if k != "refs"}
+    if isinstance(data, list):
+        return [_without_refs(v) for v in data]
+    return data
+
+
+def _promised_lines(b: Path) -> list[dict[str, object]]:
+    path = b / ".casrepo" / "logs" / "promised.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_pull_rev_brings_its_data_and_the_lineage_without_the_inputs_data(
+        run: CliRun, tmp_path: Path, spot: Spot) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    ids = _pushed(run, a, spot)
+    _fresh(run, b, spot)
+    pulled = assert_ok(run("pull", "origin", "models/churn", "--json", cwd=b)).json()
+    assert pulled["promised"] == 3  # raw, raw~1 and images: their data stays there
+    repo = Repository.open(b / ".casrepo")
+    source = Repository.open(a / ".casrepo")
+    for oid in ids.values():
+        assert repo.store.exists(oid)  # every manifest of the lineage
+    assert all(repo.store.exists(x) for x in _blobs(source, ids["model"]))
+    for oid in ("raw", "raw1", "images"):
+        assert not any(repo.store.exists(x) for x in _blobs(source, ids[oid]))
+    assert {(line["remote"], tuple(line["manifests"])) for line in _promised_lines(b)} == {
+        ("origin", tuple(sorted([ids["raw"], ids["raw1"], ids["images"]])))}
+    # Lineage works offline: the same graph as on the machine that made it (the names
+    # it shows are this repository's).
+    lineage = ["lineage", "models/churn", "--format", "json"]
+    assert _without_refs(json.loads(run(*lineage, cwd=b).stdout)) == _without_refs(
+        json.loads(run(*lineage, cwd=a).stdout))
+    # fsck: on the remote, not lost.
+    checked = assert_ok(run("fsck", "--json", cwd=b)).json()
+    assert checked["ok"] and checked["problems"] == []
+    assert {(p["id"], p["remote"]) for p in checked["promised"]} == {
+        (ids[k], "origin") for k in ("raw", "raw1", "images")}
+    assert "on remote 'origin'" in assert_ok(run("fsck", cwd=b)).stdout
+    # gc: neither garbage nor missing.
+    assert_ok(run("gc", "--prune-expire", "now", cwd=b))
+    assert all(repo.store.exists(oid) for oid in ids.values())
+    # get fetches the promised data when read (no fetch-on-miss setting needed).
+    assert_ok(run("get", ids["images"], str(tmp_path / "images"), cwd=b))
+    assert tree(tmp_path / "images") == tree(a / "images")
+    assert_ok(run("get", f"{ids['raw1']}", str(tmp_path / "raw1.csv"), cwd=b))
+    assert (tmp_path / "raw1.csv").read_bytes() == b"id,value\n1,2\n"
+    checked = assert_ok(run("fsck", "--json", cwd=b)).json()
+    assert [p["id"] for p in checked["promised"]] == [ids["raw"]]
+
+
+def test_with_inputs_brings_the_inputs_data(run: CliRun, tmp_path: Path, spot: Spot) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    ids = _pushed(run, a, spot)
+    _fresh(run, b, spot)
+    pulled = assert_ok(run("pull", "origin", "models/churn", "--with-inputs", "--json",
+                           cwd=b)).json()
+    assert pulled["promised"] == 1  # raw~1: an earlier version of an input, not an input
+    repo = Repository.open(b / ".casrepo")
+    source = Repository.open(a / ".casrepo")
+    for key in ("model", "raw", "images"):
+        assert all(repo.store.exists(x) for x in _blobs(source, ids[key])), key
+    assert not any(repo.store.exists(x) for x in _blobs(source, ids["raw1"]))
+    assert_error(run("pull", "--with-inputs", cwd=b), 2, "--with-inputs")
+
+
+def test_a_full_pull_after_a_partial_one_brings_the_rest(run: CliRun, tmp_path: Path,
+                                                         spot: Spot) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    ids = _pushed(run, a, spot)
+    _fresh(run, b, spot)
+    assert_ok(run("fetch", "origin", "models/churn", cwd=b))
+    assert_ok(run("pull", cwd=b))
+    repo = Repository.open(b / ".casrepo")
+    source = Repository.open(a / ".casrepo")
+    for oid in ids.values():
+        assert all(repo.store.exists(x) for x in _blobs(source, oid))
+    assert assert_ok(run("fsck", "--json", cwd=b)).json()["promised"] == []
+
+
+def test_clone_stays_full(run: CliRun, tmp_path: Path, spot: Spot) -> None:
+    a = tmp_path / "a"
+    _pushed(run, a, spot)
+    cloned = assert_ok(run("clone", spot.url, str(tmp_path / "c"), *spot.options, "--json",
+                           cwd=tmp_path)).json()
+    assert cloned["promised"] == 0
+    assert not (tmp_path / "c" / ".casrepo" / "logs" / "promised.jsonl").exists()
+
+
+def test_promised_data_is_pushed_only_where_it_is(run: CliRun, tmp_path: Path, spot: Spot) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    ids = _pushed(run, a, spot)
+    _fresh(run, b, spot)
+    assert_ok(run("pull", "origin", "models/churn", cwd=b))
+    write(b / "model.json", b'{"auc": 0.95}')
+    assert_ok(run("add", "model.json", "--name", "models/churn", "--input", ids["raw"],
+                  "--input", ids["images"], cwd=b))
+    assert_ok(run("push", cwd=b))  # to where the data is: nothing missing there
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert_ok(run("remote", "add", "other", str(elsewhere / "r"), cwd=b))
+    message = assert_error(run("push", "other", cwd=b), 4, "on remote 'origin'")
+    assert "casrepo fetch origin" in message
