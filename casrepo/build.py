@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 from pydantic import ValidationError
 
+from casrepo import tree
 from casrepo.canonical import LINK_KEY
 from casrepo.errors import CasrepoError, RefChanged, UsageError
 from casrepo.ids import check_ref_name, is_utf8, require_utf8, shown
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 
 _PLACEHOLDER_ID = "0" * 64
 ADD_RETRIES = 20
-ADD_SETS = frozenset({"content", "size", "filename", "executable", "entries"})
+ADD_SETS = frozenset({"content", "size", "filename", "executable", "entries", "tree", "files"})
 
 Progress = Callable[[str, int], None]
 """Progress callback: (path just stored, its size in bytes)."""
@@ -146,7 +147,13 @@ def add(repo: Repository, path: Path | str, *, name: str | None = None, kind: st
         written = sum(not result.is_duplicate for result in results)
         nbytes = sum(result.size for result in results if not result.is_duplicate)
         content: dict[str, Any]
-        if is_dir:
+        present = {result.id for result in results}
+        if is_dir and len(scan) > tree.FLAT_MAX:
+            node, stats = _build_tree(repo, scan, results)
+            content = {"tree": node, "files": len(scan), "size": sum(r.size for r in results)}
+            present.add(node)
+            written += stats.written
+        elif is_dir:
             content = {"entries": tuple(
                 DirEntry(path=file.rel, content=result.id, size=result.size,
                          executable=bool(file.stat.st_mode & 0o111))
@@ -162,7 +169,7 @@ def add(repo: Repository, path: Path | str, *, name: str | None = None, kind: st
             return cls.model_validate({**common, **content, "previous": previous})
 
         oid, manifest, previous, unchanged = _commit(repo, build, name, message,
-                                                     present={result.id for result in results},
+                                                     present=present,
                                                      source=project_path(repo, source))
     if link == "move":
         for file in scan:
@@ -173,6 +180,28 @@ def add(repo: Repository, path: Path | str, *, name: str | None = None, kind: st
                          tuple(warnings))
     return AddResult(oid, manifest, name, previous, written + 1, nbytes, False, skipped,
                      tuple(warnings))
+
+
+def _build_tree(repo: Repository, scan: Sequence[_Scanned],
+                results: Sequence[PutResult]) -> tuple[str, tree.BuildStats]:
+    """Store the nodes of a directory tree (see :mod:`casrepo.tree`) with one sync,
+    children before parents; its root node."""
+    staged: list[Any] = []
+
+    def put(data: bytes) -> PutResult:
+        item = repo.store.stage_bytes(data)
+        staged.append(item)
+        return item.result
+
+    try:
+        node, _, _, stats = tree.build(put, (
+            tree.Entry(file.rel, result.id, result.size, bool(file.stat.st_mode & 0o111))
+            for file, result in zip(scan, results, strict=True)))
+    except BaseException:
+        repo.store.discard_staged(staged)
+        raise
+    repo.store.install_staged(staged)
+    return node, stats
 
 
 def _by_index(byte_progress: ByteProgress | None,
