@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,10 @@ import pytest
 from cli_support import assert_error, assert_ok, last_id
 from conftest import CliRun
 
-from casrepo import tree
+from casrepo import build, tree
 from casrepo.canonical import canonical_json
 from casrepo.manifest import TREE_KIND, DirectoryArtifact, DirEntry, Registry
+from casrepo.refs import RefKind
 from casrepo.repository import Repository
 
 
@@ -25,6 +27,7 @@ def small_trees(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tree, "FLAT_MAX", 8)
     monkeypatch.setattr(tree, "CHUNK_TARGET", 4)
     monkeypatch.setattr(tree, "CHUNK_MAX", 8)
+    monkeypatch.setattr(build, "STREAM_BATCH", 7)  # several batches of files per add
 
 
 def make_data(root: Path) -> dict[str, bytes]:
@@ -402,3 +405,40 @@ def test_remotes_carry_trees(tmp_path: Path, run: CliRun) -> None:
     assert_ok(run("get", "big:d2/s1/f5.txt", "f5", cwd=b))
     assert (b / "f5").read_bytes() == b"v2"
     assert stat.S_ISREG(os.stat(b / "f5").st_mode)
+
+
+def test_streamed_add_uses_and_keeps_the_stat_cache(repo: Repository, project: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    files = make_data(project / "data")
+    time.sleep(2.1)  # files changed within 2 s of an add are not recorded (ctime too)
+    first = repo.add(project / "data", name="big")
+    assert first.objects_written > len(files) // 2
+    root = os.path.abspath(project / "data")
+    assert len(repo.stat_cache.under(root)) == len(files)
+    (project / "data/wide/n005").unlink()
+    (project / "data/wide/n039").unlink()  # the last path: after the last batch
+    (project / "data/d0/s1/f3.txt").write_bytes(b"new bytes")
+    told: list[str] = []
+    read: list[str] = []
+    put_files = repo.store.put_files
+
+    def reading(paths: Any, **kwargs: Any) -> Any:
+        read.extend(map(str, paths))
+        return put_files(paths, **kwargs)
+
+    monkeypatch.setattr(repo.store, "put_files", reading)
+    second = repo.add(project / "data", name="big", progress=lambda rel, size: told.append(rel))
+    assert len(told) == len(files) - 2
+    assert read == [str(project / "data/d0/s1/f3.txt")]  # the others: by the stat cache
+    assert second.bytes_written == len(b"new bytes")
+    # The rows of files gone are dropped, in a batch's range and after the last one.
+    assert set(repo.stat_cache.under(root)) == {f"{root}/{rel}" for rel in files} - {
+        f"{root}/wide/n005", f"{root}/wide/n039"}
+
+
+def test_a_file_refused_midway_moves_no_name(repo: Repository, project: Path, run: CliRun) -> None:
+    make_data(project / "data")
+    os.mkfifo(project / "data/wide/n020x")
+    assert_error(run("add", "data", "--name", "big"), 2, "not a regular file")
+    assert repo.refs.read(RefKind.NAME, "big") is None
+    assert not list(repo.dir.joinpath("tmp").iterdir())
