@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import os
 import stat
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 from pydantic import ValidationError
 
+from casrepo import tree
 from casrepo.canonical import LINK_KEY
 from casrepo.errors import CasrepoError, RefChanged, UsageError
 from casrepo.ids import check_ref_name, is_utf8, require_utf8, shown
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
 
 _PLACEHOLDER_ID = "0" * 64
 ADD_RETRIES = 20
-ADD_SETS = frozenset({"content", "size", "filename", "executable", "entries"})
+ADD_SETS = frozenset({"content", "size", "filename", "executable", "entries", "tree", "files"})
 
 Progress = Callable[[str, int], None]
 """Progress callback: (path just stored, its size in bytes)."""
@@ -123,10 +125,19 @@ def add(repo: Repository, path: Path | str, *, name: str | None = None, kind: st
     if not is_dir:
         _require_utf8_name(str(source), source.name)
     started_ns = time.time_ns()  # before any stat the stat cache may record
-    skipped = 0
-    warnings: list[str] = []
+    report = ScanReport()
+    streamed: Iterator[_Scanned] | None = None
     if is_dir:
-        scan, skipped, warnings = scan_directory(source, repo.dir, exclude)
+        walk = walk_directory(source, repo.dir, exclude, report)
+        scan = list(itertools.islice(walk, tree.FLAT_MAX + 1))
+        if len(scan) <= tree.FLAT_MAX or link == "move":
+            scan += walk  # all checked before anything is stored
+        else:
+            # A tree: its files are stored and its nodes built as the scan finds them,
+            # in batches, so memory does not grow with the file count. A file the scan
+            # then refuses stops the add with what was stored so far left to gc.
+            streamed = itertools.chain(scan, walk)
+            scan = []
     else:
         scan = [_Scanned(source.name, str(source), source.stat())]
     common: dict[str, Any] = dict(name=name, message=message, meta=rest,
@@ -139,22 +150,37 @@ def add(repo: Repository, path: Path | str, *, name: str | None = None, kind: st
     with repo.writing():
         for input_id in input_ids:  # gc may have run since we resolved them
             pin(repo, input_id)
-        # A move deletes the files afterwards: each must have been read by this add.
-        results = _put_scanned(repo, source, scan, is_dir, store_link, started_ns, progress,
-                               byte_progress, lookup=not rehash and link != "move",
-                               record=link != "move")
-        written = sum(not result.is_duplicate for result in results)
-        nbytes = sum(result.size for result in results if not result.is_duplicate)
         content: dict[str, Any]
-        if is_dir:
-            content = {"entries": tuple(
-                DirEntry(path=file.rel, content=result.id, size=result.size,
-                         executable=bool(file.stat.st_mode & 0o111))
-                for file, result in zip(scan, results, strict=True))}
+        if streamed is not None:
+            node, files, size, written, nbytes = _add_tree(
+                repo, source, streamed, store_link, started_ns, progress, byte_progress,
+                lookup=not rehash)
+            content = {"tree": node, "files": files, "size": size}
+            present: set[str] = {node}
         else:
-            content = {"content": results[0].id, "size": results[0].size,
-                       "filename": source.name,
-                       "executable": bool(scan[0].stat.st_mode & 0o111)}
+            # A move deletes the files afterwards: each must have been read by this add.
+            results = _put_scanned(repo, source, scan, is_dir, store_link, started_ns, progress,
+                                   byte_progress, lookup=not rehash and link != "move",
+                                   record=link != "move")
+            written = sum(not result.is_duplicate for result in results)
+            nbytes = sum(result.size for result in results if not result.is_duplicate)
+            present = {result.id for result in results}
+            if is_dir and len(scan) > tree.FLAT_MAX:  # a move of a large directory
+                node, stats = _build_tree(repo, scan, results)
+                content = {"tree": node, "files": len(scan),
+                           "size": sum(r.size for r in results)}
+                present.add(node)
+                written += stats.written
+            elif is_dir:
+                content = {"entries": tuple(
+                    DirEntry(path=file.rel, content=result.id, size=result.size,
+                             executable=bool(file.stat.st_mode & 0o111))
+                    for file, result in zip(scan, results, strict=True))}
+            else:
+                content = {"content": results[0].id, "size": results[0].size,
+                           "filename": source.name,
+                           "executable": bool(scan[0].stat.st_mode & 0o111)}
+
         def build(previous: str | None) -> Manifest:
             if keep_provenance:  # again: another writer may have moved the name since
                 assert name is not None
@@ -162,17 +188,84 @@ def add(repo: Repository, path: Path | str, *, name: str | None = None, kind: st
             return cls.model_validate({**common, **content, "previous": previous})
 
         oid, manifest, previous, unchanged = _commit(repo, build, name, message,
-                                                     present={result.id for result in results},
+                                                     present=present,
                                                      source=project_path(repo, source))
     if link == "move":
         for file in scan:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(file.path)
     if unchanged:
-        return AddResult(oid, manifest, name, previous, written, nbytes, True, skipped,
-                         tuple(warnings))
-    return AddResult(oid, manifest, name, previous, written + 1, nbytes, False, skipped,
-                     tuple(warnings))
+        return AddResult(oid, manifest, name, previous, written, nbytes, True, report.skipped,
+                         tuple(report.warnings))
+    return AddResult(oid, manifest, name, previous, written + 1, nbytes, False, report.skipped,
+                     tuple(report.warnings))
+
+
+STREAM_BATCH = 20_000
+"""Files stored per batch (one sync each) when a tree is built as the scan goes."""
+
+
+def _add_tree(repo: Repository, source: Path, scanned: Iterator[_Scanned], link: str,
+              started_ns: int, progress: Progress | None, byte_progress: ByteProgress | None,
+              *, lookup: bool) -> tuple[str, int, int, int, int]:
+    """Store a directory's files a batch at a time as the scan finds them (in path
+    order), building its tree's nodes as they go; (root node, files, bytes, objects
+    written, bytes written). The stat cache is read and updated a batch at a time
+    too, over the range of paths the batch covers."""
+    root = os.path.abspath(source)
+    staged: list[Any] = []
+
+    def put(data: bytes) -> PutResult:
+        item = repo.store.stage_bytes(data)
+        staged.append(item)
+        return item.result
+
+    builder = tree.TreeBuilder(put)
+    written = nbytes = 0
+    low = root + "/"
+    try:
+        while batch := list(itertools.islice(scanned, STREAM_BATCH)):
+            high = f"{root}/{batch[-1].rel}"
+            known = repo.stat_cache.between(low, high) if lookup else {}
+            results = _put_scanned(repo, source, batch, True, link, started_ns, progress,
+                                   byte_progress, lookup=lookup, record=True, known=known)
+            for file, result in zip(batch, results, strict=True):
+                builder.add(file.rel, result.id, result.size, bool(file.stat.st_mode & 0o111))
+                if not result.is_duplicate:
+                    written += 1
+                    nbytes += result.size
+            low = high
+        if lookup:  # files gone since the directory was last added, after the last one
+            repo.stat_cache.record((), started_ns, forget=repo.stat_cache.between(
+                low, root + "0", inclusive=False))
+        node, files, size = builder.finish()
+    except BaseException:
+        repo.store.discard_staged(staged)
+        raise
+    repo.store.install_staged(staged)
+    return node, files, size, written + builder.stats.written, nbytes
+
+
+def _build_tree(repo: Repository, scan: Sequence[_Scanned],
+                results: Sequence[PutResult]) -> tuple[str, tree.BuildStats]:
+    """Store the nodes of a directory tree (see :mod:`casrepo.tree`) with one sync,
+    children before parents; its root node."""
+    staged: list[Any] = []
+
+    def put(data: bytes) -> PutResult:
+        item = repo.store.stage_bytes(data)
+        staged.append(item)
+        return item.result
+
+    try:
+        node, _, _, stats = tree.build(put, (
+            tree.Entry(file.rel, result.id, result.size, bool(file.stat.st_mode & 0o111))
+            for file, result in zip(scan, results, strict=True)))
+    except BaseException:
+        repo.store.discard_staged(staged)
+        raise
+    repo.store.install_staged(staged)
+    return node, stats
 
 
 def _by_index(byte_progress: ByteProgress | None,
@@ -212,18 +305,20 @@ def _refuse_dropped_inputs(repo: Repository, name: str, newest: str | None) -> N
 def _put_scanned(repo: Repository, source: Path, scan: Sequence[_Scanned], is_dir: bool, link: str,
                  started_ns: int, progress: Progress | None,
                  byte_progress: ByteProgress | None, *, lookup: bool,
-                 record: bool) -> list[PutResult]:
+                 record: bool, known: dict[str, Recorded] | None = None) -> list[PutResult]:
     """Store the files of an add; with ``lookup``, reuse those the stat cache
     knows unchanged (their objects still stored); with ``record``, record in
-    it what was read."""
+    it what was read. ``known``: the stat cache's rows to use (a batch's range),
+    instead of all of them under the directory."""
     root = os.path.abspath(source)
     keys = [f"{root}/{file.rel}" for file in scan] if is_dir else [root]
-    known: dict[str, Recorded] = {}
-    if lookup:
-        if is_dir:
-            known = repo.stat_cache.under(root)
-        elif (hit := repo.stat_cache.get(root)) is not None:
-            known = {root: hit}
+    if known is None:
+        known = {}
+        if lookup:
+            if is_dir:
+                known = repo.stat_cache.under(root)
+            elif (hit := repo.stat_cache.get(root)) is not None:
+                known = {root: hit}
     results: list[PutResult | None] = [None] * len(scan)
     todo = []
     for i, (key, file) in enumerate(zip(keys, scan, strict=True)):
@@ -415,6 +510,15 @@ _Rules: TypeAlias = "list[tuple[str, GitIgnoreSpec]]"
 prefix of relative paths such as "" or "sub/", the patterns)."""
 
 
+@dataclass
+class ScanReport:
+    """What a scan left out: paths skipped (by the rules, or broken symlinks), and why
+    when not by the rules."""
+
+    skipped: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
 def scan_directory(root: Path, repo_dir: Path,
                     exclude: Sequence[str] = ()) -> tuple[list[_Scanned], int, list[str]]:
     """Every file under ``root`` that the ignore rules keep (sorted by relative POSIX
@@ -422,6 +526,17 @@ def scan_directory(root: Path, repo_dir: Path,
 
     The repository's own directory is left out: ``add .`` in the project stores
     the project, not the store inside it."""
+    report = ScanReport()
+    scan = list(walk_directory(root, repo_dir, exclude, report))
+    return scan, report.skipped, report.warnings
+
+
+def walk_directory(root: Path, repo_dir: Path, exclude: Sequence[str],
+                   report: ScanReport) -> Iterator[_Scanned]:
+    """:func:`scan_directory` as it goes: each file as it is found, in path order (each
+    directory's entries are visited in the order of their names, a subdirectory's
+    name with ``/`` after it, so that depth first is path order). Problems raise
+    when they are met; ``report`` holds what was skipped once it is exhausted."""
     from pathspec import GitIgnoreSpec  # only an add of a directory pays for it
 
     defaults = [("", GitIgnoreSpec.from_lines(DEFAULT_IGNORES))]
@@ -429,57 +544,61 @@ def scan_directory(root: Path, repo_dir: Path,
         given = [("", GitIgnoreSpec.from_lines(exclude))] if exclude else []
     except ValueError as e:  # pathspec's error for a malformed pattern
         raise UsageError(f"--exclude: {e}") from None
-    scan: list[_Scanned] = []
-    skipped = 0
-    warnings: list[str] = []
     try:
         repo_st = os.stat(repo_dir)
         skip = (repo_st.st_dev, repo_st.st_ino)
     except OSError:
         skip = None
-    pending: list[tuple[str, str, _Rules]] = [(str(root), "", [])]
-    while pending:
-        directory, prefix, inherited = pending.pop()
+
+    def visit(directory: str, prefix: str, inherited: _Rules
+              ) -> tuple[Iterator[os.DirEntry[str]], str, _Rules, _Rules]:
         try:
             with os.scandir(directory) as it:
-                entries = sorted(it, key=lambda entry: entry.name)  # errors in a stable order
+                entries = sorted(it, key=lambda entry: entry.name)
         except OSError as e:
             raise UsageError(f"cannot add {root}: cannot read {e.filename}: {e.strerror}") from None
         files = inherited + _ignore_file(directory, prefix, entries, GitIgnoreSpec)
-        rules = defaults + files + given
-        for entry in entries:
-            rel = prefix + entry.name
-            is_dir = entry.is_dir(follow_symlinks=False)
-            if _ignored(rules, rel, is_dir):
-                skipped += 1
+        entries.sort(key=lambda entry: entry.name + "/" if entry.is_dir(follow_symlinks=False)
+                     else entry.name)
+        return iter(entries), prefix, files, defaults + files + given
+
+    stack = [visit(str(root), "", [])]
+    while stack:
+        entries, prefix, files, rules = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+            continue
+        rel = prefix + entry.name
+        is_dir = entry.is_dir(follow_symlinks=False)
+        if _ignored(rules, rel, is_dir):
+            report.skipped += 1
+            continue
+        _require_utf8_name(entry.path, entry.name)
+        try:
+            if is_dir:
+                st = entry.stat(follow_symlinks=False)
+                if (st.st_dev, st.st_ino) != skip:
+                    stack.append(visit(entry.path, rel + "/", files))
                 continue
-            _require_utf8_name(entry.path, entry.name)
-            try:
-                if is_dir:
-                    st = entry.stat(follow_symlinks=False)
-                    if (st.st_dev, st.st_ino) != skip:
-                        pending.append((entry.path, rel + "/", files))
-                    continue
-                st = entry.stat()  # follows a symlink to a file: its content is stored
-            except FileNotFoundError:
-                if not entry.is_symlink():
-                    raise UsageError(f"cannot add {root}: {entry.path} disappeared while "
-                                     "it was read") from None
-                # Skipped, not fatal: one dangling link must not stop an add halfway.
-                warnings.append(f"skipped {entry.path}: a broken symlink")
-                skipped += 1
-                continue
-            except OSError as e:
-                raise UsageError(f"cannot add {root}: cannot read {entry.path}: "
-                                 f"{e.strerror}") from None
-            if stat.S_ISDIR(st.st_mode):
-                raise UsageError(f"cannot add {entry.path}: symlinks to directories are not "
-                                 "supported")
-            if not stat.S_ISREG(st.st_mode):
-                raise UsageError(f"cannot add {entry.path}: not a regular file")
-            scan.append(_Scanned(rel, entry.path, st))
-    scan.sort(key=lambda item: item.rel)
-    return scan, skipped, warnings
+            st = entry.stat()  # follows a symlink to a file: its content is stored
+        except FileNotFoundError:
+            if not entry.is_symlink():
+                raise UsageError(f"cannot add {root}: {entry.path} disappeared while "
+                                 "it was read") from None
+            # Skipped, not fatal: one dangling link must not stop an add halfway.
+            report.warnings.append(f"skipped {entry.path}: a broken symlink")
+            report.skipped += 1
+            continue
+        except OSError as e:
+            raise UsageError(f"cannot add {root}: cannot read {entry.path}: "
+                             f"{e.strerror}") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise UsageError(f"cannot add {entry.path}: symlinks to directories are not "
+                             "supported")
+        if not stat.S_ISREG(st.st_mode):
+            raise UsageError(f"cannot add {entry.path}: not a regular file")
+        yield _Scanned(rel, entry.path, st)
 
 
 def _ignore_file(directory: str, prefix: str, entries: Sequence[os.DirEntry[str]],

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, BinaryIO
 from casrepo import copying
 from casrepo.durable import open_up_dir, remove_tree
 from casrepo.errors import Conflict, IntegrityError, NotFound, SystemFailure, UsageError
-from casrepo.files import narrowed, split
+from casrepo.files import dir_entries, narrowed, split
 from casrepo.manifest import AnyManifest, DirectoryArtifact, FileArtifact, GenericManifest, Rel, Target
 from casrepo.store import BUFFER_SIZE
+from casrepo.tree import Entry
 
 if TYPE_CHECKING:
     from casrepo.repository import Repository
@@ -53,14 +54,18 @@ def get(repo: Repository, rev: str, dest: Path | str | None = None, *, force: bo
     if delete and not is_dir:
         raise UsageError(f"--delete is for directory artifacts; {rev} is a single file")
     target = Path(dest) if dest is not None else Path(default_name(repo, oid, manifest, rev))
+    entries: list[Entry] = []
+    if isinstance(manifest, DirectoryArtifact):
+        # Every node of a tree is read (and checked) before anything is written.
+        entries = list(dir_entries(repo, manifest, f"manifest {oid}"))
     if _is_real_dir(target):  # written inside, never replaced: it may hold the repository
         check_outside(repo, target, inside=True)
         if isinstance(manifest, DirectoryArtifact):
             if not force:
                 raise Conflict(f"destination exists: {target} (use --force to update it in "
                                "place, --delete as well to remove what the artifact lacks)")
-            repo.check_data(oid, [e.content for e in manifest.entries], rev)
-            return _update_in_place(repo, oid, manifest, target, link, delete)
+            repo.check_data(oid, [e.content for e in entries], rev)
+            return _update_in_place(repo, oid, entries, target, link, delete)
         target = target / default_name(repo, oid, manifest, rev)  # into the directory, as cp
         if _is_real_dir(target):
             raise Conflict(f"destination is a directory: {target} (a file artifact is written "
@@ -72,12 +77,14 @@ def get(repo: Repository, rev: str, dest: Path | str | None = None, *, force: bo
     if os.path.lexists(target) and not force:
         raise Conflict(f"destination exists: {target} (use --force to replace it)")
     if isinstance(manifest, DirectoryArtifact):
-        repo.check_data(oid, [e.content for e in manifest.entries], rev)
+        repo.check_data(oid, [e.content for e in entries], rev)
     else:
         repo.check_data(oid, [_single_blob(manifest)[0]], rev)
     target.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(manifest, DirectoryArtifact):
-        files = [(e.path, e.content, e.executable) for e in manifest.entries]
+        files = [(e.path, e.content, e.executable) for e in entries]
+        total_size = sum(e.size for e in entries)
+        del entries
         staging = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX, dir=target.parent))
         open_up_dir(staging)  # mkdtemp makes it private
         try:
@@ -91,7 +98,7 @@ def get(repo: Repository, rev: str, dest: Path | str | None = None, *, force: bo
                 jobs.append((blob, out, executable, link))
             # Threads where hashing dominates, as for add (copying.PARALLEL_MIN):
             # for small files they only contend for the GIL.
-            if manifest.size >= copying.PARALLEL_MIN * len(files) and len(files) > 1:
+            if total_size >= copying.PARALLEL_MIN * len(files) and len(files) > 1:
                 with ThreadPoolExecutor(min(4, (os.cpu_count() or 1) * 2),
                                         thread_name_prefix="casrepo-get") as pool:
                     total = sum(pool.map(lambda job: _export_blob(repo, *job), jobs))
@@ -345,7 +352,7 @@ _TEMP_PREFIX = ".casrepo-get-"
 Parts = tuple[str, ...]
 
 
-def _update_in_place(repo: Repository, oid: str, manifest: DirectoryArtifact, target: Path,
+def _update_in_place(repo: Repository, oid: str, entries: list[Entry], target: Path,
                      link: str, delete: bool) -> GetResult:
     """Write the artifact's files into the existing directory ``target``.
 
@@ -362,7 +369,7 @@ def _update_in_place(repo: Repository, oid: str, manifest: DirectoryArtifact, ta
     and no temp file.
     """
     files: dict[Parts, list[tuple[str, str, bool]]] = {}
-    for entry in manifest.entries:
+    for entry in entries:
         *parents, leaf = entry.path.split("/")
         files.setdefault(tuple(parents), []).append((leaf, entry.content, entry.executable))
     dirs = {d[:i] for d in files for i in range(len(d) + 1)}
@@ -375,7 +382,7 @@ def _update_in_place(repo: Repository, oid: str, manifest: DirectoryArtifact, ta
             cursor.go(d, create=True)
             total += _write_batch(repo, cursor, files.get(d, []), link, guard)
         deleted = _delete_extra(cursor, guard, files, dirs) if delete else 0
-    return GetResult(oid, target, len(manifest.entries), total, in_place=True, deleted=deleted)
+    return GetResult(oid, target, len(entries), total, in_place=True, deleted=deleted)
 
 
 class _RepoGuard:

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from casrepo import files
 from casrepo.copying import PARALLEL_MIN
-from casrepo.errors import CasrepoError, NotFound
+from casrepo.errors import CasrepoError, IntegrityError, NotFound
 from casrepo.ids import is_object_id, ref_name_problem
 from casrepo.lockfile import GC_LOCK, abandoned_locks
 from casrepo.manifest import AnyManifest, DirectoryArtifact, FileArtifact, Link
@@ -23,6 +24,7 @@ from casrepo.reach import mark
 from casrepo.refs import ANY, RefKind, RefLogEntry
 from casrepo.repository import Repository
 from casrepo.store import ObjectInfo
+from casrepo.tree import Item, TreeReader
 
 
 class Level(StrEnum):
@@ -127,7 +129,8 @@ def _check(repo: Repository, repair: bool, workers: int | None) -> FsckReport:
         problems.append(Problem(Level.ERROR, f"{kind.label} {name}", message, repair))
     for subject, message in reach.problems:
         problems.append(Problem(Level.ERROR, subject, message))
-    for oid in sorted(reach.manifests):
+    trees = _TreeCheck(repo)
+    for oid in sorted(reach.manifests - reach.tree_nodes):
         try:
             manifest = repo.registry.from_document(repo.document(oid), oid)
         except CasrepoError as e:
@@ -135,8 +138,16 @@ def _check(repo: Repository, repair: bool, workers: int | None) -> FsckReport:
             continue
         for message in _size_problems(repo, manifest):
             problems.append(Problem(Level.ERROR, f"manifest {oid}", message))
+        if isinstance(manifest, DirectoryArtifact) and manifest.tree is not None:
+            total = trees.total(manifest.tree, f"manifest {oid}")
+            if total is not None and total != (manifest.files, manifest.size):
+                problems.append(Problem(Level.ERROR, f"manifest {oid}", (
+                    f"declares {manifest.files} file(s) of {manifest.size} bytes, but its tree "
+                    f"holds {total[0]} of {total[1]}")))
+    problems += [Problem(Level.ERROR, subject, message) for subject, message in trees.problems]
 
-    _check_index(repo, reach.links, problems)
+    _check_index(repo, {oid: links for oid, links in reach.links.items()
+                        if oid not in reach.tree_nodes}, problems)
 
     for path in repo.refs.links():
         rel = path.relative_to(repo.dir).as_posix()
@@ -179,6 +190,76 @@ def _size_problems(repo: Repository, manifest: AnyManifest) -> Iterator[str]:
         if stat.S_ISREG(st.st_mode) and st.st_size != size:
             what = "" if path is None else f"entry {path!r} "
             yield f"{what}declares {size} bytes, but its blob {blob} holds {st.st_size} bytes"
+
+
+class _TreeCheck:
+    """Each directory tree node read once, however many versions share it: its
+    entries well formed and in order, each file's declared size its blob's, and each
+    subdirectory's and chunk's declared totals what it holds."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+        self.reader = TreeReader(files.reader(repo).read)
+        self.totals: dict[str, tuple[int, int] | None] = {}
+        self.problems: list[tuple[str, str]] = []
+
+    def total(self, root: str, referrer: str) -> tuple[int, int] | None:
+        """(files, bytes) below directory node ``root``; None when it is damaged
+        (reported)."""
+        stack: list[tuple[str, str, list[Item] | None]] = [(root, referrer, None)]
+        active: set[str] = set()
+        while stack:
+            node, via, items = stack.pop()
+            if node in self.totals:
+                continue
+            if items is None:
+                try:
+                    items = list(self.reader.level(node, via))
+                except (IntegrityError, NotFound) as e:
+                    self.problems.append((f"tree node {node}", _subject_free(e)))
+                    self.totals[node] = None
+                    continue
+                stack.append((node, via, items))
+                active.add(node)
+                for item in items:
+                    if item.is_dir and item.id in active:  # impossible for verified ids
+                        self.problems.append((f"tree node {node}", f"links back to {item.id}: "
+                                              "a cycle"))
+                        self.totals[node] = None
+                    elif item.is_dir and item.id not in self.totals:
+                        stack.append((item.id, f"tree node {node}", None))
+                continue
+            active.discard(node)
+            count = size = 0
+            damaged = False
+            for item in items:
+                if not item.is_dir:
+                    count, size = count + 1, size + item.size
+                    problem = _blob_size_problem(self.repo, item.id, item.size)
+                    if problem:
+                        self.problems.append((f"tree node {node}", f"entry {item.name!r} {problem}"))
+                    continue
+                below = self.totals.get(item.id)
+                if below is None:
+                    damaged = True
+                    continue
+                if below != (item.files, item.size):
+                    self.problems.append((f"tree node {node}", (
+                        f"subdirectory {item.name!r} declares {item.files} file(s) of "
+                        f"{item.size} bytes, but holds {below[0]} of {below[1]}")))
+                count, size = count + below[0], size + below[1]
+            self.totals[node] = None if damaged else (count, size)
+        return self.totals.get(root)
+
+
+def _blob_size_problem(repo: Repository, blob: str, size: int) -> str | None:
+    try:
+        st = os.lstat(repo.store.path(blob))
+    except OSError:
+        return None  # missing: reported by the walk
+    if stat.S_ISREG(st.st_mode) and st.st_size != size:
+        return f"declares {size} bytes, but its blob {blob} holds {st.st_size} bytes"
+    return None
 
 
 def _check_ref_log(repo: Repository, problems: list[Problem], repair: bool,

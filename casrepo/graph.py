@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from casrepo.durable import current_umask, fsync_path
 from casrepo.errors import CasrepoError, IntegrityError, NotFound, SystemFailure, UsageError
 from casrepo.index import Edge, IndexedManifest, describe
-from casrepo.manifest import Rel, Target
+from casrepo.manifest import TREE_KIND, Rel, Target
 from casrepo.refs import RefKind
 
 if TYPE_CHECKING:
@@ -270,7 +270,7 @@ class _Walker:
     def up_edges(self, level: list[str]) -> list[Edge]:
         """The links of every manifest in ``level``; a damaged one raises IntegrityError."""
         known = self.index.manifests(level)
-        edges = self.index.edges(known, reverse=False, rels=self.rels)
+        edges = self._without_tree_nodes(self.index.edges(known, reverse=False, rels=self.rels))
         for oid in level:
             if oid in known:
                 continue
@@ -280,7 +280,23 @@ class _Walker:
             for link in self.repo.manifests.links(document):
                 if link.target is Target.MANIFEST and link.rel.value in self.rels:
                     edges.append(Edge(oid, link.id, link.rel.value))
-        return edges
+        return self._without_tree_nodes(edges)
+
+    def _without_tree_nodes(self, edges: list[Edge]) -> list[Edge]:
+        """Edges but those to a directory's tree nodes: parts of an artifact, not artifacts
+        (the index never holds them, so only unindexed targets are looked at)."""
+        content = {e.dst for e in edges if e.rel == Rel.CONTENT.value}
+        if not content:
+            return edges
+        unknown = content - set(self.index.manifests(content))
+        nodes = set()
+        for oid in unknown:
+            try:
+                if self.repo.manifests.read_document(oid).get("kind") == TREE_KIND:
+                    nodes.add(oid)
+            except CasrepoError:
+                continue  # missing or damaged: shown (and warned about) as before
+        return [e for e in edges if e.dst not in nodes]
 
     def all_warnings(self) -> tuple[str, ...]:
         """What this walk met, after what the index met while catching up."""

@@ -35,6 +35,7 @@ from casrepo.errors import Busy, CasrepoError, IntegrityError, NotFound, SystemF
 from casrepo.manifest import (
     _LINK_BYTES,
     MAX_MANIFEST_SIZE,
+    TREE_KIND,
     Link,
     ManifestStore,
     Registry,
@@ -197,7 +198,7 @@ class ManifestIndex:
         manifest the index misses is found again from the ref log or a rebuild."""
         try:
             conn = self._existing()
-            if conn is None or _state(conn, "complete") != 1:
+            if conn is None or _state(conn, "complete") != 1 or document.get("kind") == TREE_KIND:
                 return
             with transaction(conn):
                 _insert(conn, [_as_row(oid, document, links)])
@@ -443,6 +444,8 @@ class ManifestIndex:
                     row = self._read_row(oid)
                     if row is None:
                         continue
+                if row[1] == TREE_KIND:
+                    continue  # a part of a directory, not an artifact: never indexed
                 rows.append(row)
                 stack.extend(dst for dst, _, target in row[6] if target == _MANIFEST)
         return rows

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from casrepo import build, copying, files
+from casrepo import build, copying, files, tree
 from casrepo.canonical import LINK_KEY
 from casrepo.errors import IntegrityError, NotFound, UsageError
 from casrepo.manifest import AnyManifest, DirectoryArtifact, FileArtifact, Rel, links_of
@@ -54,10 +54,17 @@ def ls(repo: Repository, spec: str, recursive: bool = False) -> LsResult:
         raise UsageError(f"{spec} is a {found.manifest.kind!r} manifest: it holds no files "
                          "(see 'casrepo show')")
     if not found.is_dir:
-        only = found.files[0]
+        only = next(iter(found.files))
         return LsResult(found.id, found.path,
                         [LsEntry(only.path, "file", only.size, only.id, only.executable)])
     base = f"{found.path}/" if found.path else ""
+    if not recursive and found.files.node is not None and found.files.reader is not None:
+        # A tree: one directory's nodes, its subdirectories' sizes as they carry them.
+        level = found.files.reader.level(found.files.node, f"manifest {found.id}")
+        return LsResult(found.id, found.path, [
+            LsEntry(base + item.name, "dir", item.size) if item.is_dir
+            else LsEntry(base + item.name, "file", item.size, item.id, item.executable)
+            for item in level])
     dirs: dict[str, int] = {}
     entries: list[LsEntry] = []
     for entry in found.files:
@@ -126,24 +133,25 @@ def diff(repo: Repository, a: str, b: str | None = None) -> DiffResult:
         if previous is not None:
             repo.linked_document(previous, f"manifest {new.id}")
             manifest = repo.registry.from_document(repo.document(previous), previous)
+            found: files.Files | None
             try:
-                is_dir, found = files.files_at(manifest, new.path, previous[:12])
+                is_dir, found = files.files_at(repo, manifest, new.path, previous[:12])
             except NotFound:  # PATH is new in this version: all of it is added
-                is_dir, found = new.is_dir, ()
+                is_dir, found = new.is_dir, files.Files.of(())
             old = files.Located(previous, manifest, new.path, is_dir, found)
     else:
         old, new = files.locate(repo, a), files.locate(repo, b)
     old_doc = repo.document(old.id) if old is not None else {}
     added, removed = _input_changes(old_doc, repo.document(new.id))
     return DiffResult(old.id if old is not None else None, new.id,
-                      _file_changes(old.files if old is not None else (), new.files),
+                      _file_changes(old.files if old is not None else None, new.files),
                       _field_changes(old_doc, repo.document(new.id)), added, removed)
 
 
-def _file_changes(old: Iterable[files.FileEntry] | None,
-                  new: Iterable[files.FileEntry] | None) -> list[FileChange]:
-    before = {e.key: e for e in old or ()}
-    after = {e.key: e for e in new or ()}
+def _file_changes(old: files.Files | None, new: files.Files | None) -> list[FileChange]:
+    old_side, new_side = _differing(old, new)
+    before = {e.key: e for e in old_side}
+    after = {e.key: e for e in new_side}
     changes: list[FileChange] = []
     gone = [before[k] for k in sorted(before.keys() - after.keys())]
     came = [after[k] for k in sorted(after.keys() - before.keys())]
@@ -171,6 +179,48 @@ def _file_changes(old: Iterable[files.FileEntry] | None,
     return changes
 
 
+def _differing(old: files.Files | None, new: files.Files | None
+               ) -> tuple[Iterable[files.FileEntry], Iterable[files.FileEntry]]:
+    """The files of each side that may differ: everything, unless both sides are
+    directory trees; then subdirectories whose nodes are equal are skipped unread."""
+    if (old is None or new is None or old.node is None or new.node is None
+            or old.reader is None or new.reader is None):
+        return old or (), new or ()
+    old_side: list[files.FileEntry] = []
+    new_side: list[files.FileEntry] = []
+    reader = new.reader
+    pending = [(old.node, new.node, "")]
+    while pending:
+        a, b, rel = pending.pop()
+        if a == b:
+            continue
+        before = {item.key: item for item in reader.level(a, f"tree node {a}")}
+        for item in reader.level(b, f"tree node {b}"):
+            was = before.pop(item.key, None)
+            if was is None:
+                _expand(reader, item, new.prefix, rel, new_side)
+            elif item.is_dir:
+                pending.append((was.id, item.id, f"{rel}{item.name}/"))
+            elif (was.id, was.executable) != (item.id, item.executable):
+                _expand(reader, was, old.prefix, rel, old_side)
+                _expand(reader, item, new.prefix, rel, new_side)
+        for was in before.values():
+            _expand(reader, was, old.prefix, rel, old_side)
+    return old_side, new_side
+
+
+def _expand(reader: tree.TreeReader, item: tree.Item, prefix: str, rel: str,
+            into: list[files.FileEntry]) -> None:
+    """Every file of ``item`` (one file, or all below a subdirectory), keyed by its path
+    below the directory diffed (``rel``) and with its path in the artifact."""
+    if not item.is_dir:
+        into.append(files.FileEntry(rel + item.name, prefix + rel + item.name, item.id,
+                                    item.size, item.executable))
+        return
+    for e in reader.walk(item.id, f"{rel}{item.name}/", f"tree node {item.id}"):
+        into.append(files.FileEntry(e.path, prefix + e.path, e.content, e.size, e.executable))
+
+
 _NOT_FIELDS = frozenset({"created", "inputs", "previous"})
 """Top-level keys that never count as changed fields: the time, and the link fields
 of every kind (other links are told by their values)."""
@@ -178,8 +228,12 @@ of every kind (other links are told by their values)."""
 
 def _field_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     changed: dict[str, tuple[Any, Any]] = {}
+    # A directory tree's totals (and its schema: flat or tree) describe its files,
+    # which diff reports file by file.
+    totals = {"files", "size", "schema"} if "tree" in old or "tree" in new else set()
     for key in sorted(old.keys() | new.keys()):
-        if key in _NOT_FIELDS or _holds_links(old.get(key)) or _holds_links(new.get(key)):
+        if (key in _NOT_FIELDS or key in totals or _holds_links(old.get(key))
+                or _holds_links(new.get(key))):
             continue
         if key == "meta" and (isinstance(old.get(key, {}), dict)
                               and isinstance(new.get(key, {}), dict)):
@@ -333,12 +387,16 @@ def _same_directory(repo: Repository, root: Path, manifest: DirectoryArtifact) -
         scanned, _, _ = build.scan_directory(root, repo.dir)
     except UsageError:
         return False  # add would refuse it (a broken link, a fifo): not what was stored
-    if [s.rel for s in scanned] != [e.path for e in manifest.entries]:
-        return False
+    if len(scanned) != manifest.files:
+        return False  # told by the totals, without reading a tree
     known = repo.stat_cache.under(os.path.abspath(root))
-    return all(_same_file(key, s.stat, e.content, e.size, e.executable, known.get(key))
-               for s, e in zip(scanned, manifest.entries, strict=True)
-               for key in [f"{os.path.abspath(root)}/{s.rel}"])
+    entries = files.dir_entries(repo, manifest, f"manifest {manifest.name or ''}")
+    for s, e in zip(scanned, entries, strict=False):
+        key = f"{os.path.abspath(root)}/{s.rel}"
+        if s.rel != e.path or not _same_file(key, s.stat, e.content, e.size, e.executable,
+                                              known.get(key)):
+            return False
+    return True
 
 
 def _same_file(path: str, st: os.stat_result, blob: str, size: int, executable: bool,

@@ -30,6 +30,7 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from casrepo import clock
@@ -43,6 +44,7 @@ _PEEK_WHOLE = 64 << 10
 """Objects up to this size are read whole when looking for manifests."""
 ENTRY_POINT_GROUP = "casrepo.kinds"
 RESERVED_FIELDS = frozenset({"kind", "schema"})
+RESERVED_KIND_PREFIX = "casrepo/"
 _KIND_RE = re.compile(r"[a-z0-9][a-z0-9_.-]*(/[a-z0-9][a-z0-9_.-]*)*")
 
 
@@ -388,12 +390,32 @@ def entry_path_problem(path: str) -> str | None:
     return None
 
 
+TREE_KIND = "casrepo/tree"
+"""The internal kind of a directory tree's nodes (see :mod:`casrepo.tree`). Kinds under
+``casrepo/`` are reserved: no class may register them."""
+TREE_SCHEMA = 2
+"""The ``directory`` schema of a directory stored as a tree; a flat one stays schema 1."""
+
+
 class DirectoryArtifact(Manifest):
-    """A directory tree: every file with its relative path, blob, size and executable bit."""
+    """A directory: every file with its relative path, blob, size and executable bit.
+
+    Stored one of two ways. *Flat* (schema 1): every file in ``entries``. A
+    *tree* (schema 2, for a directory of more files than
+    :data:`casrepo.tree.FLAT_MAX`): ``tree`` links to the node of its root
+    directory, and ``files`` and ``size`` are its totals; the entries are read
+    through :mod:`casrepo.tree`, never loaded at once.
+    """
 
     kind: ClassVar[str] = "directory"
+    schema_version: ClassVar[int] = TREE_SCHEMA
 
-    entries: tuple[DirEntry, ...]
+    entries: tuple[DirEntry, ...] = ()
+    tree: ManifestRef | None = None
+    files: int | None = Field(default=None, ge=0)
+    """How many files (a tree's, stored; a flat one's, counted)."""
+    size: int | None = Field(default=None, ge=0)
+    """Their bytes in all (a tree's, stored; a flat one's, summed)."""
 
     @field_validator("entries")
     @classmethod
@@ -409,9 +431,50 @@ class DirectoryArtifact(Manifest):
                     raise ValueError(f"entry {path!r} lies under the file {'/'.join(parts[:i])!r}")
         return entries
 
+    @model_validator(mode="after")
+    def _one_form(self) -> Self:
+        if self.tree is None:
+            count, total = len(self.entries), sum(e.size for e in self.entries)
+            if (self.files, self.size) not in ((None, None), (count, total)):
+                raise ValueError("a flat directory's files and size are those of its entries")
+            # Counted, not stored: a flat document keeps the shape (and id) it always had.
+            object.__setattr__(self, "files", count)
+            object.__setattr__(self, "size", total)
+        else:
+            if self.entries:
+                raise ValueError("a directory is either flat (entries) or a tree, not both")
+            if self.files is None or self.size is None or self.files < 1:
+                raise ValueError("a directory tree carries its files (at least 1) and size")
+        return self
+
     @property
-    def size(self) -> int:
-        return sum(e.size for e in self.entries)
+    def is_tree(self) -> bool:
+        return self.tree is not None
+
+    def document(self) -> dict[str, Any]:
+        data = super().document()
+        if self.tree is None:
+            for key in ("tree", "files", "size"):
+                data.pop(key, None)
+        else:
+            data.pop("entries", None)
+        if _schema_owner(type(self)) is DirectoryArtifact:
+            # Flat stays schema 1 (the id it always had); a casrepo that predates
+            # trees refuses schema 2 by name instead of misreading it.
+            data["schema"] = TREE_SCHEMA if self.tree is not None else 1
+        return data
+
+    @classmethod
+    def migrate(cls, fields: dict[str, Any], schema: int) -> dict[str, Any]:
+        if schema < TREE_SCHEMA and _schema_owner(cls) is DirectoryArtifact and (
+                {"tree", "files", "size"} & set(fields)):
+            raise IntegrityError("a flat directory (schema 1) cannot hold a tree")
+        return fields  # schema 1 is the flat form, valid as it is
+
+
+def _schema_owner(cls: type[Manifest]) -> type:
+    """The class whose ``schema_version`` ``cls`` uses."""
+    return next(c for c in cls.__mro__ if "schema_version" in c.__dict__)
 
 
 class GenericManifest(BaseModel):
@@ -495,6 +558,9 @@ class Registry:
         if not (isinstance(cls, type) and issubclass(cls, Manifest)):
             raise TypeError(f"{cls!r} is not a Manifest subclass")
         kind = cls.kind
+        if kind.startswith(RESERVED_KIND_PREFIX):
+            raise ValueError(f"invalid kind {kind!r} for {cls.__name__}: kinds under "
+                             f"{RESERVED_KIND_PREFIX!r} are casrepo's own")
         if not _KIND_RE.fullmatch(kind):
             raise ValueError(f"invalid kind {kind!r} for {cls.__name__}: use lowercase "
                              "letters, digits, '.', '_', '-' and '/'")

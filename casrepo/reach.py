@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from casrepo.errors import CasrepoError, IntegrityError, NotFound
-from casrepo.manifest import Link, Rel, Target
+from casrepo.manifest import TREE_KIND, Link, Rel, Target
 from casrepo.naming import RefEntry
 from casrepo.promised import read_promised
 from casrepo.refs import RefKind
@@ -64,6 +64,9 @@ class Reachability:
     """Manifests whose missing data a partial fetch left on a remote -> that remote."""
     links: dict[str, list[Link]] = field(default_factory=dict)
     """The links of every reachable manifest."""
+    tree_nodes: set[str] = field(default_factory=set)
+    """Reachable manifests that are directory tree nodes (parts of a directory, never
+    artifacts: see :mod:`casrepo.tree`)."""
     problems: list[tuple[str, str]] = field(default_factory=list)
     """(subject, message) for every root or link that could not be followed."""
     bad_refs: list[tuple[RefKind, str, str]] = field(default_factory=list)
@@ -145,7 +148,10 @@ class _Walk:
                 self.result.problems.append((via, str(e)))
             return None
         self.result.links[oid] = links
-        self.created[oid] = document.get("created")
+        if document.get("kind") == TREE_KIND:
+            self.result.tree_nodes.add(oid)
+        else:
+            self.created[oid] = document.get("created")
         return links
 
     def visit(self, roots: Iterable[tuple[str, bool, str]], strict: bool = True) -> None:

@@ -130,6 +130,12 @@ class StatCache:
         return self._select("SELECT * FROM files WHERE path > ? AND path < ?",
                             (root.rstrip("/") + "/", root.rstrip("/") + "0"))
 
+    def between(self, low: str, high: str, *, inclusive: bool = True) -> dict[str, Recorded]:
+        """Everything recorded for paths after ``low`` and up to ``high`` (before it,
+        without ``inclusive``): a directory's rows a batch at a time, in path order."""
+        return self._select(f"SELECT * FROM files WHERE path > ? AND path {'<=' if inclusive else '<'} ?",
+                            (low, high))
+
     def _select(self, query: str, args: tuple[str, ...]) -> dict[str, Recorded]:
         if not self.path.exists():
             return {}  # never create the file just to read it

@@ -383,6 +383,37 @@ class ObjectStore:
             raise
         return self._commit(tmp, oid, len(data))
 
+    def stage_bytes(self, data: bytes) -> _Staged:
+        """``data`` written to a temp file, neither synced nor installed (see
+        :meth:`install_staged`); when the store holds it already, freshened and
+        nothing to install. For many small objects made at once (a directory's
+        tree nodes): one sync for all instead of one per object."""
+        oid = hashlib.sha256(data).hexdigest()
+        existing = self.reuse(oid, len(data))
+        if existing is not None:
+            return _Staged(None, existing)
+        fd, name = self._open_temp()
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+        except BaseException:
+            _unlink_quietly(Path(name))
+            raise
+        return _Staged(name, PutResult(oid, len(data), False))
+
+    def install_staged(self, staged: Sequence[_Staged]) -> list[PutResult]:
+        """Make staged objects durable with one sync, then rename them into place in
+        the order given (what links to others last); on failure none is left in tmp/."""
+        try:
+            return self._install_batch(staged)
+        except BaseException:
+            _discard(staged)
+            raise
+
+    def discard_staged(self, staged: Sequence[_Staged]) -> None:
+        """Remove the temp files of staged objects never installed."""
+        _discard(staged)
+
     def _open_temp(self) -> tuple[int, str]:
         """A new temp file in ``tmp/``, open for writing. Named by writer and a
         counter: cheaper than mkstemp's random names, as unique (O_EXCL)."""
