@@ -9,6 +9,7 @@ from casrepo.cli import graphs as _graphs  # noqa: F401
 from casrepo.cli import inspecting as _inspecting  # noqa: F401
 from casrepo.cli import maintenance as _maintenance  # noqa: F401
 from casrepo.cli import remotes as _remotes  # noqa: F401
+from casrepo.cli import serving as _serving  # noqa: F401
 from casrepo.cli.app import cli
 
 

@@ -96,13 +96,30 @@ _format_option = click.option(
          "(need --output). Without it, -o FILE's suffix chooses (.svg .png .dot .json .mmd).")
 _output_option = click.option("-o", "--output", metavar="FILE", type=click.Path(dir_okay=False),
                               help="Write to FILE instead of stdout ('-': stdout); not with --json.")
+_lineage_format_option = click.option(
+    "--format", "fmt", type=click.Choice([*_FORMATS.choices, "html"]), default=None,
+    help="tree (default), json, dot or mermaid text; svg or png pictures drawn by Graphviz "
+         "(need --output); html: one page with the interactive graph, to open in a browser. "
+         "Without it, -o FILE's suffix chooses (.svg .png .dot .json .mmd .html).")
+
+
+def _write_html(result: object, output: str | None) -> None:
+    """``--format html``: the interactive graph as one standalone page."""
+    from casrepo import graph
+    from casrepo.web.standalone import lineage_html
+
+    assert isinstance(result, graph.Lineage)
+    _write_output(lineage_html(graph.to_json(result)), None if output == STDOUT else output)
+    if output not in (None, STDOUT):
+        info(f"wrote {output}")
 
 
 @cli.command(epilog=examples("casrepo lineage models/churn", "casrepo lineage datasets/raw --down",
                              "casrepo lineage datasets/raw --down --kind file --json",
                              "casrepo lineage models/churn --format svg -o lineage.svg",
                              "casrepo lineage models/churn --format json -o lineage.json",
-                             "casrepo lineage models/churn --format svg -o - > lineage.svg"))
+                             "casrepo lineage models/churn --format svg -o - > lineage.svg",
+                             "casrepo lineage models/churn --both --format html -o lineage.html"))
 @click.argument("rev")
 @click.option("--up", "direction", flag_value="up", default=True,
               help="What REV was derived from (default).")
@@ -112,7 +129,7 @@ _output_option = click.option("-o", "--output", metavar="FILE", type=click.Path(
 @click.option("--kind", metavar="KIND",
               help="Only show artifacts of this kind (keeping the paths between them).")
 @click.option("--include-history", is_flag=True, help="Follow previous-version links too.")
-@_format_option
+@_lineage_format_option
 @_output_option
 @json_option
 @pass_state
@@ -125,6 +142,10 @@ def lineage(state: State, rev: str, direction: str, depth: int | None, kind: str
     _check_output(state, output, as_json)
     result = graph.lineage(state.repo(), rev, direction, depth, kind, include_history)
     _warn_incomplete(result.warnings)
+    if not as_json and (fmt == "html" or (fmt is None and output not in (None, STDOUT)
+                                          and Path(output).suffix.lower() in (".html", ".htm"))):
+        _write_html(result, output)
+        return
     # result.dag, not result.graph: printing needs no networkx.
     _show_graph(fmt, output, lambda f: graph.render(result, f),
                 lambda: graph.to_dot(result.dag, [result.root]), as_json)
