@@ -1,9 +1,6 @@
 """The web view as a person uses it: a real headless Chromium (Debian's chromium and
 chromium-driver, driven by selenium) against ``casrepo serve`` run as a real process
-on a copy of the example repository.
-
-With CASREPO_SCREENSHOTS=DIR set, the tests also save the screenshots the README
-shows (home, a version page, the lineage view) into DIR (docs/images)."""
+on a copy of the example repository."""
 
 from __future__ import annotations
 
@@ -35,7 +32,6 @@ PROJECT_TOP = Path(__file__).resolve().parents[1]
 EXAMPLE = PROJECT_TOP / ".casrepo-example"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-SHOTS = os.environ.get("CASREPO_SCREENSHOTS")
 
 if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
     pytest.skip("the browser tests need Debian's chromium and chromium-driver "
@@ -128,18 +124,11 @@ def graph_ready(driver: WebDriver) -> None:
         "return !!(window.casrepoGraph && window.casrepoGraph.ready)"))
 
 
-def shot(driver: WebDriver, name: str) -> None:
-    if SHOTS:
-        Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        driver.save_screenshot(str(Path(SHOTS) / name))
-
-
 def test_search_open_lineage_and_click_an_input(browser: WebDriver, served: tuple[str, Path]) -> None:
     url, repo = served
     model, clean = ref(repo, "models/churn"), ref(repo, "datasets/clean")
     browser.get(url)
     assert "Names and tags" in browser.page_source
-    shot(browser, "web-home.png")
     # Search for the model by its meta.
     browser.find_element(By.ID, "search-kind").send_keys("file")
     browser.find_element(By.ID, "search-meta").send_keys("algorithm=logistic-regression features>4")
@@ -150,11 +139,9 @@ def test_search_open_lineage_and_click_an_input(browser: WebDriver, served: tupl
     links[0].click()
     wait_for(lambda: browser.current_url == f"{url}v/{model}")
     assert "Churn model retrained" in browser.find_element(By.ID, "message").text
-    shot(browser, "web-version.png")
     # Its lineage: the graph is drawn, the model the root, its input one click away.
     browser.find_element(By.ID, "lineage-link").click()
     graph_ready(browser)
-    shot(browser, "web-lineage.png")
     assert browser.execute_script("return window.casrepoGraph.nodes") >= 4
     point = browser.execute_script("return window.casrepoGraph.position(arguments[0])", clean)
     ActionChains(browser).move_by_offset(0, 0).perform()

@@ -149,6 +149,7 @@ class View:
 
     def render(self, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         context.setdefault("repo_dir", str(self.repo.dir))
+        context.setdefault("repo_label", "/".join(self.repo.dir.parts[-2:]))
         context.setdefault("title", "")
         html = self.env.get_template(template).render(**context)
         return HTMLResponse(html, status_code=status_code)
