@@ -147,7 +147,7 @@ def version(repo: Repository, oid: str, path: str | None = None) -> dict[str, An
     data["refs"] = repo.decorations().get(oid, [])
     data["data_pruned"] = repo.data_pruned(oid)
     # Files: a directory one level at a time (ls), a file its one entry.
-    is_dir, found = files.files_at(manifest, None, oid[:12])
+    is_dir, found = files.files_at(repo, manifest, None, oid[:12])
     data["has_files"] = found is not None
     data["is_dir"] = is_dir
     data["path"] = ""
@@ -190,10 +190,11 @@ def blob_of(repo: Repository, oid: str, path: str) -> files.FileEntry:
     norm = files.normalise(path)
     if not norm:
         raise NotFound(f"no file named in {path!r}")
-    is_dir, found = files.files_at(manifest, norm or None, oid[:12])
-    if found is None or is_dir or len(found) != 1:
+    is_dir, found = files.files_at(repo, manifest, norm, oid[:12])
+    only = next(iter(found), None) if found is not None and not is_dir else None
+    if only is None:
         raise NotFound(f"{oid[:12]} has no file {norm!r}")
-    return found[0]
+    return only
 
 
 # -- diff, find, lineage ---------------------------------------------------------------
