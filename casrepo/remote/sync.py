@@ -110,22 +110,18 @@ def push(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, force: b
             if progress is not None:
                 progress(report.objects, report.bytes)
 
-        # Blobs, then manifests, each level after the ones it links to: a manifest
-        # on the remote has its closure there (or recorded pruned), even when the
-        # push is killed halfway.
-        for group in [closure.blobs, *closure.manifest_levels()]:
+        # Blobs, the record of pruned data, then manifests, each level after the
+        # ones it links to: a manifest on the remote has its closure there (or
+        # recorded pruned), even when the push is killed halfway.
+        for n, group in enumerate([closure.blobs, *closure.manifest_levels()]):
+            if n == 1 and closure.pruned:
+                _record_pruned(repo, remote, closure.pruned)
             items = [(oid, repo.store.path(oid), size) for oid, size in sorted(group.items())
                      if oid not in present]
             if items:
                 remote.upload_many(items, done)
-        if closure.pruned:
-            # Before any ref names them: a reader must know the missing blobs are
-            # missing on purpose (see casrepo.pruned).
-            known = remote.pruned()
-            local = repo.pruned.read()
-            new = {oid: local[oid] for oid in closure.pruned if oid not in known}
-            if new:
-                remote.record_pruned(new)
+        if not closure.manifests and closure.pruned:
+            _record_pruned(repo, remote, closure.pruned)
         with remote.updating_refs():
             clashes = _Clashes(remote.ref_names() if refs else set())
             for kind, name, oid in refs:
@@ -141,6 +137,16 @@ def push(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, force: b
     if report.rejected:
         raise _rejected(report)
     return report
+
+
+def _record_pruned(repo: Repository, remote: Remote, pruned: set[str]) -> None:
+    """Before any manifest or ref names them: a reader must know the missing blobs
+    are missing on purpose (see casrepo.pruned)."""
+    known = remote.pruned()
+    local = repo.pruned.read()
+    new = {oid: local[oid] for oid in pruned if oid not in known}
+    if new:
+        remote.record_pruned(new)
 
 
 _LANDED = ("created", "fast-forward", "forced", "up-to-date", "behind")
