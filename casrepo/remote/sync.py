@@ -368,6 +368,8 @@ def _changed_closure(repo: Repository, pairs: Sequence[tuple[str, str | None]]) 
                         next_new.append(link.id)
                 else:
                     owners.setdefault(link.id, []).append(oid)
+        if not next_new:
+            break  # the old side's next level would only filter a new level
         next_old: list[str] = []
         for oid in old_level:
             if oid in old_done:
