@@ -192,7 +192,7 @@ def _floor(server: str, repo: Any, ids: list[str], work: Path, endpoint: str | N
            version: int) -> float:
     started = time.perf_counter()
     if server == "fs":
-        target = work / f"floor-{version}"
+        target = work / f"floor-{len(ids)}-{version}-{time.monotonic_ns()}"
         target.mkdir()
         for oid in ids:
             shutil.copyfile(repo.store.path(oid), target / oid)
@@ -218,7 +218,8 @@ def main() -> None:
     os.environ.update(AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET,
                       AWS_DEFAULT_REGION="us-east-1")
     servers = ["fs", "moto"] if args.server == "both" else [args.server]
-    rows: list[str] = []
+    print("| remote | files | case | seconds | ratio | Remote calls | HTTP requests | objects |")
+    print("|---|---:|---|---:|---:|---:|---:|---|", flush=True)
     with tempfile.TemporaryDirectory(prefix="casrepo-bench-sync-") as tmp:
         work = Path(tmp)
         proc = None
@@ -231,15 +232,12 @@ def main() -> None:
                 boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="bench-floor")
             for server in servers:
                 for files in args.files:
-                    rows += bench(server, files, args.runs, work, endpoint)
+                    for line in bench(server, files, args.runs, work, endpoint):
+                        print(line, flush=True)
         finally:
             if proc is not None:
                 proc.terminate()
                 proc.wait()
-    print("| remote | files | case | seconds | ratio | Remote calls | HTTP requests | objects |")
-    print("|---|---:|---|---:|---:|---:|---:|---|")
-    for line in rows:
-        print(line)
 
 
 if __name__ == "__main__":

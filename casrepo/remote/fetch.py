@@ -275,10 +275,13 @@ class ObjectFetch:
         """Store what arrived; record here the data the remote pruned."""
         if self.data != "all":
             # Before the manifests land: their missing data is promised, not damage.
+            arrived = {sink.id for sink in blob_sinks}
             left = [oid for oid, links in self.graph.items() if oid not in self.with_data
-                    and any(lk.target is Target.BLOB and not self.repo.store.exists(lk.id)
-                            for lk in links)]
-            record_promised(self.repo.dir, format_time(now()), self.remote.name, left)
+                    and any(lk.target is Target.BLOB and lk.id not in arrived
+                            and not self.repo.store.exists(lk.id) for lk in links)]
+            known = read_promised(self.repo.dir)
+            record_promised(self.repo.dir, format_time(now()), self.remote.name,
+                            [oid for oid in left if known.get(oid) != self.remote.name])
             self.report.promised = len(left)
         # Blobs first, then manifests deepest first: a reader never meets a
         # manifest whose links are not there yet.

@@ -110,22 +110,18 @@ def push(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, force: b
             if progress is not None:
                 progress(report.objects, report.bytes)
 
-        # Blobs, then manifests, each level after the ones it links to: a manifest
-        # on the remote has its closure there (or recorded pruned), even when the
-        # push is killed halfway.
-        for group in [closure.blobs, *closure.manifest_levels()]:
+        # Blobs, the record of pruned data, then manifests, each level after the
+        # ones it links to: a manifest on the remote has its closure there (or
+        # recorded pruned), even when the push is killed halfway.
+        for n, group in enumerate([closure.blobs, *closure.manifest_levels()]):
+            if n == 1 and closure.pruned:
+                _record_pruned(repo, remote, closure.pruned)
             items = [(oid, repo.store.path(oid), size) for oid, size in sorted(group.items())
                      if oid not in present]
             if items:
                 remote.upload_many(items, done)
-        if closure.pruned:
-            # Before any ref names them: a reader must know the missing blobs are
-            # missing on purpose (see casrepo.pruned).
-            known = remote.pruned()
-            local = repo.pruned.read()
-            new = {oid: local[oid] for oid in closure.pruned if oid not in known}
-            if new:
-                remote.record_pruned(new)
+        if not closure.manifests and closure.pruned:
+            _record_pruned(repo, remote, closure.pruned)
         with remote.updating_refs():
             clashes = _Clashes(remote.ref_names() if refs else set())
             for kind, name, oid in refs:
@@ -133,7 +129,8 @@ def push(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, force: b
                 if clash is not None:
                     report.refs.append(RefUpdate(kind, name, None, oid, "rejected", clash))
                     continue
-                update = _push_ref(repo, remote, there.get((kind, name)), kind, name, oid, force)
+                update = _push_ref(repo, remote, there.get((kind, name)), kind, name, oid, force,
+                                   closure.previous)
                 report.refs.append(update)
                 if update.status in _LANDED and update.new is not None:
                     tracking.seen[(kind, name)] = update.new
@@ -141,6 +138,16 @@ def push(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, force: b
     if report.rejected:
         raise _rejected(report)
     return report
+
+
+def _record_pruned(repo: Repository, remote: Remote, pruned: set[str]) -> None:
+    """Before any manifest or ref names them: a reader must know the missing blobs
+    are missing on purpose (see casrepo.pruned)."""
+    known = remote.pruned()
+    local = repo.pruned.read()
+    new = {oid: local[oid] for oid in pruned if oid not in known}
+    if new:
+        remote.record_pruned(new)
 
 
 _LANDED = ("created", "fast-forward", "forced", "up-to-date", "behind")
@@ -230,14 +237,15 @@ def _directories(name: str) -> list[str]:
 
 
 def _push_ref(repo: Repository, remote: Remote, current: RemoteRef | None, kind: RefKind,
-              name: str, oid: str, force: bool) -> RefUpdate:
+              name: str, oid: str, force: bool,
+              previous: dict[str, str | None] | None = None) -> RefUpdate:
     """Move one remote ref from ``current`` (read before the upload) to ``oid``."""
     old = current.id if current else None
     if old == oid:
         return RefUpdate(kind, name, old, oid, "up-to-date")
     if current is None:
         status = "created"
-    elif kind is RefKind.NAME and old in _history(repo, oid, stop=old):
+    elif kind is RefKind.NAME and old in _history(repo, oid, stop=old, known=previous):
         status = "fast-forward"
     elif kind is RefKind.NAME and not force and old is not None and _behind(repo, oid, old):
         # Nothing of ours to send: the remote has every local version and more.
@@ -301,6 +309,8 @@ class _Closure:
     """Blob -> (manifest, remote): data a partial fetch left on that remote."""
     children: dict[str, list[str]] = field(default_factory=dict)
     """Manifest -> the manifests it links to."""
+    previous: dict[str, str | None] = field(default_factory=dict)
+    """Manifest -> its previous version, for the manifests the walk read."""
 
     def manifest_levels(self) -> list[dict[str, int]]:
         """The manifests in upload order: each level links only to lower ones."""
@@ -354,14 +364,19 @@ def _changed_closure(repo: Repository, pairs: Sequence[tuple[str, str | None]]) 
                 continue  # on the remote with its closure
             expanded.append(oid)
             kids = closure.children[oid] = []
+            closure.previous[oid] = None
             for link in repo.manifests.links(repo.document(oid)):  # legacy: bare ids too
                 if link.target is Target.MANIFEST:
                     kids.append(link.id)
+                    if link.rel is Rel.PREVIOUS:
+                        closure.previous[oid] = link.id
                     if link.id not in new_seen:
                         new_seen.add(link.id)
                         next_new.append(link.id)
                 else:
                     owners.setdefault(link.id, []).append(oid)
+        if not next_new:
+            break  # the old side's next level would only filter a new level
         next_old: list[str] = []
         for oid in old_level:
             if oid in old_done:
@@ -408,8 +423,10 @@ def _behind(repo: Repository, ours: str, theirs: str) -> bool:
         return False  # the remote's version is not here: it cannot be told
 
 
-def _history(repo: Repository, head: str, stop: str | None = None) -> list[str]:
-    """The ids along ``previous`` links from ``head`` (up to ``stop``, included)."""
+def _history(repo: Repository, head: str, stop: str | None = None,
+             known: dict[str, str | None] | None = None) -> list[str]:
+    """The ids along ``previous`` links from ``head`` (up to ``stop``, included);
+    ``known``: previous links read already (a large manifest is not read again)."""
     seen: list[str] = []
     oid: str | None = head
     visited: set[str] = set()
@@ -418,7 +435,7 @@ def _history(repo: Repository, head: str, stop: str | None = None) -> list[str]:
         seen.append(oid)
         if oid == stop:
             break
-        oid = repo.previous_of(oid)
+        oid = known[oid] if known is not None and oid in known else repo.previous_of(oid)
     return seen
 
 
