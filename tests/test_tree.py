@@ -456,3 +456,25 @@ def test_ls_of_a_tree_matches_ls_of_the_flat_manifest(repo: Repository, project:
         for options in ((), ("-R",)):
             got = assert_ok(run("ls", as_tree + spec, "--json", *options)).json()
             assert got == assert_ok(run("ls", flat + spec, "--json", *options)).json(), spec
+
+
+def test_a_node_that_is_its_own_ancestor_is_refused() -> None:
+    """Verified ids cannot form a cycle; a reader that does not verify them (or a
+    broken hash) still cannot make a walk loop."""
+    a, b = "a" * 64, "b" * 64
+    documents = {
+        a: {"entries": [_dir("x", b, 1, 1)], "kind": TREE_KIND, "schema": 1},
+        b: {"entries": [_dir("back", a, 1, 1)], "kind": TREE_KIND, "schema": 1},
+    }
+    reader = tree.TreeReader(lambda oid, referrer: documents[oid])
+    from casrepo.errors import IntegrityError
+
+    with pytest.raises(IntegrityError, match="a cycle"):
+        list(reader.walk(a, "", "test"))
+    with pytest.raises(IntegrityError, match="a cycle"):
+        reader.find(a, "x/back/x/back", "test")
+    documents[a] = {"chunks": [{"files": 1, "last": "z", "size": 1, "node": {
+        "@link": a, "rel": "content", "type": "manifest"}}], "kind": TREE_KIND, "schema": 1}
+    reader = tree.TreeReader(lambda oid, referrer: documents[oid])  # nothing cached
+    with pytest.raises(IntegrityError, match="a cycle"):
+        list(reader.level(a, "test"))
