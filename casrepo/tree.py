@@ -494,11 +494,6 @@ class TreeBuilder:
         return result.id
 
 
-def is_node(document: dict[str, Any]) -> bool:
-    """Whether a parsed manifest document is a tree node (never an artifact)."""
-    return document.get("kind") == TREE_KIND
-
-
 def build(put: Callable[[bytes], PutResult], files: Iterable[Entry]) -> tuple[str, int, int, BuildStats]:
     """Build the tree of ``files`` (in path order): (root node, files, bytes, stats)."""
     builder = TreeBuilder(put)

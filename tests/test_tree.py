@@ -442,3 +442,39 @@ def test_a_file_refused_midway_moves_no_name(repo: Repository, project: Path, ru
     assert_error(run("add", "data", "--name", "big"), 2, "not a regular file")
     assert repo.refs.read(RefKind.NAME, "big") is None
     assert not list(repo.dir.joinpath("tmp").iterdir())
+
+
+def test_ls_of_a_tree_matches_ls_of_the_flat_manifest(repo: Repository, project: Path,
+                                                     run: CliRun,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    make_data(project / "data")
+    as_tree = last_id(run("add", "data"))
+    monkeypatch.setattr(tree, "FLAT_MAX", 10_000)
+    flat = last_id(run("add", "data"))
+    assert "tree" in repo.document(as_tree) and "entries" in repo.document(flat)
+    for spec in ("", ":d1", ":wide", ":d2/s1", ":top.bin"):
+        for options in ((), ("-R",)):
+            got = assert_ok(run("ls", as_tree + spec, "--json", *options)).json()
+            assert got == assert_ok(run("ls", flat + spec, "--json", *options)).json(), spec
+
+
+def test_a_node_that_is_its_own_ancestor_is_refused() -> None:
+    """Verified ids cannot form a cycle; a reader that does not verify them (or a
+    broken hash) still cannot make a walk loop."""
+    a, b = "a" * 64, "b" * 64
+    documents = {
+        a: {"entries": [_dir("x", b, 1, 1)], "kind": TREE_KIND, "schema": 1},
+        b: {"entries": [_dir("back", a, 1, 1)], "kind": TREE_KIND, "schema": 1},
+    }
+    reader = tree.TreeReader(lambda oid, referrer: documents[oid])
+    from casrepo.errors import IntegrityError
+
+    with pytest.raises(IntegrityError, match="a cycle"):
+        list(reader.walk(a, "", "test"))
+    with pytest.raises(IntegrityError, match="a cycle"):
+        reader.find(a, "x/back/x/back", "test")
+    documents[a] = {"chunks": [{"files": 1, "last": "z", "size": 1, "node": {
+        "@link": a, "rel": "content", "type": "manifest"}}], "kind": TREE_KIND, "schema": 1}
+    reader = tree.TreeReader(lambda oid, referrer: documents[oid])  # nothing cached
+    with pytest.raises(IntegrityError, match="a cycle"):
+        list(reader.level(a, "test"))
