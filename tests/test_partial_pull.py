@@ -152,3 +152,16 @@ def test_promised_data_is_pushed_only_where_it_is(run: CliRun, tmp_path: Path, s
     assert_ok(run("remote", "add", "other", str(elsewhere / "r"), cwd=b))
     message = assert_error(run("push", "other", cwd=b), 4, "on remote 'origin'")
     assert "casrepo fetch origin" in message
+
+
+def test_a_damaged_record_of_promised_data_is_reported(run: CliRun, tmp_path: Path,
+                                                       spot: Spot) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    _pushed(run, a, spot)
+    _fresh(run, b, spot)
+    assert_ok(run("pull", "origin", "models/churn", cwd=b))
+    with open(b / ".casrepo" / "logs" / "promised.jsonl", "a") as f:
+        f.write('{"remote": "origin", "manifests": ["../../etc"]}\n')
+    checked = run("fsck", cwd=b)
+    assert checked.exit_code == 6 and "promised-data log: line 2" in checked.stdout
+    assert_error(run("gc", cwd=b), 6, "promised-data log")

@@ -72,8 +72,9 @@ def test_a_new_version_of_a_large_directory_sends_what_changed(tmp_path: Path, s
     assert sorted(remote.asked) == sorted(remote.sent)  # asked about nothing it did not send
     assert report.objects == 11 and report.skipped == 0
     assert [r.status for r in report.refs] == ["fast-forward"]
-    assert remote.calls == {"exists": 1, "refs": 1, "present": 1, "upload_many": 2,
-                            "ref_names": 1, "set_ref": 1}, remote.calls
+    # pruned: whether an old version's blob went without its data (one look, see below)
+    assert remote.calls == {"exists": 1, "refs": 1, "pruned": 1, "present": 1,
+                            "upload_many": 2, "ref_names": 1, "set_ref": 1}, remote.calls
     # The other side: a clone has it all, a fetch after the next version brings only that.
     b, _ = clone(spot.url, tmp_path / "b", endpoint_url=spot.settings().endpoint_url)
     _directory(a / "data", 1000, version=2, changed=10)
@@ -244,6 +245,35 @@ def test_a_remote_gc_during_a_push_never_leaves_a_ref_to_missing_objects(
     assert [r.status for r in push(repo, spot.open()).refs] == ["deleted-there"]
     report = push(repo, spot.open(), ["data"])
     assert [r.status for r in report.refs] == ["created"]
+    b, _ = clone(spot.url, tmp_path / "b", endpoint_url=spot.settings().endpoint_url)
+    from casrepo.fsck import check
+
+    assert check(b).ok
+
+
+def test_data_an_old_version_went_without_is_sent_with_a_new_version(tmp_path: Path,
+                                                                       spot: Spot) -> None:
+    """An old version whose data gc's retention pruned before it was pushed is on the
+    remote without it: a new version of the same bytes must send them."""
+    from casrepo.gc import collect_garbage
+
+    a = tmp_path / "a"
+    repo = Repository.init(a)
+    write(a / "x.txt", b"first")
+    first = repo.add(a / "x.txt", name="x").id
+    write(a / "x.txt", b"second")
+    repo.add(a / "x.txt", name="x")
+    collect_garbage(repo, expire="now", keep_last=1)
+    (blob,) = {lk.id for lk in repo.load(first).links if lk.target is Target.BLOB}
+    assert not repo.store.exists(blob)
+    push(repo, spot.open())
+    assert blob not in spot.object_ids()
+    write(a / "x.txt", b"first")  # the first bytes again, then one more version
+    repo.add(a / "x.txt", name="x")
+    write(a / "x.txt", b"fourth")
+    repo.add(a / "x.txt", name="x")
+    push(repo, spot.open())
+    assert blob in spot.object_ids()
     b, _ = clone(spot.url, tmp_path / "b", endpoint_url=spot.settings().endpoint_url)
     from casrepo.fsck import check
 

@@ -18,10 +18,11 @@ The download itself (waves, verification, the batch install) is
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -94,7 +95,8 @@ def push(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, force: b
             refs = _plain_push_refs(refs, there, tracking, report, remote.name)
         pairs = [(oid, None if full else _base(repo, there.get((kind, name))))
                  for kind, name, oid in refs]
-        closure = _changed_closure(repo, pairs + [(oid, None) for oid in loose])
+        there_pruned = functools.cache(remote.pruned)  # asked only if needed, once
+        closure = _changed_closure(repo, pairs + [(oid, None) for oid in loose], there_pruned)
         asked = closure.blobs.keys() | closure.manifests.keys()
         present = remote.present(asked) if asked else {}
         report.skipped = len(present)
@@ -115,13 +117,13 @@ def push(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, force: b
         # recorded pruned), even when the push is killed halfway.
         for n, group in enumerate([closure.blobs, *closure.manifest_levels()]):
             if n == 1 and closure.pruned:
-                _record_pruned(repo, remote, closure.pruned)
+                _record_pruned(repo, remote, closure.pruned, there_pruned())
             items = [(oid, repo.store.path(oid), size) for oid, size in sorted(group.items())
                      if oid not in present]
             if items:
                 remote.upload_many(items, done)
         if not closure.manifests and closure.pruned:
-            _record_pruned(repo, remote, closure.pruned)
+            _record_pruned(repo, remote, closure.pruned, there_pruned())
         with remote.updating_refs():
             clashes = _Clashes(remote.ref_names() if refs else set())
             for kind, name, oid in refs:
@@ -140,10 +142,10 @@ def push(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, force: b
     return report
 
 
-def _record_pruned(repo: Repository, remote: Remote, pruned: set[str]) -> None:
+def _record_pruned(repo: Repository, remote: Remote, pruned: set[str],
+                   known: Mapping[str, object]) -> None:
     """Before any manifest or ref names them: a reader must know the missing blobs
     are missing on purpose (see casrepo.pruned)."""
-    known = remote.pruned()
     local = repo.pruned.read()
     new = {oid: local[oid] for oid in pruned if oid not in known}
     if new:
@@ -333,7 +335,8 @@ class _Closure:
         return levels
 
 
-def _changed_closure(repo: Repository, pairs: Sequence[tuple[str, str | None]]) -> _Closure:
+def _changed_closure(repo: Repository, pairs: Sequence[tuple[str, str | None]],
+                     there_pruned: Callable[[], Mapping[str, object]]) -> _Closure:
     """The objects of the closures of the new ids that the closures of their bases
     (None: no base) may lack, with sizes.
 
@@ -351,7 +354,8 @@ def _changed_closure(repo: Repository, pairs: Sequence[tuple[str, str | None]]) 
     old_done: set[str] = set()
     owners: dict[str, list[str]] = {}
     """Blob -> the new side's manifests that link to it."""
-    old_blobs: set[str] = set()
+    old_blobs: dict[str, list[str]] = {}
+    """Blob -> the old side's manifests that link to it."""
     expanded: list[str] = []
     new_level = list(dict.fromkeys(oid for oid, _ in pairs))
     old_level = list(dict.fromkeys(base for _, base in pairs if base is not None))
@@ -388,7 +392,7 @@ def _changed_closure(repo: Repository, pairs: Sequence[tuple[str, str | None]]) 
                 continue
             for link in links:
                 if link.target is Target.BLOB:
-                    old_blobs.add(link.id)
+                    old_blobs.setdefault(link.id, []).append(oid)
                 elif link.id not in old_seen:
                     old_seen.add(link.id)
                     next_old.append(link.id)
@@ -397,7 +401,10 @@ def _changed_closure(repo: Repository, pairs: Sequence[tuple[str, str | None]]) 
         if oid not in old_seen:
             closure.manifests[oid] = repo.store.size(oid)
     for blob, linked_by in owners.items():
-        if blob in old_blobs:
+        old_owners = old_blobs.get(blob)
+        # On the remote with an old manifest, unless that version went without its
+        # data (pruned here, or by the machine that pushed it: the remote's record).
+        if old_owners and any(o not in pruned and o not in there_pruned() for o in old_owners):
             continue
         try:
             closure.blobs[blob] = repo.store.size(blob)
