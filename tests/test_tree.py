@@ -118,6 +118,8 @@ def test_round_trip(repo: Repository, project: Path, run: CliRun) -> None:
     lineage = assert_ok(run("lineage", "big", "--json")).json()
     assert [n["id"] for n in lineage["nodes"]] == [oid]
     assert not nodes & set(repo.index.manifests(nodes))
+    node_shown = assert_ok(run("show", sorted(nodes)[0])).stdout
+    assert "a node of a directory tree" in node_shown and "kind: casrepo/tree" in node_shown
 
 
 def test_ten_changes_write_only_the_nodes_on_their_paths(repo: Repository, project: Path,

@@ -330,9 +330,11 @@ def show(state: State, rev: str, as_json: bool) -> None:
     click.echo(f"id: {oid}")
     import yaml
 
-    from casrepo.manifest import GenericManifest
+    from casrepo.manifest import TREE_KIND, GenericManifest
 
-    if isinstance(manifest, GenericManifest):
+    if isinstance(manifest, GenericManifest) and manifest.kind == TREE_KIND:
+        click.echo("# a node of a directory tree: part of a directory artifact, not an artifact")
+    elif isinstance(manifest, GenericManifest):
         click.echo(f"# kind {manifest.kind!r} is not registered here; shown as stored")
     text = yaml.safe_dump(_readable(document), sort_keys=True, allow_unicode=True,
                           default_flow_style=False, width=100)
