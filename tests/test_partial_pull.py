@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from cli_support import assert_error, assert_ok, last_id, make_tree, tree, write
 from conftest import CliRun
-from remote_support import Spot, make_spot
+from remote_support import Spot, make_spot, spot_params
 
 from casrepo.manifest import Target
 from casrepo.repository import Repository
 
 
-@pytest.fixture(params=["fs", "s3"])
+@pytest.fixture(params=spot_params("fs", "s3"))
 def spot(request: pytest.FixtureRequest, tmp_path: Path) -> Spot:
     return make_spot(request, tmp_path, request.param)
 

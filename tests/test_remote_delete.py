@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from cli_support import assert_error, assert_ok, last_id, write
 from conftest import CliRun
-from remote_support import CountingRemote, Spot, make_spot
+from remote_support import CountingRemote, Spot, make_spot, spot_params
 
 from casrepo.errors import RefChanged, RefsRejected
 from casrepo.refs import RefKind
@@ -18,12 +18,12 @@ from casrepo.remote.sync import delete_remote_refs
 from casrepo.repository import Repository
 
 
-@pytest.fixture(params=["fs", "s3"])
+@pytest.fixture(params=spot_params("fs", "s3"))
 def spot(request: pytest.FixtureRequest, tmp_path: Path) -> Spot:
     return make_spot(request, tmp_path, request.param)
 
 
-@pytest.fixture(params=["fs", "s3", "s3-lock"])
+@pytest.fixture(params=spot_params("fs", "s3", "s3-lock"))
 def cas_spot(request: pytest.FixtureRequest, tmp_path: Path) -> Spot:
     return make_spot(request, tmp_path, request.param)
 

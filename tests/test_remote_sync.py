@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from cli_support import assert_ok, last_id, write
 from conftest import CliRun
-from remote_support import CountingRemote, Spot, make_spot
+from remote_support import CountingRemote, Spot, make_spot, spot_params
 
 from casrepo.errors import Busy, RefsRejected
 from casrepo.manifest import Target
@@ -18,7 +18,7 @@ from casrepo.remote.sync import clone, fetch, push
 from casrepo.repository import Repository
 
 
-@pytest.fixture(params=["fs", "s3"])
+@pytest.fixture(params=spot_params("fs", "s3"))
 def spot(request: pytest.FixtureRequest, tmp_path: Path) -> Spot:
     return make_spot(request, tmp_path, request.param)
 
