@@ -100,6 +100,8 @@ def test_delete_ref_compares_and_swaps(tmp_path: Path, cas_spot: Spot, run: CliR
     assert fresh is not None
     remote.delete_ref(RefKind.NAME, "models/old", fresh)
     assert remote.ref(RefKind.NAME, "models/old") is None
+    assert (RefKind.NAME, "models/old") not in remote.ref_names()
+    assert [r.name for r in remote.refs()] == ["keep"]
     with pytest.raises(RefChanged):  # gone meanwhile: not deleted twice silently
         remote.delete_ref(RefKind.NAME, "models/old", fresh)
 
@@ -179,3 +181,57 @@ def test_remote_gc_reclaims_a_deleted_name_after_the_grace_period(run: CliRun, t
     assert not old_objects & spot.object_ids()
     assert_ok(run("clone", spot.url, str(tmp_path / "c"), *spot.options, cwd=tmp_path))
     assert_ok(run("fsck", cwd=tmp_path / "c"))
+
+
+@pytest.fixture(params=spot_params("s3"))
+def s3_spot(request: pytest.FixtureRequest, tmp_path: Path) -> Spot:
+    return make_spot(request, tmp_path, request.param)
+
+
+def test_a_tombstone_reads_as_no_ref_and_a_push_makes_the_name_over_it(
+        run: CliRun, tmp_path: Path, s3_spot: Spot) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    _project(run, a, s3_spot)
+    assert_ok(run("clone", s3_spot.url, str(b), *s3_spot.options, cwd=tmp_path))
+    for name in ("models/old", "new"):  # deleted there: an empty ref object each
+        s3_spot.write(f"refs/names/{name}", b"")
+    remote = s3_spot.open()
+    assert remote.ref(RefKind.NAME, "models/old") is None
+    assert remote.ref_names() == {(RefKind.NAME, "keep")}
+    assert _remote_names(run, a) == ["keep"]
+    pulled = assert_ok(run("pull", "--prune", "--json", cwd=a)).json()
+    assert {(r["name"], r["status"]) for r in pulled["pruned"]} == {("models/old", "deleted")}
+    assert_ok(run("clone", s3_spot.url, str(tmp_path / "c"), *s3_spot.options, cwd=tmp_path))
+    names = assert_ok(run("refs", "--json", cwd=tmp_path / "c")).json()["names"]
+    assert [n["name"] for n in names] == ["keep"]
+    # The tombstone 'new' is no ref a name below it could clash with; 'models/old'
+    # is made again over its tombstone.
+    write(b / "x.txt", b"under new/")
+    assert_ok(run("add", "x.txt", "--name", "new/x", cwd=b))
+    pushed = assert_ok(run("push", "origin", "models/old", "new/x", "--json", cwd=b)).json()
+    assert {(r["name"], r["status"]) for r in pushed["refs"]} == {
+        ("models/old", "created"), ("new/x", "created")}
+    assert _remote_names(run, a) == ["keep", "models/old", "new/x"]
+
+
+def test_making_a_name_over_a_tombstone_is_a_compare_and_swap(
+        run: CliRun, tmp_path: Path, s3_spot: Spot, monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = _project(run, tmp_path / "a", s3_spot)
+    s3_spot.write("refs/names/t", b"")
+    first, second = s3_spot.open(), s3_spot.open()
+    first.set_ref(RefKind.NAME, "t", ids["keep"], None)
+    with pytest.raises(RefChanged):  # made meanwhile: not overwritten
+        second.set_ref(RefKind.NAME, "t", ids["old"], None)
+    s3_spot.write("refs/names/t", b"")
+    real = second._read_ref  # type: ignore[attr-defined]
+
+    def read(kind: RefKind, name: str) -> Any:
+        found = real(kind, name)  # the tombstone...
+        s3_spot.set_ref("names", name, ids["keep"])  # ...replaced by another machine
+        return found
+
+    monkeypatch.setattr(second, "_read_ref", read)
+    with pytest.raises(RefChanged):
+        second.set_ref(RefKind.NAME, "t", ids["old"], None)
+    current = s3_spot.open().ref(RefKind.NAME, "t")
+    assert current is not None and current.id == ids["keep"]

@@ -7,7 +7,10 @@ ref object holding one manifest id.
 
 Refs change by compare-and-swap with S3's conditional writes: a new ref is
 written with ``If-None-Match: *``, a moved one with ``If-Match: <ETag read>``;
-the server refuses (412) when another machine got there first. Some servers
+the server refuses (412) when another machine got there first. A deleted ref
+is an empty ref object (a tombstone), written by the same compare-and-swap,
+because not every server honours ``If-Match`` on ``DELETE`` (Ceph RGW 16).
+Some servers
 (Ceph RGW 16) match only the ETag without its quotes: a refused ``If-Match``
 is retried unquoted when the ref's ETag is still the one read. The first push
 checks that the server enforces both conditions and refuses to use one that
@@ -84,6 +87,8 @@ _NO_CREDENTIALS = (botocore.exceptions.NoCredentialsError, botocore.exceptions.P
                    botocore.exceptions.CredentialRetrievalError)
 _CHANGED = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 _ABSENT = {"NoSuchKey", "404", "NotFound"}
+_TOMBSTONE = b""
+"""The body of a deleted ref: no id is empty, and a listing shows it by its size."""
 _WRONG_ETAG = '"00000000000000000000000000000000"'
 """An ETag no object has (the MD5 of no content is d41d8cd9...): the probe's wrong guess."""
 
@@ -411,6 +416,8 @@ class S3Remote(Remote):
             for page in self._client.get_paginator("list_objects_v2").paginate(
                     Bucket=self.bucket, Prefix=start):
                 for item in page.get("Contents", ()):
+                    if item.get("Size") == len(_TOMBSTONE):
+                        continue
                     kind_dir, _, name = item["Key"][len(start):].partition("/")
                     kind = {"names": RefKind.NAME, "tags": RefKind.TAG}.get(kind_dir)
                     if kind is not None and ref_name_problem(name) is None:
@@ -424,6 +431,17 @@ class S3Remote(Remote):
         return sorted((r for r in found if r is not None), key=lambda r: (r.kind.value, r.name))
 
     def ref(self, kind: RefKind, name: str) -> RemoteRef | None:
+        found = self._read_ref(kind, name)
+        if found is None or found[0] == _TOMBSTONE:
+            return None
+        text = found[0].decode("ascii", "replace").strip()
+        if not is_object_id(text):
+            raise IntegrityError(f"{kind.label} {name!r} on remote {self.name!r} is corrupt: "
+                                 "it does not hold an id")
+        return RemoteRef(kind, name, text, found[1])
+
+    def _read_ref(self, kind: RefKind, name: str) -> tuple[bytes, str] | None:
+        """The ref object's first bytes and its ETag, or None if there is no such key."""
         with self._call(f"read {kind.label} {name!r}"):
             try:
                 response = self._client.get_object(Bucket=self.bucket, Key=self._ref_key(kind, name))
@@ -431,11 +449,7 @@ class S3Remote(Remote):
                 if self._code(e) in _ABSENT:
                     return None
                 raise
-            text = response["Body"].read(4096).decode("ascii", "replace").strip()
-        if not is_object_id(text):
-            raise IntegrityError(f"{kind.label} {name!r} on remote {self.name!r} is corrupt: "
-                                 "it does not hold an id")
-        return RemoteRef(kind, name, text, response["ETag"])
+            return response["Body"].read(4096), str(response["ETag"])
 
     def set_ref(self, kind: RefKind, name: str, new: str, expected: RemoteRef | None,
                 message: str | None = None) -> None:
@@ -452,8 +466,14 @@ class S3Remote(Remote):
         body = (new + "\n").encode("ascii")
         if expected is None:
             with self._call(f"update {kind.label} {name!r}"):
-                if not self._accepts(self._ref_key(kind, name), body, IfNoneMatch="*"):
-                    raise RefChanged(f"{kind.label} {name!r} changed on remote {self.name!r} meanwhile")
+                if self._accepts(self._ref_key(kind, name), body, IfNoneMatch="*"):
+                    return
+            # A deleted ref's tombstone is "no ref": replaced by compare-and-swap
+            # against its ETag, so a writer that got there first still wins.
+            found = self._read_ref(kind, name)
+            if found is None or found[0] != _TOMBSTONE:
+                raise RefChanged(f"{kind.label} {name!r} changed on remote {self.name!r} meanwhile")
+            self._swap_ref(kind, name, body, found[1])
             return
         self._swap_ref(kind, name, body, expected.token)
 
@@ -465,7 +485,8 @@ class S3Remote(Remote):
         ambiguous on a server that matches one form only: when a HEAD shows the
         ETag unchanged, the other form is tried. That write is conditional too,
         so a change in between is still refused, never overwritten. A ref that
-        is gone is "deleted meanwhile" (RGW answers 412 for it, AWS 404)."""
+        is gone or a tombstone is "deleted meanwhile" (RGW answers 412 for a
+        gone key, AWS 404)."""
         key = self._ref_key(kind, name)
         bare = etag.strip('"')
         forms = [etag] if bare == etag else [bare, etag] if self._bare_etag else [etag, bare]
@@ -484,16 +505,18 @@ class S3Remote(Remote):
                 current = self._ref_etag(key)
                 if current is None:
                     raise RefChanged(deleted)
-                if current.strip('"') != bare:
-                    raise RefChanged(changed)
+                if current[0].strip('"') != bare:
+                    raise RefChanged(deleted if current[1] == len(_TOMBSTONE) else changed)
         # Both forms refused an ETag that has not changed: the server does not
         # do If-Match; pulling and pushing again would only loop.
         raise RemoteError(f"{self._where()}: the server refuses If-Match with the ETag it returned "
                           f"for {kind.label} {name!r}; add the remote with '--locking lock-object'")
 
-    def _ref_etag(self, key: str) -> str | None:
+    def _ref_etag(self, key: str) -> tuple[str, int] | None:
+        """The ref object's ETag and size, or None if there is no such key."""
         try:
-            return str(self._client.head_object(Bucket=self.bucket, Key=key)["ETag"])
+            head = self._client.head_object(Bucket=self.bucket, Key=key)
+            return str(head["ETag"]), int(head["ContentLength"])
         except botocore.exceptions.ClientError as e:
             if self._code(e) in _ABSENT:
                 return None
@@ -501,7 +524,10 @@ class S3Remote(Remote):
 
     def delete_ref(self, kind: RefKind, name: str, expected: RemoteRef,
                    message: str | None = None) -> None:
-        """A conditional DELETE (If-Match on the ref's ETag), or the lock object."""
+        """The ref replaced by a tombstone by compare-and-swap, or deleted under the lock
+        object. The tombstone stays: an unconditional DELETE after it (servers
+        that ignore If-Match on DELETE, Ceph RGW 16) could remove a ref another
+        writer had meanwhile made over the tombstone."""
         key = self._ref_key(kind, name)
         if self.locking == "lock-object":
             with self.updating_refs():
@@ -512,14 +538,7 @@ class S3Remote(Remote):
                 with self._call(f"delete {kind.label} {name!r}"):
                     self._client.delete_object(Bucket=self.bucket, Key=key)
             return
-        with self._call(f"delete {kind.label} {name!r}"):
-            try:
-                self._client.delete_object(Bucket=self.bucket, Key=key, IfMatch=expected.token)
-            except botocore.exceptions.ClientError as e:
-                if self._code(e) in _CHANGED or self._code(e) in _ABSENT:
-                    raise RefChanged(f"{kind.label} {name!r} changed on remote {self.name!r} "
-                                     "meanwhile") from None
-                raise
+        self._swap_ref(kind, name, _TOMBSTONE, expected.token)
 
     @contextlib.contextmanager
     def updating_refs(self) -> Iterator[None]:
