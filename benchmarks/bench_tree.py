@@ -87,6 +87,9 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="casrepo-bench-tree-", dir=args.dir))
+    # 'python -m casrepo' imports from the working directory first: run where no other
+    # checkout's casrepo/ can stand in for the one installed.
+    os.chdir(work)
     rows: list[Row] = []
     try:
         data = work / "data"
