@@ -104,14 +104,17 @@ def remote_list(state: State, as_json: bool) -> None:
 
 @remote.command("remove", epilog=examples("casrepo remote remove origin"))
 @click.argument("name")
+@click.option("--force", is_flag=True,
+              help="Remove it even though a partial pull left data there that is not here.")
 @json_option
 @pass_state
-def remote_remove(state: State, name: str, as_json: bool) -> None:
-    """Forget a remote (nothing on the remote is touched)."""
+def remote_remove(state: State, name: str, force: bool, as_json: bool) -> None:
+    """Forget a remote (nothing on the remote is touched). Refused (exit 5) while it
+    holds the only copy of data a partial pull left there, unless --force."""
     from casrepo.remote.settings import remove_remote
 
     repo = state.repo()
-    settings = remove_remote(repo, name)
+    settings = remove_remote(repo, name, force=force)
     if as_json:
         emit_json(shapes.remote_settings(name, settings, repo.config.remote.default))
     else:

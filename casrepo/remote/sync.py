@@ -86,6 +86,10 @@ def push(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, force: b
     refs, loose = _local_targets(repo, revs)
     report = TransferReport(remote.name)
     if not remote.exists():
+        # An empty remote holds none of the data a partial pull left elsewhere: a push
+        # that needs it is refused before the remote's layout is made.
+        _refuse_promised(_changed_closure(repo, [(oid, None) for _, _, oid in refs]
+                                          + [(oid, None) for oid in loose]), {}, remote.name)
         remote.create()
     tracking = Tracking(repo, remote.name)
     with remote.writing():
@@ -466,7 +470,7 @@ def _fetch(repo: Repository, remote: Remote, revs: Sequence[str], progress: Prog
            delete_local: bool) -> tuple[TransferReport, list[RemoteRef]]:
     """fetch, with refused refs in the report instead of raised; returns the refs kept."""
     if not remote.exists():
-        raise RemoteError(f"remote {remote.name!r} ({remote.url}) is empty: nothing was pushed to it")
+        raise RemoteError(f"remote {remote.name!r} ({remote.url}) {remote.absence()}")
     selected, loose = _remote_targets(remote, revs)
     report = TransferReport(remote.name)
     refused = fetch_objects(repo, remote, [r.id for r in selected] + loose, report, progress,
