@@ -226,3 +226,16 @@ def test_gc_drops_promised_records_that_cover_nothing(run: CliRun, tmp_path: Pat
     assert_ok(run("gc", cwd=b))
     assert not (b / ".casrepo" / "logs" / "promised.jsonl").exists()
     assert assert_ok(run("fsck", "--json", cwd=b)).json()["ok"]
+
+
+def test_pull_of_an_id_prefix_says_a_full_id_is_needed(run: CliRun, tmp_path: Path) -> None:
+    spot = Spot("fs", str(tmp_path / "remote"))
+    a, b = tmp_path / "a", tmp_path / "b"
+    ids = _pushed(run, a, spot)
+    _fresh(run, b, spot)
+    assert_error(run("pull", "origin", ids["raw1"][:8], cwd=b), 4,
+                 "no name or tag", "full 64-character id, not a prefix")
+    assert_ok(run("pull", "origin", "models/churn", cwd=b))  # the lineage's manifests come
+    message = assert_error(run("pull", "origin", ids["raw1"][:8], cwd=b), 4, "full id")
+    assert f"'casrepo pull origin {ids['raw1']}'" in message
+    assert_ok(run("pull", "origin", ids["raw1"], cwd=b))

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from casrepo.canonical import LINK_KEY
 from casrepo.errors import (
+    CasrepoError,
     Conflict,
     IntegrityError,
     NotFound,
@@ -37,7 +38,7 @@ from casrepo.errors import (
     RemoteError,
     UsageError,
 )
-from casrepo.ids import is_object_id, ref_name_problem
+from casrepo.ids import is_id_prefix, is_object_id, ref_name_problem
 from casrepo.manifest import Rel, Target
 from casrepo.promised import read_promised
 from casrepo.refs import ANY, RefKind
@@ -183,10 +184,15 @@ def _plain_push_refs(refs: list[tuple[RefKind, str, str]],
     kept = []
     for kind, name, oid in refs:
         if (kind, name) not in there and tracking.knows((kind, name)):
+            # The remote holds nothing for it: no old value is claimed.
+            if oid == tracking.seen[(kind, name)]:
+                here = f"'casrepo pull --prune {remote}' deletes it here"
+            else:  # it moved on here: pull --prune would keep it
+                here = f"'casrepo {kind.label} -d {name}' drops it here"
             report.refs.append(RefUpdate(
-                kind, name, tracking.seen[(kind, name)], oid, "deleted-there",
+                kind, name, None, oid, "deleted-there",
                 f"it was deleted on remote {remote!r}; 'casrepo push {remote} {name}' makes it "
-                f"again, 'casrepo pull --prune {remote}' deletes it here (if unchanged)"))
+                f"again, {here}"))
             continue
         kept.append((kind, name, oid))
     return kept
@@ -471,7 +477,7 @@ def _fetch(repo: Repository, remote: Remote, revs: Sequence[str], progress: Prog
     """fetch, with refused refs in the report instead of raised; returns the refs kept."""
     if not remote.exists():
         raise RemoteError(f"remote {remote.name!r} ({remote.url}) {remote.absence()}")
-    selected, loose = _remote_targets(remote, revs)
+    selected, loose = _remote_targets(repo, remote, revs)
     report = TransferReport(remote.name)
     refused = fetch_objects(repo, remote, [r.id for r in selected] + loose, report, progress,
                             asked_for=loose,
@@ -642,7 +648,8 @@ def rebase_onto(repo: Repository, head: str, onto: str) -> str:
     return parent
 
 
-def _remote_targets(remote: Remote, revs: Sequence[str]) -> tuple[list[RemoteRef], list[str]]:
+def _remote_targets(repo: Repository, remote: Remote,
+                    revs: Sequence[str]) -> tuple[list[RemoteRef], list[str]]:
     if not revs:
         return remote.refs(), []
     selected: list[RemoteRef] = []
@@ -656,9 +663,22 @@ def _remote_targets(remote: Remote, revs: Sequence[str]) -> tuple[list[RemoteRef
         found = [r for r in (remote.ref(kind, rev) for kind in (RefKind.NAME, RefKind.TAG))
                  if r is not None]
         if not found:
-            raise NotFound(f"no name or tag {rev!r} on remote {remote.name!r}")
+            raise NotFound(f"no name or tag {rev!r} on remote {remote.name!r}"
+                           f"{_full_id_hint(repo, remote.name, rev)}")
         selected.extend(found)
     return selected, loose
+
+
+def _full_id_hint(repo: Repository, remote: str, rev: str) -> str:
+    """For an id prefix: a remote is asked by full id only (it has no index to match
+    prefixes against); the full id when the prefix names one manifest here."""
+    if not is_id_prefix(rev):
+        return ""
+    try:
+        full = repo.store.resolve_unique(rev)
+    except CasrepoError:
+        return "; a version is fetched by its full 64-character id, not a prefix"
+    return f"; a version is fetched by its full id: 'casrepo pull {remote} {full}'"
 
 
 # -- clone -----------------------------------------------------------------------
