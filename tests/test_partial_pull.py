@@ -239,3 +239,26 @@ def test_pull_of_an_id_prefix_says_a_full_id_is_needed(run: CliRun, tmp_path: Pa
     message = assert_error(run("pull", "origin", ids["raw1"][:8], cwd=b), 4, "full id")
     assert f"'casrepo pull origin {ids['raw1']}'" in message
     assert_ok(run("pull", "origin", ids["raw1"], cwd=b))
+
+
+def test_web_view_of_promised_data_says_where_it_is(run: CliRun, tmp_path: Path) -> None:
+    pytest.importorskip("starlette", reason="the web extra is not installed")
+    from starlette.testclient import TestClient
+
+    from casrepo.web.app import create_app
+
+    spot = Spot("fs", str(tmp_path / "remote"))
+    a, b = tmp_path / "a", tmp_path / "b"
+    ids = _pushed(run, a, spot)
+    _fresh(run, b, spot)
+    assert_ok(run("pull", "origin", "models/churn", cwd=b))
+    with TestClient(create_app(b / ".casrepo")) as client:
+        page = client.get(f"/v/{ids['images']}")
+        assert page.status_code == 200 and "left on remote origin" in page.text
+        assert "/file/" not in page.text
+        got = client.get(f"/v/{ids['images']}/file/README.md")
+        assert got.status_code == 404
+        assert got.text.startswith(f"the data of {ids['images'][:12]} was left on remote 'origin'")
+        assert got.text.count("\n") == 1
+        model = client.get(f"/v/{ids['model']}")
+        assert "/file/" in model.text  # its data is here: downloadable
