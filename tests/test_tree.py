@@ -518,3 +518,21 @@ def test_retention_prunes_a_tree_version_as_one_version(repo: Repository, projec
         assert got.text == (f"the data of {second[:12]} was pruned by gc on "
                             + got.text.split(" was pruned by gc on ", 1)[1])
         assert got.text.count(second[:12]) == 1 and got.text.count("\n") == 1
+
+
+def test_a_pruned_tree_version_is_pruned_in_a_clone_too(tmp_path: Path, run: CliRun) -> None:
+    a = tmp_path / "a"
+    a.mkdir()
+    assert_ok(run("init", cwd=a))
+    make_data(a / "data")
+    assert_ok(run("add", "data", "--name", "big", cwd=a))
+    (a / "data/d0/s0/f0.txt").write_bytes(b"second")
+    assert_ok(run("add", "data", "--name", "big", cwd=a))
+    assert_ok(run("gc", "--keep-last", "1", "--prune-expire", "now", "--reflog-expire", "now",
+                  cwd=a))
+    assert_ok(run("remote", "add", "origin", str(tmp_path / "remote"), cwd=a))
+    assert_ok(run("push", cwd=a))
+    assert_ok(run("clone", str(tmp_path / "remote"), str(tmp_path / "b"), cwd=tmp_path))
+    b = tmp_path / "b"
+    assert_error(run("get", "big~1", "out", cwd=b), 4, "was pruned by gc on")
+    assert len(assert_ok(run("fsck", "--json", cwd=b)).json()["pruned"]) == 1

@@ -420,6 +420,8 @@ def _changed_closure(repo: Repository, pairs: Sequence[tuple[str, str | None]]) 
                 else:
                     raise IntegrityError(f"manifest {oid} links to missing object {blob} "
                                          "(run 'casrepo fsck')") from None
+    if closure.pruned:  # a tree's nodes hold the links; the version is recorded with them
+        closure.pruned.update(oid for oid in expanded if oid in pruned)
     return closure
 
 
