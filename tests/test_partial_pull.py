@@ -173,6 +173,10 @@ def test_a_tree_input_is_promised_as_one_version(run: CliRun, tmp_path: Path, sp
     assert sorted(p["id"] for p in checked["promised"]) == sorted(
         ids[k] for k in ("raw", "raw1", "images"))
     assert assert_ok(run("fsck", cwd=b)).stdout.count("promised: ") == 3
+    # A push elsewhere names the version whose data is missing, not one of its nodes.
+    assert_ok(run("remote", "add", "other", str(tmp_path / "other"), cwd=b))
+    assert_error(run("push", "other", ids["images"], cwd=b), 4,
+                 f"the data of {ids['images'][:12]} is on remote 'origin'")
     assert_ok(run("get", ids["images"], str(tmp_path / "images"), cwd=b))
     assert tree(tmp_path / "images") == tree(a / "images")
 

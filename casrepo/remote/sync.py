@@ -39,7 +39,7 @@ from casrepo.errors import (
     UsageError,
 )
 from casrepo.ids import is_id_prefix, is_object_id, ref_name_problem
-from casrepo.manifest import Rel, Target
+from casrepo.manifest import TREE_KIND, Link, Rel, Target
 from casrepo.promised import read_promised
 from casrepo.refs import ANY, RefKind
 from casrepo.remote import FRESHEN_AFTER, Remote, RemoteRef
@@ -53,6 +53,7 @@ from casrepo.remote.settings import open_named as open_named
 from casrepo.remote.settings import remove_remote as remove_remote
 from casrepo.remote.tracking import Tracking
 from casrepo.repository import Repository
+from casrepo.tree import owning_versions
 
 
 def _rejected(report: TransferReport) -> RefsRejected:
@@ -212,6 +213,8 @@ def _refuse_promised(closure: _Closure, present: dict[str, float], remote: str) 
     if lacking:
         blob = lacking[0]
         owner, where = closure.promised[blob]
+        # Named by its version: a tree node is part of one.
+        owner = next(iter(owning_versions(closure.links, closure.nodes, [owner])), owner)
         raise NotFound(f"the data of {owner[:12]} is on remote {where!r}, not here, nor on remote "
                        f"{remote!r}: 'casrepo fetch {where} {owner}' brings it (object {blob})")
 
@@ -319,6 +322,10 @@ class _Closure:
     """Blob -> (manifest, remote): data a partial fetch left on that remote."""
     children: dict[str, list[str]] = field(default_factory=dict)
     """Manifest -> the manifests it links to."""
+    links: dict[str, list[Link]] = field(default_factory=dict)
+    """Manifest -> its links to manifests, for the manifests the walk read."""
+    nodes: set[str] = field(default_factory=set)
+    """The tree nodes among them (parts of a version, see casrepo.tree)."""
     previous: dict[str, str | None] = field(default_factory=dict)
     """Manifest -> its previous version, for the manifests the walk read."""
 
@@ -375,7 +382,12 @@ def _changed_closure(repo: Repository, pairs: Sequence[tuple[str, str | None]]) 
             expanded.append(oid)
             kids = closure.children[oid] = []
             closure.previous[oid] = None
-            for link in repo.manifests.links(repo.document(oid)):  # legacy: bare ids too
+            document = repo.document(oid)
+            if document.get("kind") == TREE_KIND:
+                closure.nodes.add(oid)
+            links = repo.manifests.links(document)
+            closure.links[oid] = [lk for lk in links if lk.target is Target.MANIFEST]
+            for link in links:  # legacy: bare ids too
                 if link.target is Target.MANIFEST:
                     kids.append(link.id)
                     if link.rel is Rel.PREVIOUS:
