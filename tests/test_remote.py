@@ -458,7 +458,7 @@ def test_remote_commands_check_their_input(run: CliRun, machines: tuple[Path, Pa
     assert_error(run("remote", "add", "x", str(tmp_path / "r2"), cwd=a), 5, "exists")
     assert_error(run("remote", "remove", "nope", cwd=a), 4)
     assert_error(run("push", "orgin", cwd=a), 4, "neither a remote (remotes: x)")
-    assert_error(run("pull", cwd=a), 7, "empty")
+    assert_error(run("pull", cwd=a), 7, "does not exist")  # nothing pushed: not made yet
     assert_ok(run("push", cwd=a))  # something there, so that pull looks for the name
     for command in ("pull", "fetch"):
         assert_error(run(command, "orgin", cwd=a), 4, "no name or tag 'orgin'",
