@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 _WHERE = {
     "AmbiguousRev": "errors", "Busy": "errors", "CasrepoError": "errors", "Conflict": "errors",
-    "DataPruned": "errors", "IntegrityError": "errors", "NotARepository": "errors",
+    "DataPromised": "errors", "DataPruned": "errors", "IntegrityError": "errors", "NotARepository": "errors",
     "NotFound": "errors", "RefChanged": "errors", "RefsRefused": "errors", "RefsRejected": "errors",
     "RemoteError": "errors", "SystemFailure": "errors", "UsageError": "errors",
     "Artifact": "manifest", "BlobRef": "manifest", "DirectoryArtifact": "manifest",
@@ -37,6 +37,7 @@ __all__ = [
     "Busy",
     "CasrepoError",
     "Conflict",
+    "DataPromised",
     "DataPruned",
     "DirEntry",
     "DirectoryArtifact",
@@ -86,6 +87,7 @@ if TYPE_CHECKING:
         Busy,
         CasrepoError,
         Conflict,
+        DataPromised,
         DataPruned,
         IntegrityError,
         NotARepository,

@@ -60,6 +60,11 @@ class DataPruned(NotFound):
     """An artifact whose data gc's retention removed on purpose (its manifest remains)."""
 
 
+class DataPromised(NotFound):
+    """An artifact whose data a partial pull left on a remote that cannot give it now
+    (the remote was removed, or no longer has it)."""
+
+
 class Conflict(CasrepoError):
     """A tag that exists, a ref that changed under us, a destination in the way."""
 

@@ -24,10 +24,12 @@ from casrepo.errors import IntegrityError, UsageError
 from casrepo.ids import is_object_id
 from casrepo.lockfile import abandoned_locks
 from casrepo.manifest import Link, Target
+from casrepo.promised import drop_promised
 from casrepo.reach import Retention, mark
 from casrepo.refs import DamagedLine
 from casrepo.repository import Repository
 from casrepo.store import ObjectInfo
+from casrepo.tree import owning_versions
 
 GCProgress = Callable[[str, int, int], None]
 """Progress callback: (phase, done, total)."""
@@ -44,7 +46,8 @@ class GCReport:
     kept_recent: int = 0
     temp_files_removed: list[Path] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
-    """Manifests whose data this run removed under the retention rules (manifests stay)."""
+    """Versions whose data this run removed under the retention rules (manifests stay;
+    a directory's tree nodes are part of its version)."""
     retention: dict[str, Any] = field(default_factory=dict)
     """The retention rules applied: keep_last, keep_within (only those set)."""
     reflog_roots: int = 0
@@ -140,18 +143,34 @@ def collect_garbage(repo: Repository, *, expire: datetime | str | None = "config
                 continue
             removed.append(info)
         gone = {info.id for info in removed}
-        pruned = sorted(oid for oid in reach.thin
-                        if any(lk.target is Target.BLOB and lk.id in gone
-                               for lk in reach.links.get(oid, ())))
+        emptied = {oid for oid in reach.thin
+                   if any(lk.target is Target.BLOB and lk.id in gone
+                          for lk in reach.links.get(oid, ()))}
+        # A tree node is part of its directory's version: the version is what was
+        # pruned (and counted); the nodes stay recorded too, as they hold the links
+        # to the missing blobs that the record excuses.
+        pruned = sorted(owning_versions(reach.links, reach.tree_nodes, emptied))
         if not dry_run:
-            if pruned:  # recorded before the first blob goes (see casrepo.pruned)
-                repo.pruned.append(clock.format_time(clock.now()), rules, pruned)
+            if emptied:  # recorded before the first blob goes (see casrepo.pruned)
+                repo.pruned.append(clock.format_time(clock.now()), rules,
+                                   emptied.union(pruned))
             # The index first: it must never hold a manifest the store lost.
             repo.index.forget(gone)
             for n, info in enumerate(removed, 1):
                 repo.store.delete(info.id)
                 if n % 1000 == 0:
                     report("remove", n, len(removed))
+        if not dry_run and reach.promised_records:
+            # Records that cover nothing any more go: manifests this run removed,
+            # and those whose data has all arrived since (a version kept with the
+            # nodes that still miss data).
+            still = {oid for oid, links in reach.links.items()
+                     if oid in reach.promised_records
+                     and any(lk.target is Target.BLOB and not repo.store.exists(lk.id)
+                             for lk in links)}
+            still.update(owning_versions(reach.links, reach.tree_nodes, still))
+            drop_promised(repo.dir, lambda oid: oid in still or (
+                oid not in reach.links and oid not in gone and repo.store.exists(oid)))
         temps = repo.store.abandoned_temp_files()
         locks = abandoned_locks(repo.refs.locks(), remove=not dry_run)
         if not dry_run:

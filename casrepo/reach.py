@@ -22,6 +22,7 @@ from casrepo.naming import RefEntry
 from casrepo.promised import read_promised
 from casrepo.refs import RefKind
 from casrepo.repository import Repository
+from casrepo.tree import owning_versions
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,12 @@ class Reachability:
     thin_blobs: set[str] = field(default_factory=set)
     """Blobs that only thin manifests link to."""
     pruned: set[str] = field(default_factory=set)
-    """Manifests whose data an earlier gc pruned (their missing blobs are no damage)."""
+    """Versions whose data an earlier gc pruned (their missing blobs are no damage);
+    a tree node's missing data counts as its version's."""
     promised: dict[str, str] = field(default_factory=dict)
-    """Manifests whose missing data a partial fetch left on a remote -> that remote."""
+    """Versions whose missing data a partial fetch left on a remote -> that remote."""
+    promised_records: set[str] = field(default_factory=set)
+    """Every manifest the record of promised data names (reachable or not)."""
     links: dict[str, list[Link]] = field(default_factory=dict)
     """The links of every reachable manifest."""
     tree_nodes: set[str] = field(default_factory=set)
@@ -238,6 +242,7 @@ def mark(repo: Repository, extra_roots: Iterable[str] = (), include_refs: bool =
     result = Reachability(roots, bad_refs=bad_refs)
     walk = _Walk(repo, result, retention or Retention())
     walk.known = known_links or {}
+    result.promised_records = set(walk.promised)
     start: list[tuple[str, bool, str]] = []
     for root in roots:
         via = f"{root.kind.label} {root.name}"
@@ -260,6 +265,13 @@ def mark(repo: Repository, extra_roots: Iterable[str] = (), include_refs: bool =
     result.kept_by_ref_log = len(result.objects) - before
     result.thin = result.manifests - walk.whole
     _unexcuse_current_versions(result, walk.pruned_gaps)
+    # Missing data is found below tree nodes, but it is their version's: counted
+    # and listed once, as the version (see casrepo.tree.owning_versions).
+    if result.tree_nodes:
+        result.pruned = set(owning_versions(result.links, result.tree_nodes, result.pruned))
+        result.promised = {version: result.promised[source] for version, source in
+                           owning_versions(result.links, result.tree_nodes,
+                                           result.promised).items()}
     return result
 
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import itertools
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -50,6 +50,7 @@ from casrepo.manifest import (
     MAX_ENTRY_PATH_BYTES,
     TREE_KIND,
     DirectoryArtifact,
+    Link,
     Rel,
     Target,
 )
@@ -501,3 +502,30 @@ def build(put: Callable[[bytes], PutResult], files: Iterable[Entry]) -> tuple[st
         builder.add(*f)
     node, count, size = builder.finish()
     return node, count, size, builder.stats
+
+
+def owning_versions(links: Mapping[str, Iterable[Link]], nodes: Collection[str],
+                    affected: Iterable[str]) -> dict[str, str]:
+    """The versions (manifests that are not tree nodes) that ``affected`` manifests
+    belong to, each mapped to an affected manifest it holds: an affected version
+    itself, and every version whose tree holds an affected node. A node is part
+    of its directory's version, never a version of its own: retention prunes and
+    a partial pull leaves the version whole, and both count it once."""
+    parents: dict[str, list[str]] = {}
+    for oid, out in links.items():
+        for link in out:
+            if link.target is Target.MANIFEST and link.id in nodes and link.rel is Rel.CONTENT:
+                parents.setdefault(link.id, []).append(oid)
+    found: dict[str, str] = {}
+    stack = [(oid, oid) for oid in affected]
+    seen: set[str] = set()
+    while stack:
+        oid, source = stack.pop()
+        if oid in seen:
+            continue
+        seen.add(oid)
+        if oid not in nodes:
+            found.setdefault(oid, source)
+            continue
+        stack += [(parent, source) for parent in parents.get(oid, ())]
+    return found

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from casrepo.errors import DataPruned, IntegrityError
+from casrepo.errors import DataPromised, DataPruned, IntegrityError
 from casrepo.manifest import AnyManifest, Rel, Target, links_of
+from casrepo.promised import read_promised
 from casrepo.pruned import PrunedEntry
 from casrepo.refs import RefKind
 
@@ -60,8 +61,9 @@ def data_pruned(repo: Repository, oid: str) -> bool:
     """True when gc's retention removed data of manifest ``oid`` and it is still gone."""
     if pruned_record(repo, oid) is None:
         return False
-    return any(link.target is Target.BLOB and not repo.store.exists(link.id)
-               for link in links_of(repo.document(oid)))
+    blobs = [link.id for link in links_of(repo.document(oid)) if link.target is Target.BLOB]
+    # A directory stored as a tree links to no blob itself: its record stands for it.
+    return not blobs or any(not repo.store.exists(blob) for blob in blobs)
 
 
 def check_data(repo: Repository, oid: str, blobs: Sequence[str], rev: str) -> None:
@@ -71,13 +73,30 @@ def check_data(repo: Repository, oid: str, blobs: Sequence[str], rev: str) -> No
     if not absent or repo.fetch_missing(absent):
         return
     missing = absent[0]
+    # An id the user typed (or a page's short id) is not repeated after itself.
+    what = rev if oid.startswith(rev) else f"{rev} ({oid[:12]})"
     entry = pruned_record(repo, oid)
     if entry is not None:
         rules = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in sorted(entry.rules.items()))
-        raise DataPruned(f"the data of {rev} ({oid[:12]}) was pruned by gc on {entry.time}"
+        raise DataPruned(f"the data of {what} was pruned by gc on {entry.time}"
                          f"{f' ({rules})' if rules else ''}; its manifest and lineage remain, "
                          "and adding the same data again restores it")
+    remote = read_promised(repo.dir).get(oid)
+    if remote is not None:
+        raise DataPromised(promised_message(repo, what, oid, remote))
     raise IntegrityError(f"object {missing} is missing from the store (run 'casrepo fsck')")
+
+
+def promised_message(repo: Repository, what: str, oid: str, remote: str) -> str:
+    """Why the data of ``oid``, which a partial fetch left on ``remote``, is not here."""
+    left = f"the data of {what} was left on remote {remote!r} by a partial pull"
+    if remote not in repo.config.remotes:
+        return (f"{left}, and that remote is not configured any more: add it again "
+                f"('casrepo remote add {remote} URL') and run 'casrepo fetch {remote} {oid}'")
+    if repo.on_miss is None:  # nothing here fetches on a miss (a library caller, the web view)
+        return f"{left}: run 'casrepo fetch {remote} {oid}' to bring it"
+    return (f"{left}, and that remote no longer has it: fetch it from a remote that does "
+            f"('casrepo fetch REMOTE {oid}'), or add the same data again")
 
 
 @dataclass(frozen=True)

@@ -458,7 +458,7 @@ def test_remote_commands_check_their_input(run: CliRun, machines: tuple[Path, Pa
     assert_error(run("remote", "add", "x", str(tmp_path / "r2"), cwd=a), 5, "exists")
     assert_error(run("remote", "remove", "nope", cwd=a), 4)
     assert_error(run("push", "orgin", cwd=a), 4, "neither a remote (remotes: x)")
-    assert_error(run("pull", cwd=a), 7, "empty")
+    assert_error(run("pull", cwd=a), 7, "does not exist")  # nothing pushed: not made yet
     assert_ok(run("push", cwd=a))  # something there, so that pull looks for the name
     for command in ("pull", "fetch"):
         assert_error(run(command, "orgin", cwd=a), 4, "no name or tag 'orgin'",
@@ -706,3 +706,47 @@ def test_a_corrupt_local_object_is_never_pushed(run: CliRun, machines: tuple[Pat
     assert_error(run("push", cwd=a), 6, blob, "corrupt")
     assert spot.object_ids() == set()  # neither under its id nor under what it hashes to
     assert spot.open().refs() == []
+
+
+def test_s3_remotes_without_boto3_say_how_to_install_it(tmp_path: Path) -> None:
+    """Without the s3 extra: exit 74 and the install hint, as serve without the web extra."""
+    broken = tmp_path / "site"
+    (broken / "boto3").mkdir(parents=True)
+    (broken / "boto3" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'boto3'\", name='boto3')\n")
+    project = tmp_path / "p"
+    project.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(broken), *filter(None, [os.environ.get("PYTHONPATH")])])}
+
+    def casrepo(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "casrepo", "-C", str(project), *args],
+                              capture_output=True, text=True, env=env, timeout=120)
+
+    assert casrepo("init").returncode == 0
+    (project / "a.txt").write_text("a")
+    assert casrepo("add", "a.txt", "--name", "a").returncode == 0
+    assert casrepo("remote", "add", "s3r", "s3://bucket/x").returncode == 0
+    for args in (["push", "s3r"], ["fetch", "s3r"], ["gc", "--remote", "s3r", "--dry-run"],
+                 ["clone", "s3://bucket/x", str(tmp_path / "c")]):
+        done = casrepo(*args)
+        assert done.returncode == 74, (args, done.stderr)
+        assert done.stderr == ("casrepo: error: S3 remote 's3r' needs boto3, which is not "
+                               "installed: install the s3 extra: pip install 'casrepo[s3]'\n"
+                               ).replace("'s3r'", "'origin'" if args[0] == "clone" else "'s3r'")
+    assert not (tmp_path / "c").exists()
+
+
+def test_clone_of_a_missing_or_foreign_directory_says_which(tmp_path: Path, run: CliRun) -> None:
+    missing = tmp_path / "nonexist"
+    assert_error(run("clone", str(missing), str(tmp_path / "c1"), cwd=tmp_path), 7,
+                 f"({missing}) does not exist")
+    foreign = tmp_path / "foreign"
+    write(foreign / "notes.txt", b"not a repository")
+    assert_error(run("clone", str(foreign), str(tmp_path / "c2"), cwd=tmp_path), 7,
+                 "exists, is not empty and holds no casrepo repository")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_error(run("clone", str(empty), str(tmp_path / "c3"), cwd=tmp_path), 7,
+                 "is empty: nothing was pushed to it")
+    assert not any((tmp_path / c).exists() for c in ("c1", "c2", "c3"))

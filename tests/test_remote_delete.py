@@ -54,12 +54,17 @@ def test_a_deleted_name_is_not_pushed_again_by_a_plain_push(run: CliRun, tmp_pat
     deleted = assert_ok(run("push", "--delete", "origin", "models/old", "--json", cwd=a)).json()
     assert [(r["name"], r["status"], r["new"]) for r in deleted["refs"]] == [
         ("models/old", "deleted", None)]
+    assert_ok(run("push", "origin", "models/old", cwd=a))
+    said = assert_ok(run("push", "--delete", "origin", "models/old", cwd=a)).stdout
+    assert said.startswith("deleted ") and "object(s)" not in said  # nothing was uploaded
     assert _remote_names(run, a) == ["keep"]
     assert "models/old" in [n["name"] for n in assert_ok(run("refs", "--json", cwd=a)).json()["names"]]
     for where in (a, b):  # the deleter, and a clone that never had newer versions
         pushed = assert_ok(run("push", "--json", cwd=where)).json()
         statuses = {r["name"]: r["status"] for r in pushed["refs"]}
         assert statuses == {"keep": "up-to-date", "models/old": "deleted-there"}
+        there = next(r for r in pushed["refs"] if r["name"] == "models/old")
+        assert there["old"] is None  # the remote holds nothing for it
         assert _remote_names(run, a) == ["keep"]
     plain = assert_ok(run("push", cwd=b)).stdout
     assert "casrepo push origin models/old" in plain  # how to make it again, if meant
@@ -153,7 +158,10 @@ def test_fetch_prune_and_pull_prune(run: CliRun, tmp_path: Path, spot: Spot) -> 
     assert names == {"keep", "more"}  # ...and keeps one with versions the remote never had
     assert_ok(run("log", "more", cwd=c))
     pushed = assert_ok(run("push", "--json", cwd=c)).json()
-    assert {r["name"]: r["status"] for r in pushed["refs"]}["more"] == "deleted-there"
+    more = next(r for r in pushed["refs"] if r["name"] == "more")
+    assert more["status"] == "deleted-there"
+    # pull --prune kept it (it moved on here): the hint does not suggest it again.
+    assert "pull --prune" not in more["reason"] and "casrepo name -d more" in more["reason"]
     assert _remote_names(run, a) == ["keep"]
     # The deleter's own names are what it deleted: pull --prune deletes them here too.
     pulled = assert_ok(run("pull", "--prune", "--json", cwd=a)).json()

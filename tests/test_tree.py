@@ -480,3 +480,61 @@ def test_a_node_that_is_its_own_ancestor_is_refused() -> None:
     reader = tree.TreeReader(lambda oid, referrer: documents[oid])  # nothing cached
     with pytest.raises(IntegrityError, match="a cycle"):
         list(reader.level(a, "test"))
+
+
+def test_retention_prunes_a_tree_version_as_one_version(repo: Repository, project: Path,
+                                                        run: CliRun) -> None:
+    from starlette.testclient import TestClient
+
+    from casrepo.web.app import create_app
+
+    make_data(project / "data")
+    first = last_id(run("add", "data", "--name", "big"))
+    (project / "data/d0/s0/f0.txt").write_bytes(b"second")
+    second = last_id(run("add", "data", "--name", "big"))
+    (project / "data/d0/s0/f0.txt").write_bytes(b"third")
+    (project / "data/wide/n001").write_bytes(b"third too")
+    assert_ok(run("add", "data", "--name", "big"))
+    nodes = node_ids(repo)
+    gc = assert_ok(run("gc", "--keep-last", "1", "--prune-expire", "now",
+                       "--reflog-expire", "now"))
+    # Two versions lost data; their nodes are part of them, not versions of their own.
+    assert "pruned the data of 2 old version(s)" in gc.stderr + gc.stdout
+    assert node_ids(repo) == nodes  # nodes are metadata: they stay, as manifests do
+    checked = assert_ok(run("fsck", "--json")).json()
+    assert checked["ok"] and sorted(checked["pruned"]) == sorted([first, second])
+    for rev in ("big~1", "big~2", f"{second}", "big~1:d0/s0/f0.txt"):
+        assert_error(run("get", rev, "out"), 4, "was pruned by gc on")
+    assert not (project / "out").exists()
+    # Its listing, and the files it shares with the kept version, remain readable.
+    listed = assert_ok(run("ls", "big~1", "-R", "--json")).json()
+    assert "d0/s0/f0.txt" in [e["path"] for e in listed]
+    assert_ok(run("get", "big~1:top.bin", "top.bin"))
+    assert "[data pruned]" in assert_ok(run("log", "big")).stdout
+    with TestClient(create_app(repo.dir)) as client:
+        page = client.get(f"/v/{second}", params={"path": "d0/s0"})
+        assert page.status_code == 200 and "was pruned" in page.text
+        assert "/file/" not in page.text  # no download link for data that is gone
+        got = client.get(f"/v/{second}/file/d0/s0/f0.txt")
+        assert got.status_code == 410
+        assert got.text == (f"the data of {second[:12]} was pruned by gc on "
+                            + got.text.split(" was pruned by gc on ", 1)[1])
+        assert got.text.count(second[:12]) == 1 and got.text.count("\n") == 1
+
+
+def test_a_pruned_tree_version_is_pruned_in_a_clone_too(tmp_path: Path, run: CliRun) -> None:
+    a = tmp_path / "a"
+    a.mkdir()
+    assert_ok(run("init", cwd=a))
+    make_data(a / "data")
+    assert_ok(run("add", "data", "--name", "big", cwd=a))
+    (a / "data/d0/s0/f0.txt").write_bytes(b"second")
+    assert_ok(run("add", "data", "--name", "big", cwd=a))
+    assert_ok(run("gc", "--keep-last", "1", "--prune-expire", "now", "--reflog-expire", "now",
+                  cwd=a))
+    assert_ok(run("remote", "add", "origin", str(tmp_path / "remote"), cwd=a))
+    assert_ok(run("push", cwd=a))
+    assert_ok(run("clone", str(tmp_path / "remote"), str(tmp_path / "b"), cwd=tmp_path))
+    b = tmp_path / "b"
+    assert_error(run("get", "big~1", "out", cwd=b), 4, "was pruned by gc on")
+    assert len(assert_ok(run("fsck", "--json", cwd=b)).json()["pruned"]) == 1

@@ -104,14 +104,17 @@ def remote_list(state: State, as_json: bool) -> None:
 
 @remote.command("remove", epilog=examples("casrepo remote remove origin"))
 @click.argument("name")
+@click.option("--force", is_flag=True,
+              help="Remove it even though a partial pull left data there that is not here.")
 @json_option
 @pass_state
-def remote_remove(state: State, name: str, as_json: bool) -> None:
-    """Forget a remote (nothing on the remote is touched)."""
+def remote_remove(state: State, name: str, force: bool, as_json: bool) -> None:
+    """Forget a remote (nothing on the remote is touched). Refused (exit 5) while it
+    holds the only copy of data a partial pull left there, unless --force."""
     from casrepo.remote.settings import remove_remote
 
     repo = state.repo()
-    settings = remove_remote(repo, name)
+    settings = remove_remote(repo, name, force=force)
     if as_json:
         emit_json(shapes.remote_settings(name, settings, repo.config.remote.default))
     else:
@@ -162,7 +165,8 @@ def _remote_typo_hint(state: State, name: str | None, revs: tuple[str, ...]) -> 
         raise
 
 
-def _print_report(report: TransferReport, verb: str, as_json: bool, direction: str) -> None:
+def _print_report(report: TransferReport, verb: str, as_json: bool, direction: str,
+                  totals: bool = True) -> None:
     if as_json:
         emit_json(shapes.transfer(report, direction))
         return
@@ -175,6 +179,8 @@ def _print_report(report: TransferReport, verb: str, as_json: bool, direction: s
             arrow = f"{short(r.old)}..{short(r.new)}" if r.old and r.old != r.new else short(r.new)
         why = f": {r.reason}" if r.reason else ""
         click.echo(f"{r.status:<12}  {r.kind.label:<4}  {r.name}  {arrow}{why}")
+    if not totals:  # push --delete moves refs only
+        return
     promised = (f"; the data of {report.promised} version(s) stays on the remote "
                 "(fetched when read)" if report.promised else "")
     click.echo(f"{verb} {report.objects} object(s), {human_size(report.bytes)}; "
@@ -182,7 +188,8 @@ def _print_report(report: TransferReport, verb: str, as_json: bool, direction: s
 
 
 @contextmanager
-def _reporting(verb: str, as_json: bool, direction: str) -> Iterator[ProgressLine]:
+def _reporting(verb: str, as_json: bool, direction: str,
+               totals: bool = True) -> Iterator[ProgressLine]:
     """Progress while it runs; the report even when some refs were rejected (exit 5)
     or refused (exit 6)."""
     with ProgressLine(verb, "objects", is_terminal() and not as_json) as progress:
@@ -190,7 +197,7 @@ def _reporting(verb: str, as_json: bool, direction: str) -> Iterator[ProgressLin
             yield progress
         except (RefsRejected, RefsRefused) as e:
             progress.done()
-            _print_report(e.report, verb, as_json, direction)
+            _print_report(e.report, verb, as_json, direction, totals)
             raise
 
 
@@ -222,9 +229,9 @@ def push(state: State, remote_and_revs: tuple[str, ...], force: bool, delete: bo
             raise UsageError("--delete takes no --force or --full")
         if not revs:
             raise UsageError("--delete needs the names or tags to delete")
-        with _open(state, name) as handle, _reporting("pushed", as_json, "uploaded"):
+        with _open(state, name) as handle, _reporting("pushed", as_json, "uploaded", False):
             report = delete_remote_refs(state.repo(), handle, revs)
-        _print_report(report, "pushed", as_json, "uploaded")
+        _print_report(report, "pushed", as_json, "uploaded", totals=False)
         return
     if name is None and revs:
         _check_not_a_remote_typo(state, revs[0])

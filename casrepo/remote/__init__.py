@@ -27,7 +27,7 @@ from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from casrepo.config import CONFIG_FILE, REMOTE_NAME_RE, Config, RemoteConfig, parse_foreign_config
-from casrepo.errors import IntegrityError, NotFound, RemoteError, UsageError
+from casrepo.errors import IntegrityError, NotFound, RemoteError, SystemFailure, UsageError
 from casrepo.pruned import PrunedEntry
 from casrepo.refs import RefKind
 
@@ -36,6 +36,7 @@ FRESHEN_AFTER = 3600.0
 its modification time, so a remote gc's grace period protects an object that a
 push is about to make reachable again (git's "freshen", for remotes)."""
 
+S3_EXTRA_HINT = "install the s3 extra: pip install 'casrepo[s3]'"
 MAX_REMOTE_CONFIG = 64 << 10
 """A remote's config.yaml is refused beyond this size (bytes): it holds a few settings."""
 MAX_PRUNED_RECORD = 64 << 20
@@ -81,6 +82,10 @@ class Remote(ABC):
     @abstractmethod
     def exists(self) -> bool:
         """True when the remote holds a casrepo layout (False: nothing pushed yet)."""
+
+    def absence(self) -> str:
+        """Why :meth:`exists` is False, to end a message that names the remote."""
+        return "is empty: nothing was pushed to it"
 
     @abstractmethod
     def create(self) -> None:
@@ -362,7 +367,12 @@ def remote_config(config: Config, name: str | None) -> tuple[str, RemoteConfig]:
 def open_remote(name: str, settings: RemoteConfig) -> Remote:
     """Open a remote from its settings (imports boto3 only for S3)."""
     if settings.url.startswith("s3://"):
-        from casrepo.remote.s3 import S3Remote
+        try:
+            from casrepo.remote.s3 import S3Remote
+        except ImportError as e:  # an optional extra, not a bug: say how to get it
+            missing = e.name or "boto3"
+            raise SystemFailure(f"S3 remote {name!r} needs {missing}, which is not installed: "
+                                f"{S3_EXTRA_HINT}") from None
 
         return S3Remote(name, settings)
     from casrepo.remote.fs import FilesystemRemote

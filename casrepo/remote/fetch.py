@@ -17,13 +17,14 @@ from typing import Any, Literal
 
 from casrepo.clock import format_time, now
 from casrepo.errors import IntegrityError, NotFound
-from casrepo.manifest import MAX_MANIFEST_SIZE, Link, Rel, Target, parse_document
+from casrepo.manifest import MAX_MANIFEST_SIZE, TREE_KIND, Link, Rel, Target, parse_document
 from casrepo.promised import read_promised, record_promised
 from casrepo.pruned import PrunedEntry
 from casrepo.remote import Parallel, Remote
 from casrepo.remote.report import Progress, TransferReport
 from casrepo.repository import Repository
 from casrepo.store import Incoming
+from casrepo.tree import owning_versions
 
 DataScope = Literal["all", "roots", "inputs"]
 
@@ -78,6 +79,8 @@ class ObjectFetch:
         self.with_data: set[str] = set()
         """Manifests whose data a partial fetch brings."""
         self.graph: dict[str, list[Link]] = {}
+        self.nodes: set[str] = set()
+        """Walked manifests that are directory tree nodes (parts of a version)."""
         """The links of every walked manifest (a partial fetch picks its data from them)."""
         self.remote = remote
         self.report = report
@@ -195,6 +198,8 @@ class ObjectFetch:
             if oid in self.root_set:
                 return []  # a blob asked for by id, here already
             raise
+        if document.get("kind") == TREE_KIND:
+            self.nodes.add(oid)
         return self._follow(oid, self.repo.manifests.links(document))
 
     def _links_of_arrived(self, sink: Incoming) -> list[str]:
@@ -210,6 +215,8 @@ class ObjectFetch:
             raise IntegrityError(f"object {sink.id} on remote {self.remote.name!r} is "
                                  "linked as a manifest but is not one")
         links = self.repo.manifests.links(parsed, data)
+        if parsed.get("kind") == TREE_KIND:
+            self.nodes.add(sink.id)
         self.fetched.append((sink.id, parsed, links))
         return self._follow(sink.id, links)
 
@@ -279,10 +286,13 @@ class ObjectFetch:
             left = [oid for oid, links in self.graph.items() if oid not in self.with_data
                     and any(lk.target is Target.BLOB and lk.id not in arrived
                             and not self.repo.store.exists(lk.id) for lk in links)]
+            # A tree node's data is its version's: the version is recorded (and
+            # counted) with the nodes that link to the data left behind.
+            versions = owning_versions(self.graph, self.nodes, left)
             known = read_promised(self.repo.dir)
             record_promised(self.repo.dir, format_time(now()), self.remote.name,
-                            [oid for oid in left if known.get(oid) != self.remote.name])
-            self.report.promised = len(left)
+                            [oid for oid in {*left, *versions} if known.get(oid) != self.remote.name])
+            self.report.promised = len(versions)
         # Blobs first, then manifests deepest first: a reader never meets a
         # manifest whose links are not there yet.
         self.repo.store.install_received(blob_sinks + manifests)
@@ -291,6 +301,7 @@ class ObjectFetch:
         if skipped:  # pruned there: record it here, so get says so (exit 4)
             there = self._remote_pruned()
             owners = {o for b in skipped for o in self.blob_owners.get(b, []) if o in there}
+            owners.update(v for v in owning_versions(self.graph, self.nodes, owners) if v in there)
             self.repo.pruned.extend({o: there[o] for o in owners})
 
 

@@ -55,6 +55,8 @@ class FilesystemRemote(Remote):
                     with open(directory / CONFIG_FILE, "rb") as f:
                         data = f.read(casrepo.remote.MAX_REMOTE_CONFIG + 1)
                 except (FileNotFoundError, NotADirectoryError):
+                    if not os.path.lexists(self.path):  # moved away, or never pushed to
+                        raise RemoteError(f"{where} does not exist") from None
                     raise RemoteError(f"{where} holds no casrepo repository: {directory} has "
                                       f"no {CONFIG_FILE}") from None
                 # Read as data from elsewhere: bounded, no aliases, and its kinds are
@@ -79,6 +81,16 @@ class FilesystemRemote(Remote):
                 raise RemoteError(f"remote {self.name!r}: {self.path.parent} is not a "
                                   "directory (is the shared drive mounted?)")
             return (self._dir() / CONFIG_FILE).is_file()
+
+    def absence(self) -> str:
+        with self._io():
+            if not os.path.lexists(self.path):
+                return "does not exist"
+            if not self.path.is_dir():
+                return "is not a directory"
+            if any(self.path.iterdir()):
+                return "exists, is not empty and holds no casrepo repository"
+        return super().absence()
 
     def create(self) -> None:
         with self._io():

@@ -73,7 +73,8 @@ def collect_remote(repo: Repository, remote: Remote, *, expire: str | None = Non
     cutoff = None if cutoff_time is None else cutoff_time.timestamp()
     with remote.collecting(wait):
         if not remote.exists():
-            raise RemoteError(f"remote {remote.name!r} ({remote.url}) is empty: nothing to collect")
+            raise RemoteError(f"remote {remote.name!r} ({remote.url}) {remote.absence()}: "
+                              "nothing to collect")
         # Refs first: a push moves a ref only after its objects are there, so every
         # object a ref read here reaches is in the listing that follows.
         refs = remote.refs()

@@ -15,6 +15,8 @@ from typing import Literal
 from casrepo.config import Config, RemoteConfig, load_config, save_config
 from casrepo.errors import Conflict, NotFound, UsageError
 from casrepo.lockfile import ExclusiveLock
+from casrepo.promised import read_promised
+from casrepo.reach import mark
 from casrepo.remote import (
     Remote,
     check_endpoint,
@@ -84,15 +86,35 @@ def add_remote(repo: Repository, name: str, url: str, *, endpoint_url: str | Non
     return settings
 
 
-def remove_remote(repo: Repository, name: str) -> RemoteConfig:
-    """Forget a remote (nothing on the remote changes); returns its settings."""
+def remove_remote(repo: Repository, name: str, *, force: bool = False) -> RemoteConfig:
+    """Forget a remote (nothing on the remote changes); returns its settings.
+
+    Refused (:class:`Conflict`, exit 5) while versions here have data that a partial
+    pull left on that remote alone, unless ``force``: forgetting it would leave
+    no way to read that data."""
     with _config_lock(repo):
         config = load_config(repo.dir)  # as it is now: another process may have changed it
         config, settings = without_remote(config, name)
+        if not force:
+            held = promised_only_on(repo, name)
+            if held:
+                raise Conflict(
+                    f"remote {name!r} holds the only copy of the data of {len(held)} version(s) "
+                    f"here (such as {held[0][:12]}), left there by a partial pull: run "
+                    f"'casrepo fetch {name}' to bring it first, or remove the remote with "
+                    "--force (that data then cannot be read here)")
         save_config(repo.dir, config)
         repo.config = config
         forget(repo, name)  # what it last saw there would mislead a remote added again by that name
     return settings
+
+
+def promised_only_on(repo: Repository, name: str) -> list[str]:
+    """The reachable versions whose data, missing here, a partial pull left on remote
+    ``name`` (see :mod:`casrepo.promised`), sorted."""
+    if not read_promised(repo.dir):
+        return []
+    return sorted(oid for oid, where in mark(repo).promised.items() if where == name)
 
 
 def _config_lock(repo: Repository) -> ExclusiveLock:

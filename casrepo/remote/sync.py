@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from casrepo.canonical import LINK_KEY
 from casrepo.errors import (
+    CasrepoError,
     Conflict,
     IntegrityError,
     NotFound,
@@ -38,8 +39,8 @@ from casrepo.errors import (
     RemoteError,
     UsageError,
 )
-from casrepo.ids import is_object_id, ref_name_problem
-from casrepo.manifest import Rel, Target
+from casrepo.ids import is_id_prefix, is_object_id, ref_name_problem
+from casrepo.manifest import TREE_KIND, Link, Rel, Target
 from casrepo.promised import read_promised
 from casrepo.refs import ANY, RefKind
 from casrepo.remote import FRESHEN_AFTER, Remote, RemoteRef
@@ -53,6 +54,7 @@ from casrepo.remote.settings import open_named as open_named
 from casrepo.remote.settings import remove_remote as remove_remote
 from casrepo.remote.tracking import Tracking
 from casrepo.repository import Repository
+from casrepo.tree import owning_versions
 
 
 def _rejected(report: TransferReport) -> RefsRejected:
@@ -87,6 +89,10 @@ def push(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, force: b
     refs, loose = _local_targets(repo, revs)
     report = TransferReport(remote.name)
     if not remote.exists():
+        # An empty remote holds none of the data a partial pull left elsewhere: a push
+        # that needs it is refused before the remote's layout is made.
+        _refuse_promised(_changed_closure(repo, [(oid, None) for _, _, oid in refs]
+                                          + [(oid, None) for oid in loose]), {}, remote.name)
         remote.create()
     tracking = Tracking(repo, remote.name)
     with remote.writing():
@@ -181,10 +187,15 @@ def _plain_push_refs(refs: list[tuple[RefKind, str, str]],
     kept = []
     for kind, name, oid in refs:
         if (kind, name) not in there and tracking.knows((kind, name)):
+            # The remote holds nothing for it: no old value is claimed.
+            if oid == tracking.seen[(kind, name)]:
+                here = f"'casrepo pull --prune {remote}' deletes it here"
+            else:  # it moved on here: pull --prune would keep it
+                here = f"'casrepo {kind.label} -d {name}' drops it here"
             report.refs.append(RefUpdate(
-                kind, name, tracking.seen[(kind, name)], oid, "deleted-there",
+                kind, name, None, oid, "deleted-there",
                 f"it was deleted on remote {remote!r}; 'casrepo push {remote} {name}' makes it "
-                f"again, 'casrepo pull --prune {remote}' deletes it here (if unchanged)"))
+                f"again, {here}"))
             continue
         kept.append((kind, name, oid))
     return kept
@@ -204,6 +215,8 @@ def _refuse_promised(closure: _Closure, present: dict[str, float], remote: str) 
     if lacking:
         blob = lacking[0]
         owner, where = closure.promised[blob]
+        # Named by its version: a tree node is part of one.
+        owner = next(iter(owning_versions(closure.links, closure.nodes, [owner])), owner)
         raise NotFound(f"the data of {owner[:12]} is on remote {where!r}, not here, nor on remote "
                        f"{remote!r}: 'casrepo fetch {where} {owner}' brings it (object {blob})")
 
@@ -311,6 +324,10 @@ class _Closure:
     """Blob -> (manifest, remote): data a partial fetch left on that remote."""
     children: dict[str, list[str]] = field(default_factory=dict)
     """Manifest -> the manifests it links to."""
+    links: dict[str, list[Link]] = field(default_factory=dict)
+    """Manifest -> its links to manifests, for the manifests the walk read."""
+    nodes: set[str] = field(default_factory=set)
+    """The tree nodes among them (parts of a version, see casrepo.tree)."""
     previous: dict[str, str | None] = field(default_factory=dict)
     """Manifest -> its previous version, for the manifests the walk read."""
 
@@ -369,7 +386,12 @@ def _changed_closure(repo: Repository, pairs: Sequence[tuple[str, str | None]],
             expanded.append(oid)
             kids = closure.children[oid] = []
             closure.previous[oid] = None
-            for link in repo.manifests.links(repo.document(oid)):  # legacy: bare ids too
+            document = repo.document(oid)
+            if document.get("kind") == TREE_KIND:
+                closure.nodes.add(oid)
+            links = repo.manifests.links(document)
+            closure.links[oid] = [lk for lk in links if lk.target is Target.MANIFEST]
+            for link in links:  # legacy: bare ids too
                 if link.target is Target.MANIFEST:
                     kids.append(link.id)
                     if link.rel is Rel.PREVIOUS:
@@ -417,6 +439,8 @@ def _changed_closure(repo: Repository, pairs: Sequence[tuple[str, str | None]],
                 else:
                     raise IntegrityError(f"manifest {oid} links to missing object {blob} "
                                          "(run 'casrepo fsck')") from None
+    if closure.pruned:  # a tree's nodes hold the links; the version is recorded with them
+        closure.pruned.update(oid for oid in expanded if oid in pruned)
     return closure
 
 
@@ -473,8 +497,8 @@ def _fetch(repo: Repository, remote: Remote, revs: Sequence[str], progress: Prog
            delete_local: bool) -> tuple[TransferReport, list[RemoteRef]]:
     """fetch, with refused refs in the report instead of raised; returns the refs kept."""
     if not remote.exists():
-        raise RemoteError(f"remote {remote.name!r} ({remote.url}) is empty: nothing was pushed to it")
-    selected, loose = _remote_targets(remote, revs)
+        raise RemoteError(f"remote {remote.name!r} ({remote.url}) {remote.absence()}")
+    selected, loose = _remote_targets(repo, remote, revs)
     report = TransferReport(remote.name)
     refused = fetch_objects(repo, remote, [r.id for r in selected] + loose, report, progress,
                             asked_for=loose,
@@ -645,7 +669,8 @@ def rebase_onto(repo: Repository, head: str, onto: str) -> str:
     return parent
 
 
-def _remote_targets(remote: Remote, revs: Sequence[str]) -> tuple[list[RemoteRef], list[str]]:
+def _remote_targets(repo: Repository, remote: Remote,
+                    revs: Sequence[str]) -> tuple[list[RemoteRef], list[str]]:
     if not revs:
         return remote.refs(), []
     selected: list[RemoteRef] = []
@@ -659,9 +684,22 @@ def _remote_targets(remote: Remote, revs: Sequence[str]) -> tuple[list[RemoteRef
         found = [r for r in (remote.ref(kind, rev) for kind in (RefKind.NAME, RefKind.TAG))
                  if r is not None]
         if not found:
-            raise NotFound(f"no name or tag {rev!r} on remote {remote.name!r}")
+            raise NotFound(f"no name or tag {rev!r} on remote {remote.name!r}"
+                           f"{_full_id_hint(repo, remote.name, rev)}")
         selected.extend(found)
     return selected, loose
+
+
+def _full_id_hint(repo: Repository, remote: str, rev: str) -> str:
+    """For an id prefix: a remote is asked by full id only (it has no index to match
+    prefixes against); the full id when the prefix names one manifest here."""
+    if not is_id_prefix(rev):
+        return ""
+    try:
+        full = repo.store.resolve_unique(rev)
+    except CasrepoError:
+        return "; a version is fetched by its full 64-character id, not a prefix"
+    return f"; a version is fetched by its full id: 'casrepo pull {remote} {full}'"
 
 
 # -- clone -----------------------------------------------------------------------

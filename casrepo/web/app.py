@@ -21,13 +21,19 @@ from starlette.applications import Starlette
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from casrepo import __version__
-from casrepo.errors import CasrepoError, NotFound, UsageError
+from casrepo.errors import CasrepoError, DataPruned, NotFound, UsageError
 from casrepo.repository import Repository
 from casrepo.web import pages
 from casrepo.web.blobs import BlobResponse
@@ -211,7 +217,10 @@ class View:
     def download(self, request: Request) -> Response:
         oid = request.path_params["oid"]
         entry = self.compute(pages.blob_of, oid, request.path_params["path"])
-        fd, st = self.compute(lambda repo: _open_blob(repo, oid, entry.id))
+        try:
+            fd, st = self.compute(lambda repo: _open_blob(repo, oid, entry.id))
+        except NotFound as e:  # pruned on purpose (gone for good) or left on a remote
+            return PlainTextResponse(f"{e}\n", status_code=410 if isinstance(e, DataPruned) else 404)
         return BlobResponse(fd, st.st_size, entry.id, entry.path.rsplit("/", 1)[-1],
                             request.headers, request.method)
 

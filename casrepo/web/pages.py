@@ -18,6 +18,7 @@ from casrepo.canonical import LINK_KEY
 from casrepo.errors import CasrepoError, NotFound, UsageError
 from casrepo.ids import is_object_id, ref_name_problem
 from casrepo.manifest import GenericManifest, Rel
+from casrepo.promised import read_promised
 from casrepo.refs import RefKind
 
 if TYPE_CHECKING:
@@ -146,6 +147,8 @@ def version(repo: Repository, oid: str, path: str | None = None) -> dict[str, An
                       if k not in _LINK_FIELDS and k not in _SUMMARY_FIELDS}
     data["refs"] = repo.decorations().get(oid, [])
     data["data_pruned"] = repo.data_pruned(oid)
+    data["data_promised"] = read_promised(repo.dir).get(oid)
+    data["downloadable"] = not data["data_pruned"] and data["data_promised"] is None
     # Files: a directory one level at a time (ls), a file its one entry.
     is_dir, found = files.files_at(repo, manifest, None, oid[:12])
     data["has_files"] = found is not None
