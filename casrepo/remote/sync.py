@@ -91,8 +91,8 @@ def push(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, force: b
     if not remote.exists():
         # An empty remote holds none of the data a partial pull left elsewhere: a push
         # that needs it is refused before the remote's layout is made.
-        _refuse_promised(_changed_closure(repo, [(oid, None) for _, _, oid in refs]
-                                          + [(oid, None) for oid in loose]), {}, remote.name)
+        everything = [(oid, None) for _, _, oid in refs] + [(oid, None) for oid in loose]
+        _refuse_promised(_changed_closure(repo, everything, dict), {}, remote.name)
         remote.create()
     tracking = Tracking(repo, remote.name)
     with remote.writing():
