@@ -5,6 +5,7 @@ symlink, never into the repository."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import os
@@ -62,11 +63,15 @@ def get(repo: Repository, rev: str, dest: Path | str | None = None, *, force: bo
     if _is_real_dir(target):  # written inside, never replaced: it may hold the repository
         check_outside(repo, target, inside=True)
         if isinstance(manifest, DirectoryArtifact):
-            if not force:
+            # An empty directory is filled, as git clone does (written into, never
+            # replaced: it may be the working directory).
+            empty = not force and _is_empty(target)
+            if not force and not empty:
                 raise Conflict(f"destination exists: {target} (use --force to update it in "
                                "place, --delete as well to remove what the artifact lacks)")
             repo.check_data(oid, [e.content for e in entries], rev)
-            return _update_in_place(repo, oid, entries, target, link, delete)
+            result = _update_in_place(repo, oid, entries, target, link, delete)
+            return dataclasses.replace(result, in_place=False) if empty else result
         target = target / default_name(repo, oid, manifest, rev)  # into the directory, as cp
         if _is_real_dir(target):
             raise Conflict(f"destination is a directory: {target} (a file artifact is written "
@@ -159,6 +164,14 @@ def _added_from(repo: Repository, oid: str) -> str | None:
         if entry.new == oid and entry.source:
             return entry.source.rstrip("/").rsplit("/", 1)[-1]
     return None
+
+
+def _is_empty(directory: Path) -> bool:
+    try:
+        with os.scandir(directory) as it:
+            return next(it, None) is None
+    except OSError:
+        return False
 
 
 def _is_real_dir(path: Path) -> bool:
