@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 from pydantic import ValidationError
 
-from casrepo import tree
+from casrepo import guard, tree
 from casrepo.canonical import LINK_KEY
-from casrepo.errors import CasrepoError, RefChanged, UsageError
+from casrepo.errors import CasrepoError, Conflict, RefChanged, UsageError
 from casrepo.ids import check_ref_name, is_utf8, require_utf8, shown
 from casrepo.manifest import (
     AnyManifest,
@@ -92,6 +92,12 @@ def add(repo: Repository, path: Path | str, *, name: str | None = None, kind: st
     source = Path(path)
     if not source.exists():
         raise UsageError(f"path does not exist: {source}")
+    # The store's own files are never a source: a copy would store the store, and
+    # --link move would unlink its objects. A directory holding the repository is
+    # fine: its scan leaves the repository out (walk_directory).
+    problem = guard.relation(repo.dir, source, holding_ok=True)
+    if problem is not None:
+        raise Conflict(f"refusing to add {source}: it {problem} ({repo.dir})")
     if name is not None:
         check_ref_name(name)
     refuse_clash(repo, RefKind.NAME, name)  # before any work: a tag of that name exists
@@ -593,6 +599,9 @@ def walk_directory(root: Path, repo_dir: Path, exclude: Sequence[str],
         except OSError as e:
             raise UsageError(f"cannot add {root}: cannot read {entry.path}: "
                              f"{e.strerror}") from None
+        if stat.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) == skip:
+            report.skipped += 1  # a link to the repository: left out as the repository is
+            continue
         if stat.S_ISDIR(st.st_mode):
             raise UsageError(f"cannot add {entry.path}: symlinks to directories are not "
                              "supported")

@@ -5,6 +5,7 @@ symlink, never into the repository."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import os
@@ -21,6 +22,7 @@ from casrepo import copying
 from casrepo.durable import open_up_dir, remove_tree
 from casrepo.errors import Conflict, IntegrityError, NotFound, SystemFailure, UsageError
 from casrepo.files import dir_entries, narrowed, split
+from casrepo.guard import dir_id, relation
 from casrepo.manifest import AnyManifest, DirectoryArtifact, FileArtifact, GenericManifest, Rel, Target
 from casrepo.store import BUFFER_SIZE
 from casrepo.tree import Entry
@@ -61,11 +63,15 @@ def get(repo: Repository, rev: str, dest: Path | str | None = None, *, force: bo
     if _is_real_dir(target):  # written inside, never replaced: it may hold the repository
         check_outside(repo, target, inside=True)
         if isinstance(manifest, DirectoryArtifact):
-            if not force:
+            # An empty directory is filled, as git clone does (written into, never
+            # replaced: it may be the working directory).
+            empty = not force and _is_empty(target)
+            if not force and not empty:
                 raise Conflict(f"destination exists: {target} (use --force to update it in "
                                "place, --delete as well to remove what the artifact lacks)")
             repo.check_data(oid, [e.content for e in entries], rev)
-            return _update_in_place(repo, oid, entries, target, link, delete)
+            result = _update_in_place(repo, oid, entries, target, link, delete)
+            return dataclasses.replace(result, in_place=False) if empty else result
         target = target / default_name(repo, oid, manifest, rev)  # into the directory, as cp
         if _is_real_dir(target):
             raise Conflict(f"destination is a directory: {target} (a file artifact is written "
@@ -160,6 +166,14 @@ def _added_from(repo: Repository, oid: str) -> str | None:
     return None
 
 
+def _is_empty(directory: Path) -> bool:
+    try:
+        with os.scandir(directory) as it:
+            return next(it, None) is None
+    except OSError:
+        return False
+
+
 def _is_real_dir(path: Path) -> bool:
     """True when ``path`` is a directory itself, not a symlink to one."""
     try:
@@ -173,36 +187,12 @@ def check_outside(repo: Repository, path: Path, *, inside: bool = False) -> None
     the repository, or replace it or a directory that holds it. With ``inside``
     (an update in place, which writes below ``path`` and never replaces it), a
     ``path`` that holds the repository is allowed: the update itself never enters it.
-
-    Checked as the filesystem sees it, not as the path is spelled: symlinks in
-    it are resolved (``repo -> .`` makes ``repo/.casrepo`` the repository), and
-    directories are compared by device and inode too (a bind mount, a
-    case-insensitive name). A final symlink to such a directory is refused as
-    well, though replacing it would replace only the link: whoever typed it
-    almost certainly meant the directory.
-    """
-    home = repo.dir
-    repo_id = _dir_id(home)
-    if repo_id is None:
-        return
-    holders = {repo_id} | {i for up in home.parents if (i := _dir_id(up)) is not None}
-    followed = Path(os.path.realpath(path))
-    spelled = (Path(os.path.realpath(path.parent)) / path.name
-               if path.name not in ("", ".", "..") else followed)
-    for candidate in dict.fromkeys((spelled, followed)):
-        # A symlink at the end of ``spelled`` is the link itself (--force replaces it).
-        own_id = _dir_id(candidate) if candidate == followed else None
-        above = {_dir_id(up) for up in candidate.parents}
-        if candidate == home or own_id == repo_id:
-            problem = "is the repository"
-        elif home in candidate.parents or repo_id in above:
-            problem = "is inside the repository"
-        elif (candidate in home.parents or own_id in holders) and not inside:
-            problem = "holds the repository"
-        else:
-            continue
-        where = "links to a path that " if candidate != spelled else ""
-        raise Conflict(f"refusing to write {path}: it {where}{problem} ({home})")
+    Symlinks are resolved and directories compared by device and inode
+    (:func:`casrepo.guard.relation`); a final symlink to such a directory is
+    refused too, though replacing it would replace only the link."""
+    problem = relation(repo.dir, path, holding_ok=inside)
+    if problem is not None:
+        raise Conflict(f"refusing to write {path}: it {problem} ({repo.dir})")
 
 
 def write_to(repo: Repository, rev: str, sink: BinaryIO) -> GetResult:
@@ -296,15 +286,6 @@ class GetResult:
     """Paths in DEST the artifact lacks, removed by ``--delete`` (a directory counts once)."""
 
 
-def _dir_id(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of what ``path`` names, following symlinks; None if nothing."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
 def _single_blob(manifest: AnyManifest) -> tuple[str, bool]:
     if isinstance(manifest, FileArtifact):
         return manifest.content, manifest.executable
@@ -390,8 +371,8 @@ class _RepoGuard:
 
     def __init__(self, repo: Repository) -> None:
         self.home = repo.dir
-        self.repo_id = _dir_id(repo.dir)
-        self.holders = {i for up in repo.dir.parents if (i := _dir_id(up)) is not None}
+        self.repo_id = dir_id(repo.dir)
+        self.holders = {i for up in repo.dir.parents if (i := dir_id(up)) is not None}
 
     def check_enter(self, st: os.stat_result, where: str) -> None:
         if (st.st_dev, st.st_ino) == self.repo_id:

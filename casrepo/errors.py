@@ -46,6 +46,19 @@ class NotFound(CasrepoError):
     exit_code = 4
 
 
+class UnknownRev(NotFound):
+    """A rev that names nothing here; ``hint`` is added to the message where more
+    is known (a name a remote has, which only the command line looks up)."""
+
+    def __init__(self, rev: str, message: str) -> None:
+        self.rev = rev
+        self.hint = ""
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return super().__str__() + self.hint
+
+
 class AmbiguousRev(NotFound):
     """A prefix or rev that matches more than one object."""
 

@@ -165,6 +165,17 @@ class Lineage:
 
 
 @dataclass(frozen=True)
+class OtherVersion:
+    """A version of a name, other than the one asked about."""
+
+    id: str
+    rev: str
+    """How to name it: ``NAME`` for the newest version, else ``NAME~N``."""
+    earlier: bool | None
+    """Older than the version asked about (None: that one is not in the name's history)."""
+
+
+@dataclass(frozen=True)
 class Why:
     """Every path by which ``source`` depends on ``target``: the subgraph of the
     manifests that lie on one, with ``source``'s edges pointing towards ``target``."""
@@ -174,6 +185,9 @@ class Why:
     dag: Graph = field(repr=False)
     """The answer's graph (:attr:`graph` is the same as a networkx graph)."""
     warnings: tuple[str, ...] = ()
+    other_versions: tuple[OtherVersion, ...] = ()
+    """When ``source`` does not depend on ``target``: the other versions of
+    ``target``'s name that it does depend on, newest first."""
 
     @cached_property
     def graph(self) -> nx.DiGraph:
@@ -431,7 +445,29 @@ def why(repo: Repository, source_rev: str, target_rev: str,
         graph = upstream.subgraph(upstream.reaching(target) | {target})
     walker.graph = graph
     walker.describe_nodes(up=graph.nodes)
-    return Why(source, target, graph, walker.all_warnings())
+    others = () if target in upstream.nodes else _other_versions(repo, target, upstream)
+    return Why(source, target, graph, walker.all_warnings(), others)
+
+
+def _other_versions(repo: Repository, target: str, upstream: Graph) -> tuple[OtherVersion, ...]:
+    """The versions of ``target``'s name, other than ``target``, among ``upstream``:
+    what a "no" to ``why A B`` most often means is "A was made from another
+    version of B" (B moved on since). Newest first; none when ``target`` has no
+    name or its history cannot be read (fsck reports that)."""
+    from casrepo.versions import history  # only a "no" pays for reading the history
+
+    try:
+        name = repo.document(target).get("name")
+        if not isinstance(name, str):
+            return ()
+        newest = repo.refs.read(RefKind.NAME, name) or target
+        ids = [version.id for version in history(repo, newest)]
+    except CasrepoError:
+        return ()
+    here = ids.index(target) if target in ids else None
+    return tuple(OtherVersion(oid, name if i == 0 else f"{name}~{i}",
+                              None if here is None else i > here)
+                 for i, oid in enumerate(ids) if oid != target and oid in upstream.nodes)
 
 
 def _filter_kind(graph: Graph, root: str, kind: str) -> Graph:
@@ -572,7 +608,9 @@ def why_json(result: Why, max_paths: int | None = None) -> dict[str, Any]:
     return {"source": result.source, "target": result.target, "depends": result.depends,
             "path_count": count, "paths": paths, "paths_truncated": len(paths) < count,
             "has_cycle": result.has_cycle, "nodes": _nodes_json(result.dag),
-            "edges": _edges_json(result.dag), "warnings": list(result.warnings)}
+            "edges": _edges_json(result.dag), "warnings": list(result.warnings),
+            "other_versions": [{"id": other.id, "rev": other.rev}
+                               for other in result.other_versions]}
 
 
 def _dot_quote(text: str) -> str:

@@ -228,12 +228,16 @@ of every kind (other links are told by their values)."""
 
 def _field_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     changed: dict[str, tuple[Any, Any]] = {}
-    # A directory tree's totals (and its schema: flat or tree) describe its files,
-    # which diff reports file by file.
-    totals = {"files", "size", "schema"} if "tree" in old or "tree" in new else set()
+    # A directory tree's file count and schema (flat or tree) describe its files,
+    # which diff reports file by file; its size is told as a file artifact's is,
+    # whether the directory keeps it at the top (a tree) or in its entries (flat).
+    totals = {"files", "schema"} if "tree" in old or "tree" in new else set()
+    was_size, now_size = _total_size(old), _total_size(new)
+    if was_size != now_size:
+        changed["size"] = (was_size, now_size)
     for key in sorted(old.keys() | new.keys()):
-        if (key in _NOT_FIELDS or key in totals or _holds_links(old.get(key))
-                or _holds_links(new.get(key))):
+        if (key in _NOT_FIELDS or key in totals or key == "size"
+                or _holds_links(old.get(key)) or _holds_links(new.get(key))):
             continue
         if key == "meta" and (isinstance(old.get(key, {}), dict)
                               and isinstance(new.get(key, {}), dict)):
@@ -243,7 +247,17 @@ def _field_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[
                     changed[f"meta.{meta_key}"] = (was.get(meta_key), now.get(meta_key))
         elif old.get(key) != new.get(key) and not (_empty(old.get(key)) and _empty(new.get(key))):
             changed[key] = (old.get(key), new.get(key))
-    return changed
+    return dict(sorted(changed.items()))
+
+
+def _total_size(document: dict[str, Any]) -> Any:
+    """A manifest's size in bytes: a file's or a tree's ``size``, the sum of a flat
+    directory's entries; None for a manifest with neither (or one that is malformed)."""
+    entries = document.get("entries")
+    if "tree" not in document and isinstance(entries, list):
+        sizes = [e.get("size") if isinstance(e, dict) else None for e in entries]
+        return sum(sizes) if all(isinstance(n, int) for n in sizes) else None
+    return document.get("size")
 
 
 def _empty(value: Any) -> bool:

@@ -126,6 +126,10 @@ class Repository:
         path = Path(casrepo_dir)
         if not path.is_dir():
             raise NotARepository(f"not a casrepo repository: {path}")
+        if not (path / CONFIG_FILE).exists() and (path / CASREPO_DIR / CONFIG_FILE).is_file():
+            # A project directory given where its .casrepo was meant.
+            raise NotARepository(f"not a casrepo repository: {path} has no {CONFIG_FILE} "
+                                 f"(did you mean {path / CASREPO_DIR}?)")
         return cls(path.resolve(), load_config(path), registry)
 
     @classmethod

@@ -7,7 +7,15 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from casrepo.errors import AmbiguousRev, CasrepoError, IntegrityError, InvalidName, NotFound, UsageError
+from casrepo.errors import (
+    AmbiguousRev,
+    CasrepoError,
+    IntegrityError,
+    InvalidName,
+    NotFound,
+    UnknownRev,
+    UsageError,
+)
 from casrepo.ids import is_id_prefix, is_object_id, ref_name_problem
 from casrepo.manifest import Rel, links_of
 from casrepo.refs import RefKind
@@ -58,7 +66,8 @@ def _resolve_base(repo: Repository, base: str) -> str:
         return repo.store.resolve_unique(base)
     if not is_name:
         raise InvalidName(f"malformed rev {base!r}: {ref_name_problem(base)}")
-    raise NotFound(f"unknown rev {base!r}: no name, tag or object matches{_did_you_mean(repo, base)}")
+    raise UnknownRev(base, f"unknown rev {base!r}: no name, tag or object "
+                           f"matches{_did_you_mean(repo, base)}")
 
 
 def resolve_manifest(repo: Repository, rev: str) -> str:

@@ -74,6 +74,42 @@ def test_repo_option_pointing_at_an_empty_directory(run: Any, project: Path,
     assert list(empty.iterdir()) == []
 
 
+def test_repo_option_pointing_at_a_project_hints_at_its_casrepo(
+        run: Any, repo: Repository, project: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    line = assert_error(run("--repo", str(project), "refs", cwd=tmp_path), NOT_A_REPO)
+    assert line.endswith(f"has no config.yaml (did you mean {project / '.casrepo'}?)"), line
+    monkeypatch.setenv("CASREPO_DIR", str(project))
+    assert_error(run("refs", cwd=tmp_path), NOT_A_REPO, "did you mean")
+    monkeypatch.delenv("CASREPO_DIR")
+    assert_ok(run("--repo", str(project / ".casrepo"), "refs", cwd=tmp_path))
+
+
+def test_unknown_name_known_on_a_remote_says_how_to_pull_it(run: Any, machines: tuple[Path, Path],
+                                                            tmp_path: Path) -> None:
+    a, b = machines
+    write(a / "c.csv", b"x\n")
+    assert_ok(run("add", "c.csv", "--name", "datasets/clean", cwd=a))
+    assert_ok(run("tag", "v1", "datasets/clean", cwd=a))
+    remote = str(tmp_path / "remote")
+    for here in (a, b):
+        assert_ok(run("remote", "add", "origin", remote, cwd=here))
+    assert_ok(run("push", "origin", cwd=a))
+    # Before b has seen the remote's names: no hint.
+    line = assert_error(run("get", "datasets/clean", cwd=b), NOT_FOUND, "unknown rev")
+    assert "remote" not in line
+    assert_ok(run("fetch", "origin", cwd=b))
+    for args, rev, what in ((("get", "datasets/clean"), "datasets/clean", "name"),
+                            (("show", "datasets/clean~1"), "datasets/clean", "name"),
+                            (("get", "v1", "out"), "v1", "tag")):
+        line = assert_error(run(*args, cwd=b), NOT_FOUND, "unknown rev")
+        assert line.endswith(f"; {rev} is a {what} on remote 'origin': "
+                             f"'casrepo pull origin {rev}'"), line
+    line = assert_error(run("get", "datasets/nope", cwd=b), NOT_FOUND, "unknown rev")
+    assert "remote" not in line
+    assert not (b / "c.csv").exists() and not (b / "out").exists()
+
+
 def test_casrepo_dir_pointing_at_an_empty_directory(run: Any, repo: Repository, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     empty = tmp_path / "empty"

@@ -136,6 +136,27 @@ def test_existing_directory_without_force_is_a_conflict(run: Any, project: Path,
     assert snapshot(project / "somedir") == before
 
 
+def test_an_empty_directory_is_filled_without_force(run: Any, project: Path, tmp_path: Path,
+                                                    images: dict[str, tuple[bytes, bool]]) -> None:
+    """As git clone: an existing empty DEST is written into (not replaced: it may be
+    the working directory)."""
+    (project / "empty").mkdir()
+    inode = (project / "empty").stat().st_ino
+    plain = assert_ok(run("get", "v1", "empty/")).stdout
+    assert plain.startswith(f"wrote {len(images)} file(s)"), plain
+    assert tree(project / "empty") == images and (project / "empty").stat().st_ino == inode
+    here = tmp_path / "here"
+    here.mkdir()
+    doc = assert_ok(run("--repo", str(project / ".casrepo"), "get", "v1", ".", "--json",
+                        cwd=here)).json()
+    assert doc["in_place"] is False and doc["files"] == len(images)
+    assert tree(here) == images
+    assert leftovers(tmp_path) == []
+    # No longer empty: a conflict again.
+    assert_error(run("get", "v1", "empty"), CONFLICT, "destination exists")
+    healthy(run)
+
+
 @pytest.mark.parametrize("args", [("get", "v1", "somedir", "--delete"),
                                   ("get", "data", "out", "--force", "--delete")])
 def test_delete_needs_force_and_a_directory(run: Any, project: Path,

@@ -13,7 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import add, assert_error, assert_ok, last_id, make_tree, snapshot, tree, write
+from cli_support import (
+    add,
+    assert_error,
+    assert_ok,
+    last_id,
+    make_tree,
+    sha256,
+    snapshot,
+    tree,
+    write,
+)
 from pydantic import ValidationError
 
 from casrepo.canonical import canonical_json
@@ -118,6 +128,70 @@ def test_get_refuses_a_dest_that_names_no_entry(run: Any, tmp_path: Path,
     # An existing directory, however spelled, is a directory to write into (as cp).
     assert_ok(run("get", "good", str(other / "x" / "..")))
     assert sorted(p.name for p in other.iterdir()) == ["f.txt", "x"]
+
+
+# -- 1b. add never reads the repository, and --link move never deletes from it ---------
+
+
+def _store_file(blob: str) -> str:
+    """The path, relative to the project, of the stored object ``blob``."""
+    return f".casrepo/objects/{blob[:2]}/{blob[2:]}"
+
+
+@pytest.mark.parametrize(("source", "reason"), [
+    (".casrepo", "is the repository"),
+    (".casrepo/objects", "is inside the repository"),
+    ("self/.casrepo", "is the repository"),               # self -> .
+    ("objects-link", "links to a path that is inside"),   # objects-link -> .casrepo/objects
+    ("STORED", "is inside the repository"),               # one stored object's file
+    ("blob-link", "links to a path that is inside"),      # blob-link -> that file
+    ("alias/project/.casrepo/objects", "is inside the repository"),  # alias -> tmp_path
+])
+@pytest.mark.parametrize("link", ["copy", "hardlink", "move"])
+def test_add_refuses_the_repository(run: Any, project: Path, tmp_path: Path, repo: Repository,
+                                    stored: dict[str, str], source: str, reason: str,
+                                    link: str) -> None:
+    blob = sha256(b"hello\n")  # the file artifact `good`
+    (project / "self").symlink_to(".")
+    (project / "objects-link").symlink_to(".casrepo/objects")
+    (project / "blob-link").symlink_to(_store_file(blob))
+    (tmp_path / "alias").symlink_to(tmp_path, target_is_directory=True)
+    if source == "STORED":
+        source = _store_file(blob)
+    elif source.startswith("alias/"):
+        source = str(tmp_path / source)
+    skip = ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm", "locks")
+    before, held = snapshot(tmp_path, skip=skip), objects(repo)
+    assert_error(run("add", source, "--name", "self", "--link", link), CONFLICT,
+                 "refusing to add", reason)
+    assert snapshot(tmp_path, skip=skip) == before
+    assert objects(repo) == held
+    assert "self" not in assert_ok(run("refs")).stdout
+    assert_healthy(run, "d", "good")
+
+
+@pytest.mark.parametrize("link", ["copy", "hardlink", "move"])
+def test_add_of_a_directory_holding_the_repository_leaves_it_out(
+        run: Any, project: Path, tmp_path: Path, repo: Repository, stored: dict[str, str],
+        link: str) -> None:
+    """The project, a directory above it (the repository nested deeper), the project
+    through a symlink, a rule that re-includes `.casrepo/` and a symlink to the
+    repository inside: the scan never enters the repository, so a move never
+    deletes the store's files."""
+    (project / "repo-link").symlink_to(".casrepo", target_is_directory=True)
+    alias = tmp_path.parent / f"{tmp_path.name}-alias"
+    alias.symlink_to(project, target_is_directory=True)
+    held = objects(repo)
+    for n, source in enumerate((str(alias), str(tmp_path), ".")):
+        write(project / ".casrepoignore", b"!.casrepo/\n")  # a move took the last one
+        write(project / "data" / f"x{n}.txt", f"x{n}\n".encode())
+        assert_ok(run("add", source, "--name", f"whole{n}", "--link", link))
+        paths = [entry["path"] for entry in assert_ok(run("ls", f"whole{n}", "-R", "--json")).json()]
+        assert f"{'project/' if n == 1 else ''}data/x{n}.txt" in paths
+        assert not {".casrepo", "repo-link"} & {part for p in paths for part in p.split("/")}, paths
+        assert held <= objects(repo)
+        assert_healthy(run, "d", "good", f"whole{n}")
+    assert (project / "repo-link").is_symlink() and (project / ".casrepo" / "config.yaml").is_file()
 
 
 # -- 2. lineage -o / why -o never replace what is not a regular file -----------------

@@ -188,7 +188,9 @@ def test_diff_against_the_previous_version(run: Any, project: Path, images: str)
              "new": {"id": sha256(b"new\n"), "size": 4}},
         ],
         "fields": {"message": {"old": None, "new": "second cut"},
-                   "meta.source": {"old": None, "new": "crm"}},
+                   "meta.source": {"old": None, "new": "crm"},
+                   # A directory's size changes as a file artifact's does.
+                   "size": {"old": 1060, "new": 1076}},
         "inputs": {"added": [raw], "removed": []},
     }
     # Two revs in the other order: everything reversed.
@@ -206,7 +208,8 @@ def test_diff_plain_and_stat(run: Any, project: Path, images: str) -> None:
     (project / "images" / "empty.txt").unlink()
     assert_ok(run("add", "images", "--name", "datasets/images", "--meta", "auc=0.93"))
     plain = assert_ok(run("diff", "datasets/images")).stdout.splitlines()
-    assert plain == ["M  README.md", "D  empty.txt", 'field meta.auc: null -> "0.93"']
+    assert plain == ["M  README.md", "D  empty.txt", 'field meta.auc: null -> "0.93"',
+                     "field size: 1060 -> 1072"]
     stat = assert_ok(run("diff", "datasets/images", "--stat")).stdout.splitlines()
     assert stat[0] == "M  README.md  (9 B -> 21 B)"
     assert stat[-1] == "2 file(s) changed: 0 added, 1 removed, 1 modified, 0 renamed"

@@ -18,7 +18,7 @@ from typing import Any
 import networkx as nx
 import pydot
 import pytest
-from cli_support import FULL_ID, assert_error, assert_ok, describe
+from cli_support import FULL_ID, assert_error, assert_ok, describe, last_id
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -255,7 +255,7 @@ def test_why_without_a_path(repo: Repository, source: str, target: str) -> None:
 
 
 WHY_KEYS = {"source", "target", "depends", "path_count", "paths", "paths_truncated", "has_cycle",
-            "nodes", "edges", "warnings"}
+            "nodes", "edges", "warnings", "other_versions"}
 
 
 def test_why_json_shape(repo: Repository) -> None:
@@ -593,6 +593,39 @@ def test_why_not_dependent_exits_1(run: Any, chain: dict[str, str]) -> None:
     assert as_json.exit_code == 1, describe(as_json)
     doc = as_json.json()
     assert doc["depends"] is False and doc["path_count"] == 0 and doc["paths"] == []
+
+
+def test_why_names_the_version_depended_on(run: Any, repo: Repository, project: Path) -> None:
+    """A name that moved on: still "no" (exit 1), with the version it was made from."""
+    (project / "iris.csv").write_bytes(b"a\n")
+    old = last_id(run("add", "iris.csv", "--name", "datasets/iris"))
+    (project / "m.bin").write_bytes(b"m\n")
+    model = last_id(run("add", "m.bin", "--name", "models/churn", "--input", "datasets/iris"))
+    (project / "iris.csv").write_bytes(b"b\n")
+    new = last_id(run("add", "iris.csv", "--name", "datasets/iris"))
+    result = run("why", "models/churn", "datasets/iris")
+    assert result.exit_code == 1 and result.stdout == "", describe(result)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2 and "does not depend" in lines[0], describe(result)
+    assert lines[1] == (f"hint: it depends on an earlier version of datasets/iris: "
+                        f"datasets/iris~1 ({old[:12]})")
+    as_json = run("why", "models/churn", "datasets/iris", "--json")
+    assert as_json.exit_code == 1, describe(as_json)
+    doc = as_json.json()
+    assert (doc["source"], doc["target"], doc["depends"]) == (model, new, False)
+    assert doc["other_versions"] == [{"id": old, "rev": "datasets/iris~1"}]
+    # The version it was made from: yes, and nothing to hint.
+    assert assert_ok(run("why", "models/churn", "datasets/iris~1", "--json")).json()[
+        "other_versions"] == []
+    # Asked about the older version, a model of the newer one is told so.
+    (project / "m.bin").write_bytes(b"m2\n")
+    last_id(run("add", "m.bin", "--name", "models/churn", "--input", "datasets/iris"))
+    newer = run("why", "models/churn", "datasets/iris~1")
+    assert newer.exit_code == 1, describe(newer)
+    assert newer.stderr.splitlines()[1] == (f"hint: it depends on a newer version of "
+                                             f"datasets/iris: datasets/iris ({new[:12]})")
+    # No other version either: the plain "no", one line.
+    assert len(run("why", "datasets/iris", "models/churn").stderr.splitlines()) == 1
 
 
 def test_why_dot_parses(run: Any, repo: Repository) -> None:

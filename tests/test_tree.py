@@ -149,7 +149,10 @@ def test_ten_changes_write_only_the_nodes_on_their_paths(repo: Repository, proje
     changes = assert_ok(run("diff", "big", "--json")).json()
     assert [(c["status"], c["path"]) for c in changes["files"]] == [
         ("modified", "d1/s0/f2.txt"), ("modified", "wide/n017"), ("added", "wide/n017b")]
-    assert changes["fields"] == {}
+    # The totals a tree keeps at the top: the size is told as a file artifact's is.
+    assert changes["fields"] == {"size": {"old": repo.document(first)["size"],
+                                          "new": repo.document(added["id"])["size"]}}
+    assert changes["fields"]["size"]["old"] != changes["fields"]["size"]["new"]
     # Re-adding the same content makes no new version.
     again = assert_ok(run("add", "data", "--name", "big", "--json")).json()
     assert again["unchanged"] and again["id"] == added["id"]
@@ -176,6 +179,8 @@ def test_diff_of_trees_matches_diff_of_flat_manifests(repo: Repository, project:
     assert "entries" in repo.document(flat_b)
     mixed = assert_ok(run("diff", a, flat_b, "--json")).json()
     assert as_trees["files"] == mixed["files"]
+    assert as_trees["fields"] == mixed["fields"] == {
+        "size": {"old": repo.document(a)["size"], "new": repo.document(b)["size"]}}
     assert {c["status"] for c in as_trees["files"]} == {"renamed", "modified", "added", "removed"}
     assert [c["path"] for c in sub["files"]] == ["d2/s0/f0.txt"]
     assert run("diff", a, b, "--exit-code").exit_code == 1

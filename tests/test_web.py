@@ -10,8 +10,10 @@ import html
 import json
 import os
 import re
+import select
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -479,6 +481,67 @@ def test_serve_warns_before_binding_to_a_non_loopback_address(built: Built) -> N
     assert stderr.strip().splitlines()[-1].startswith("casrepo: error:")
     assert server.is_loopback("127.0.0.5") and server.is_loopback("::1")
     assert server.is_loopback("localhost") and not server.is_loopback("0.0.0.0")
+
+
+def _serve(built: Built, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "casrepo", "--repo", str(built.repo_dir), "serve",
+                             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    """Stop a serve and return its stderr."""
+    proc.terminate()
+    return proc.communicate(timeout=10)[1]
+
+
+def test_serve_on_a_port_in_use_names_the_address(built: Built) -> None:
+    first = _serve(built, "--port", "0")
+    try:
+        assert first.stdout is not None
+        port = first.stdout.readline().strip().rsplit(":", 1)[1].rstrip("/")
+        second = subprocess.run([sys.executable, "-m", "casrepo", "--repo", str(built.repo_dir),
+                                 "serve", "--port", port], capture_output=True, text=True,
+                                timeout=60)
+    finally:
+        _stop(first)
+    assert second.returncode == 74 and second.stdout == ""
+    assert second.stderr == f"casrepo: error: cannot listen on 127.0.0.1:{port}: address already in use\n"
+
+
+def test_serve_on_all_addresses_prints_a_url_to_open(built: Built) -> None:
+    import socket
+    import urllib.request
+
+    proc = _serve(built, "--host", "0.0.0.0", "--port", "0")
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", url), url
+        with urllib.request.urlopen(url, timeout=10) as page:
+            assert page.status == 200
+    finally:
+        stderr = _stop(proc)
+    port = url.rsplit(":", 1)[1].rstrip("/")
+    assert (f"read-only on all addresses (0.0.0.0) at {url}; from other machines: "
+            f"http://{socket.gethostname()}:{port}/") in stderr, stderr
+
+
+def test_serve_open_without_a_browser_says_so(built: Built) -> None:
+    env = {**os.environ, "BROWSER": "/nonexistent/browser"}
+    proc = _serve(built, "--port", "0", "--open", env=env)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        url = proc.stdout.readline().strip()
+        note = f"note: no web browser found to open; open {url} yourself"
+        lines: list[str] = []
+        deadline = time.monotonic() + 30  # a silent serve fails here, it does not hang
+        while note not in lines and time.monotonic() < deadline:
+            if select.select([proc.stderr], [], [], 0.5)[0]:
+                lines.append(proc.stderr.readline().strip())
+    finally:
+        _stop(proc)
+    assert note in lines, lines
 
 
 def test_serve_without_the_web_extra_is_one_line_and_exit_74(built: Built) -> None:

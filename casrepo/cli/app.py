@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from casrepo import __version__
-from casrepo.errors import CasrepoError, NotARepository, SystemFailure
+from casrepo.errors import CasrepoError, NotARepository, SystemFailure, UnknownRev
 
 if TYPE_CHECKING:
     from casrepo.repository import Repository
@@ -50,6 +50,22 @@ class State:
             # and their -wal and -shm files removed (the exit does not collect them).
             click.get_current_context().call_on_close(self._repo.close)
         return self._repo
+
+
+def _remote_name_hint(repo: Repository, rev: str) -> str:
+    """'; datasets/clean is a name on remote 'origin': ...' when a remote had ``rev``
+    as a name or tag the last time a fetch, pull, push or clone saw it; else ''.
+    Only the record is read (``remotes/REMOTE.json``), never the remote itself."""
+    from casrepo.refs import RefKind
+    from casrepo.remote.tracking import Tracking
+
+    for remote in sorted(repo.config.remotes):
+        seen = Tracking(repo, remote).seen
+        for kind, what in ((RefKind.NAME, "name"), (RefKind.TAG, "tag")):
+            if (kind, rev) in seen:
+                return (f"; {rev} is a {what} on remote '{remote}': "
+                        f"'casrepo pull {remote} {rev}'")
+    return ""
 
 
 def _one_line(text: str) -> str:
@@ -93,6 +109,15 @@ def _debug_requested(args: Sequence[str] | None) -> bool:
 
 class CasrepoGroup(click.Group):
     """Turns every error into one line on stderr and the contract's exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UnknownRev as e:
+            state = ctx.obj
+            if isinstance(state, State) and state._repo is not None:
+                e.hint = _remote_name_hint(state._repo, e.rev)
+            raise
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True,

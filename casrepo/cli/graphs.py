@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,6 +19,9 @@ from casrepo.cli.app import (
     short,
 )
 from casrepo.errors import UsageError
+
+if TYPE_CHECKING:
+    from casrepo.graph import Why
 
 # -- lineage -----------------------------------------------------------------------
 
@@ -175,8 +179,21 @@ def why(state: State, rev_a: str, rev_b: str, include_history: bool, max_paths: 
     if not result.depends and not (as_json or fmt == "json"):
         # Nothing to draw: say so instead of writing an empty tree or picture.
         info(f"{rev_a} ({short(result.source)}) does not depend on {rev_b} ({short(result.target)})")
+        _other_versions_hint(result)
         raise SystemExit(1)
     _show_graph(fmt, output, lambda f: graph.render_why(result, f, max_paths),
                 lambda: graph.to_dot(result.dag, [result.source, result.target]), as_json)
     if not result.depends:
+        _other_versions_hint(result)
         raise SystemExit(1)
+
+
+def _other_versions_hint(result: Why) -> None:
+    """The "no" of why, when REV_A was made from another version of REV_B's name."""
+    if not result.other_versions:
+        return
+    which = {True: "an earlier version", False: "a newer version", None: "another version"}
+    first = result.other_versions[0]
+    listed = ", ".join(f"{other.rev} ({short(other.id)})" for other in result.other_versions)
+    kind = which[first.earlier] if len(result.other_versions) == 1 else "other versions"
+    info(f"hint: it depends on {kind} of {first.rev.split('~')[0]}: {listed}")

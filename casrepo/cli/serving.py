@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 
 import click
@@ -40,16 +41,43 @@ def serve(state: State, host: str, port: int, open_browser: bool) -> None:
              "can read every name, version and file of the repository (there is no login); "
              "use --host 127.0.0.1, or an SSH tunnel, unless that is what you want")
     app = web_app.create_app(repo, allowed_hosts=server.allowed_hosts(host))
-    sock = server.bind(host, port)
+    try:
+        sock = server.bind(host, port)
+    except OSError as e:  # in use, not this machine's address, an unknown name
+        reason = (e.strerror or str(e)).lower()
+        raise SystemFailure(f"cannot listen on {server.host_port(host, port)}: {reason}") from None
     url = server.url_of(sock)
     click.echo(url)
-    info(f"serving {repo.dir} read-only at {url} (Ctrl-C to stop)")
+    if server.is_wildcard(sock):
+        info(f"serving {repo.dir} read-only on all addresses ({host}) at {url}; from other "
+             f"machines: {server.url_of(sock, socket.gethostname())} (Ctrl-C to stop)")
+    else:
+        info(f"serving {repo.dir} read-only at {url} (Ctrl-C to stop)")
     if open_browser:
-        import webbrowser
-
-        threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+        _open_browser(url)
     try:
         server.run(app, sock)
     finally:
         sock.close()
         repo.close()
+
+
+def _open_browser(url: str) -> None:
+    """Open ``url`` in a browser, in the background; where there is none (a server, a
+    container, SSH), a note says so instead of nothing happening."""
+    import webbrowser
+
+    def no_browser() -> None:
+        info(f"note: no web browser found to open; open {url} yourself")
+
+    try:
+        webbrowser.get()
+    except webbrowser.Error:
+        no_browser()
+        return
+
+    def open_it() -> None:
+        if not webbrowser.open(url):
+            no_browser()
+
+    threading.Thread(target=open_it, daemon=True).start()

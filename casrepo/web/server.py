@@ -41,15 +41,28 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def url_of(sock: socket.socket) -> str:
-    """The address to open in a browser: the bound one, with its real port (a wildcard
-    address is shown as localhost)."""
+WILDCARDS = ("0.0.0.0", "::")
+"""Addresses that listen on every address of the machine."""
+
+
+def is_wildcard(sock: socket.socket) -> bool:
+    return str(sock.getsockname()[0]) in WILDCARDS
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port``, an IPv6 address in brackets."""
+    host = host.strip("[]")
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def url_of(sock: socket.socket, name: str | None = None) -> str:
+    """The address to open in a browser: the bound one, with its real port. A
+    wildcard address is shown as ``name`` if given, else as the loopback address
+    of its family (``localhost`` may resolve to the other family first)."""
     host, port = sock.getsockname()[:2]
-    if host in ("0.0.0.0", "::"):
-        host = "localhost"
-    elif ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{port}/"
+    if host in WILDCARDS:
+        host = name or ("127.0.0.1" if host == "0.0.0.0" else "::1")
+    return f"http://{host_port(host, port)}/"
 
 
 def allowed_hosts(host: str) -> set[str] | None:
