@@ -11,6 +11,7 @@ from cli_support import assert_ok, last_id, write
 from conftest import CliRun
 from remote_support import CountingRemote, Spot, make_spot, spot_params
 
+from casrepo import tree as tree_nodes
 from casrepo.errors import Busy, RefsRejected
 from casrepo.manifest import Target
 from casrepo.refs import RefKind
@@ -86,6 +87,31 @@ def test_a_new_version_of_a_large_directory_sends_what_changed(tmp_path: Path, s
         [third, *({lk.id for lk in repo.load(third).links if lk.target is Target.BLOB}
                   - {lk.id for lk in repo.load(second).links if lk.target is Target.BLOB})])
     assert fetched.objects == 11
+
+
+def test_a_new_version_of_a_directory_tree_sends_and_asks_about_what_changed(
+        tmp_path: Path, spot: Spot, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a directory stored as a tree of nodes, the walk pairs each changed node
+    with the old one at its depth: only the changed blobs and the new nodes are
+    asked about and sent, not the unchanged files listed beside them."""
+    monkeypatch.setattr(tree_nodes, "FLAT_MAX", 20)
+    monkeypatch.setattr(tree_nodes, "CHUNK_TARGET", 4)
+    a = tmp_path / "a"
+    repo = Repository.init(a)
+    _directory(a / "data", 400)
+    first = repo.add(a / "data", name="data").id
+    assert "tree" in repo.document(first)
+    push(repo, spot.open())
+    before = set(repo.store.ids())
+    _directory(a / "data", 400, version=1, changed=3)
+    second = repo.add(a / "data", name="data").id
+    new = set(repo.store.ids()) - before
+    assert second in new and len(new) > 4  # 3 blobs, the top and changed nodes
+    remote = _counting(spot)
+    report = push(repo, remote)
+    assert sorted(remote.sent) == sorted(new)
+    assert sorted(remote.asked) == sorted(remote.sent)  # nothing it did not send
+    assert report.objects == len(new)
 
 
 def test_a_fetch_with_nothing_new_reads_no_local_history(tmp_path: Path, spot: Spot,

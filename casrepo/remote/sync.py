@@ -369,6 +369,8 @@ def _changed_closure(repo: Repository, pairs: Sequence[tuple[str, str | None]],
     new_seen: set[str] = set()
     old_seen: set[str] = set()
     old_done: set[str] = set()
+    new_content: set[str] = set()
+    """What the new side links to other than as a previous version."""
     owners: dict[str, list[str]] = {}
     """Blob -> the new side's manifests that link to it."""
     old_blobs: dict[str, list[str]] = {}
@@ -396,16 +398,22 @@ def _changed_closure(repo: Repository, pairs: Sequence[tuple[str, str | None]],
                     kids.append(link.id)
                     if link.rel is Rel.PREVIOUS:
                         closure.previous[oid] = link.id
+                    if link.rel is not Rel.PREVIOUS:
+                        new_content.add(link.id)
                     if link.id not in new_seen:
                         new_seen.add(link.id)
                         next_new.append(link.id)
                 else:
                     owners.setdefault(link.id, []).append(oid)
-        if not next_new:
-            break  # the old side's next level would only filter a new level
+        # The old side at the same depth: its blobs tell which of this level's are on
+        # the remote; its manifests filter the next level. Content the new side links
+        # to as well (an unchanged subtree or input) is shared whole: the new side
+        # never reads below it, so neither need the old side. The old version itself,
+        # which the new one links to as its previous, is read: its content is what the
+        # new version's mostly is.
         next_old: list[str] = []
         for oid in old_level:
-            if oid in old_done:
+            if oid in old_done or oid in new_content:
                 continue
             old_done.add(oid)
             try:  # never fetched on a miss: a base that is not here excludes less
@@ -418,6 +426,8 @@ def _changed_closure(repo: Repository, pairs: Sequence[tuple[str, str | None]],
                 elif link.id not in old_seen:
                     old_seen.add(link.id)
                     next_old.append(link.id)
+        if not next_new:
+            break
         new_level, old_level = next_new, next_old
     for oid in expanded:
         if oid not in old_seen:
