@@ -34,6 +34,15 @@ if TYPE_CHECKING:
     from casrepo.versions import Version
 
 
+def human_size(n: int) -> str:
+    """1.5 MiB: a size as the command line and the web view print it."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
 def init(path: Path, created: bool) -> dict[str, Any]:
     return {"path": str(path), "created": created}
 

@@ -15,6 +15,7 @@ import click
 
 from casrepo import __version__
 from casrepo.errors import CasrepoError, NotARepository, SystemFailure, UnknownRev
+from casrepo.shapes import human_size
 
 if TYPE_CHECKING:
     from casrepo.repository import Repository
@@ -194,15 +195,6 @@ pass_state = click.make_pass_decorator(State)
 
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 def short(oid: str) -> str:

@@ -18,7 +18,6 @@ from casrepo.cli.app import (
     display_path,
     emit_json,
     examples,
-    human_size,
     info,
     is_terminal,
     json_option,
@@ -28,6 +27,7 @@ from casrepo.cli.app import (
 from casrepo.errors import IntegrityError
 from casrepo.ids import ref_name_problem
 from casrepo.refs import DamagedLine, RefKind
+from casrepo.shapes import human_size
 
 
 def _parse_meta(pairs: tuple[str, ...]) -> dict[str, str]:

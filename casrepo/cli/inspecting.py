@@ -13,12 +13,12 @@ from casrepo.cli.app import (
     cli,
     emit_json,
     examples,
-    human_size,
     info,
     json_option,
     pass_state,
     short,
 )
+from casrepo.shapes import human_size
 
 # -- find ------------------------------------------------------------------------------
 

@@ -12,13 +12,13 @@ from casrepo.cli.app import (
     cli,
     emit_json,
     examples,
-    human_size,
     info,
     is_terminal,
     json_option,
     pass_state,
 )
 from casrepo.errors import IntegrityError, UsageError
+from casrepo.shapes import human_size
 
 # -- reindex -------------------------------------------------------------------------
 

@@ -15,7 +15,6 @@ from casrepo.cli.app import (
     cli,
     emit_json,
     examples,
-    human_size,
     info,
     is_terminal,
     json_option,
@@ -23,6 +22,7 @@ from casrepo.cli.app import (
     short,
 )
 from casrepo.errors import RefsRefused, RefsRejected, UsageError
+from casrepo.shapes import human_size
 
 if TYPE_CHECKING:
     from casrepo.remote import Remote

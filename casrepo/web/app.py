@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from casrepo import __version__
 from casrepo.errors import CasrepoError, DataPruned, NotFound, UsageError
 from casrepo.repository import Repository
+from casrepo.shapes import human_size
 from casrepo.web import pages
 from casrepo.web.blobs import BlobResponse
 from casrepo.web.readonly import open_read_only
@@ -103,16 +104,9 @@ def _host(headers: Headers) -> str:
 # -- rendering ----------------------------------------------------------------------------
 
 
-def human_size(n: int | None) -> str:
-    """1.5 MiB, as the command line prints sizes."""
-    if not isinstance(n, int):
-        return ""
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
+def size_text(n: int | None) -> str:
+    """1.5 MiB, as the command line prints sizes; nothing for a size not given."""
+    return human_size(n) if isinstance(n, int) else ""
 
 
 def when(created: Any) -> str:
@@ -129,7 +123,7 @@ def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True)
-    env.filters.update(size=human_size, when=when, short=lambda oid: (oid or "")[:12],
+    env.filters.update(size=size_text, when=when, short=lambda oid: (oid or "")[:12],
                        text=as_text, path=lambda s: quote(s, safe="/"),
                        query=lambda params: urlencode({k: v for k, v in params.items()
                                                        if v not in (None, "", False)}))
