@@ -89,10 +89,12 @@ def push(repo: Repository, remote: Remote, revs: Sequence[str] = (), *, force: b
     refs, loose = _local_targets(repo, revs)
     report = TransferReport(remote.name)
     if not remote.exists():
-        # An empty remote holds none of the data a partial pull left elsewhere: a push
-        # that needs it is refused before the remote's layout is made.
-        everything = [(oid, None) for _, _, oid in refs] + [(oid, None) for oid in loose]
-        _refuse_promised(_changed_closure(repo, everything, dict), {}, remote.name)
+        if read_promised(repo.dir):
+            # An empty remote holds none of the data a partial pull left elsewhere: a
+            # push that needs it is refused before the remote's layout is made. (Without
+            # promised data nothing can be refused: the closure is walked once, below.)
+            everything = [(oid, None) for _, _, oid in refs] + [(oid, None) for oid in loose]
+            _refuse_promised(_changed_closure(repo, everything, dict), {}, remote.name)
         remote.create()
     tracking = Tracking(repo, remote.name)
     with remote.writing():
